@@ -1,0 +1,273 @@
+"""Exact CPU engine: the HW-layer graph translated to integer ONNX ops and run by onnxruntime.
+
+Each hardware layer becomes standard ONNX with integer semantics, so onnxruntime's optimized
+kernels do the work while the integers stay exactly FINN's:
+- MVAU: MatMulInteger (8-bit operands, int32 accumulator) then, for fused activations, the
+  multi-threshold count ``sum_k(acc >= T[c, k]) + ActVal`` as GreaterOrEqual + ReduceSum;
+- Thresholding: the same threshold count on the input;
+- ConvolutionInputGenerator: im2col as one Gather with precomputed indices (window order ky, kx, c);
+- Pool (max): Reshape to (..., K*K, C) and ReduceMax;
+- LabelSelect: TopK (ties resolve to the lower index, as in FINN's own execution);
+- FIFOs and width converters do not change values: identities.
+Activations travel as int32 between layers and are cast to 8 bits right before MatMulInteger.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .hwgraph import GraphError, HWGraph, HWNode, apply_host_steps, load_hwgraph
+
+_I32, _I64 = 6, 7  # onnx TensorProto enums (INT32, INT64)
+
+
+class _Builder:
+    """Accumulates ONNX nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        from onnx import helper, numpy_helper
+
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes: list = []
+        self.inits: list = []
+        self._n = 0
+
+    def const(self, value: np.ndarray, hint: str) -> str:
+        name = f"{hint}_c{self._n}"
+        self._n += 1
+        self.inits.append(self.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, **attrs) -> str:
+        out = f"{hint}_{op_type}{self._n}"
+        self._n += 1
+        self.nodes.append(self.helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+
+def _cast_8bit(b: _Builder, x: str, dtype, what: str) -> str:
+    from onnx import TensorProto
+
+    if dtype.bits > 8:
+        raise GraphError(f"{what}: {dtype.name} operands are wider than the 8 bits MatMulInteger takes")
+    return b.op("Cast", [x], what, to=TensorProto.INT8 if dtype.signed else TensorProto.UINT8)
+
+
+def _thresholds(b: _Builder, acc: str, node: HWNode, graph: HWGraph, acc_type) -> str:
+    """count(acc >= T[c, :]) + ActVal per channel (last axis), exactly as FINN defines it."""
+    thr = graph.params[node.inputs[2 if node.op_type == "MVAU" else 1]]
+    # Clip to one past the accumulator range: identical counts, and the values fit in int32.
+    lo, hi = (acc_type.min, acc_type.max + 1) if acc_type else (-(2**31), 2**31 - 1)
+    thr = np.clip(np.ceil(thr), lo, hi).astype(np.int64)
+    channels = int(graph.shapes[node.outputs[0]][-1])
+    thr = np.broadcast_to(thr, (channels, thr.shape[1])) if thr.shape[0] == 1 else thr
+    if np.all(np.diff(thr, axis=1) >= 0):
+        count = _threshold_search(b, acc, thr, node.name, hi)
+    else:  # unsorted rows: compare against every threshold
+        ge = b.op("GreaterOrEqual", [b.op("Unsqueeze", [acc, b.const(np.array([-1]), "ax")], node.name),
+                                     b.const(thr.astype(np.int32), f"{node.name}_thr")], node.name)
+        count = b.op("ReduceSum", [b.op("Cast", [ge], node.name, to=_I32),
+                                   b.const(np.array([-1]), "ax")], node.name, keepdims=0)
+    bias = int(node.attr("ActVal", 0))
+    return b.op("Add", [count, b.const(np.array(bias, np.int32), "bias")], node.name) if bias else count
+
+
+def eytzinger_tables(thr: np.ndarray, pad_value: int) -> tuple[np.ndarray, int]:
+    """Sorted threshold rows as complete binary search trees (heap order, root at index 1).
+
+    Rows are padded to 2^depth - 1 entries with ``pad_value`` (greater than any accumulator), so
+    padding never adds to the count. The RTL threshold unit uses the same layout.
+    """
+    channels, n = thr.shape
+    depth = max(1, int(n).bit_length())
+    full = np.full((channels, 2**depth - 1), pad_value, dtype=np.int64)
+    full[:, :n] = thr
+    tree = np.zeros((channels, 2**depth), dtype=np.int64)
+
+    def fill(node: int, lo: int, hi: int) -> None:  # in-order traversal assigns sorted values
+        if node >= 2**depth:
+            return
+        mid = (lo + hi) // 2
+        tree[:, node] = full[:, mid]
+        fill(2 * node, lo, mid)
+        fill(2 * node + 1, mid + 1, hi)
+
+    fill(1, 0, 2**depth - 1)
+    return tree, depth
+
+
+def _threshold_search(b: _Builder, acc: str, thr: np.ndarray, hint: str, pad_value: int) -> str:
+    """Binary search over sorted thresholds: depth Gather+compare steps instead of 2^bits - 1
+    comparisons per element. node <- 2*node + (acc >= tree[c, node]); count = node - 2^depth."""
+    tree, depth = eytzinger_tables(thr, pad_value)
+    channels = tree.shape[0]
+    flat = b.const(tree.reshape(-1).astype(np.int32), f"{hint}_tree")
+    base = b.const((np.arange(channels) * tree.shape[1]).astype(np.int32), f"{hint}_base")
+    two = b.const(np.array(2, np.int32), "two")
+    node = b.const(np.ones(channels, np.int32), f"{hint}_root")
+    for _ in range(depth):
+        t = b.op("Gather", [flat, b.op("Add", [node, base], hint)], hint, axis=0)
+        step = b.op("Cast", [b.op("GreaterOrEqual", [acc, t], hint)], hint, to=_I32)
+        node = b.op("Add", [b.op("Mul", [node, two], hint), step], hint)
+    return b.op("Sub", [node, b.const(np.array(2**depth, np.int32), "leaf")], hint)
+
+
+def _mvau(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
+    from .hwgraph import IntType
+
+    if node.attr("binaryXnorMode", 0):
+        raise GraphError(f"node {node.name}: binary XNOR MVAUs are not supported by the CPU engine")
+    w = graph.params[node.inputs[1]]
+    wtype = IntType(node.attr("weightDataType"))
+    itype = IntType(node.attr("inputDataType"))
+    wq = w.astype(np.int8 if wtype.signed else np.uint8)
+    if not np.array_equal(wq, w):
+        raise GraphError(f"node {node.name}: weights are not {wtype.name} integers")
+    # FINN's MVAU views its input as numInputVectors x MW (this absorbs a conv->FC flatten).
+    vec_shape = [-1, *list(node.attr("numInputVectors", [1]))[1:], w.shape[0]]
+    x = b.op("Reshape", [x, b.const(np.array(vec_shape), "shape")], node.name)
+    xq = _cast_8bit(b, x, itype, node.name)
+    acc = b.op("MatMulInteger", [xq, b.const(wq, f"{node.name}_w")], node.name)
+    if node.attr("noActivation", 0):
+        return acc
+    acc_name = node.attr("accDataType")
+    return _thresholds(b, acc, node, graph, IntType(acc_name) if acc_name else None)
+
+
+def _im2col_indices(h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, int],
+                    d: tuple[int, int]) -> np.ndarray:
+    oh = (h - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    oy, ox, ky, kx, ch = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(k[0]),
+                                     np.arange(k[1]), np.arange(c), indexing="ij")
+    flat = ((oy * s[0] + ky * d[0]) * w + (ox * s[1] + kx * d[1])) * c + ch
+    return flat.reshape(oh, ow, k[0] * k[1] * c).astype(np.int64)
+
+
+def _swg(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
+    h, w = node.attr("IFMDim")
+    c = node.attr("IFMChannels")
+    idx = _im2col_indices(h, w, c, tuple(node.attr("ConvKernelDim")), tuple(node.attr("Stride")),
+                          tuple(node.attr("Dilation", [1, 1])))
+    flat = b.op("Reshape", [x, b.const(np.array([-1, h * w * c]), "shape")], node.name)
+    return b.op("Gather", [flat, b.const(idx, f"{node.name}_idx")], node.name, axis=1)
+
+
+def _pool(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
+    if node.attr("Function") != "MaxPool":
+        raise GraphError(f"node {node.name}: only MaxPool is supported, not {node.attr('Function')}")
+    k = node.attr("KernelSize")
+    ch = node.attr("Channels")
+    oh, ow = node.attr("OutImgDims")
+    r = b.op("Reshape", [x, b.const(np.array([-1, oh, ow, k[0] * k[1], ch]), "shape")], node.name)
+    return b.op("ReduceMax", [r, b.const(np.array([3]), "ax")], node.name, keepdims=0)
+
+
+def _label_select(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
+    k = b.const(np.array([int(node.attr("K"))]), "k")
+    topk = b.helper.make_node("TopK", [x, k], [f"{node.name}_val", f"{node.name}_idx"], axis=-1)
+    b.nodes.append(topk)
+    return f"{node.name}_idx"
+
+
+def _identity(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
+    return x
+
+
+LOWERINGS = {
+    "MVAU": _mvau,
+    "Thresholding": lambda b, x, n, g: _thresholds(b, x, n, g, None),
+    "ConvolutionInputGenerator": _swg,
+    "Pool": _pool,
+    "LabelSelect": _label_select,
+    "StreamingFIFO": _identity,
+    "StreamingDataWidthConverter": _identity,
+}
+
+
+def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
+    """Translate a HW-layer graph (a chain of streaming layers) into an integer ONNX model."""
+    from onnx import TensorProto, helper
+
+    b = _Builder()
+    in_shape = graph.input_shape
+    x = "input"
+    tensor_map = {graph.input_name: b.op("Cast", [x], "in", to=_I32)}
+    for node in graph.nodes:
+        if node.op_type not in LOWERINGS:
+            raise GraphError(
+                f"node {node.name} ({node.op_type}) has no CPU-engine lowering; "
+                f"supported: {', '.join(sorted(LOWERINGS))}"
+            )
+        src = tensor_map.get(node.inputs[0])
+        if src is None:
+            raise GraphError(f"node {node.name}: input {node.inputs[0]} is not produced earlier")
+        tensor_map[node.outputs[0]] = LOWERINGS[node.op_type](b, src, node, graph)
+    outputs = [graph.output_name, *(extra_outputs or [])]
+    final_nodes = []
+    out_infos = []
+    for i, name in enumerate(outputs):
+        if name not in tensor_map:
+            raise GraphError(f"tensor {name} is not produced by the graph")
+        out = f"output{i}"
+        final_nodes.append(helper.make_node("Cast", [tensor_map[name]], [out], to=_I64))
+        out_infos.append(helper.make_tensor_value_info(out, TensorProto.INT64, None))
+    in_info = helper.make_tensor_value_info(x, TensorProto.INT32, ["N", *in_shape[1:]])
+    g = helper.make_graph(b.nodes + final_nodes, "netfabric_cpu", [in_info], out_infos, b.inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+
+class CpuEngine:
+    """Run a compiled HW-layer graph on the CPU, bit-exactly.
+
+    ``run(x)`` takes a batch in the model's original input layout (e.g. uint8 pixels
+    ``[N, 1, 28, 28]``) and returns the integer output of the graph (labels or integer logits).
+    """
+
+    name = "cpu"
+
+    def __init__(self, graph_path: str | Path, threads: int = 1, extra_outputs: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.graph = load_hwgraph(graph_path)
+        self.extra_outputs = extra_outputs or []
+        onnx_model = lower_to_onnx(self.graph, self.extra_outputs)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        # Spinning threads steal the other core on small machines; latency barely changes.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(onnx_model.SerializeToString(), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.input_type = self.graph.dtypes.get(self.graph.input_name)
+        self.input_shape = json.loads(self.graph.metadata.get("host_input_shape", "null")) or \
+            self.graph.input_shape
+
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """Validate shape, integrality and range; return the batch as int32 in graph layout."""
+        x = np.asarray(x)
+        want = list(self.input_shape[1:])
+        if x.ndim == len(want):
+            x = x[None]
+        if list(x.shape[1:]) != want:
+            raise ValueError(f"input shape {list(x.shape)} does not match the model's [N, {', '.join(map(str, want))}]")
+        if not np.issubdtype(x.dtype, np.integer):
+            if not np.all(np.isfinite(x)) or not np.array_equal(x, np.round(x)):
+                raise ValueError("input must hold integers (raw pixel values), not scaled floats")
+        if self.input_type and (x.min(initial=0) < self.input_type.min or x.max(initial=0) > self.input_type.max):
+            raise ValueError(f"input values must lie in {self.input_type.name} "
+                             f"[{self.input_type.min}, {self.input_type.max}]")
+        x = apply_host_steps(x.astype(np.int32), self.graph.host_steps("host_pre"))
+        return np.ascontiguousarray(x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.run_all(x)[0]
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        xs = self.check_input(x)
+        outs = self.session.run(None, {"input": xs})
+        outs[0] = apply_host_steps(outs[0], self.graph.host_steps("host_post"))
+        return outs

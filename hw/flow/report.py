@@ -1,0 +1,289 @@
+"""Turn tool outputs (nextpnr ``--report`` JSON, Yosys ``stat -json``) into one build report.
+
+``Report`` is what ``build_bitstream`` returns; it is written as ``report.json`` (stable keys,
+for scripts and CI) and ``report.md`` (for people).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .files import atomic_write_text
+
+# Device cell type (nextpnr utilisation key) -> the resource name reports use.
+RESOURCE_KINDS: dict[str, str] = {
+    # ECP5
+    "TRELLIS_COMB": "LUT4",
+    "TRELLIS_FF": "FF",
+    "MULT18X18D": "DSP",
+    "ALU54B": "DSP ALU",
+    "DP16KD": "BRAM",
+    "TRELLIS_RAMW": "LUTRAM",
+    "TRELLIS_IO": "IO",
+    "EHXPLLL": "PLL",
+    # iCE40
+    "ICESTORM_LC": "LC",
+    "ICESTORM_DSP": "DSP",
+    "ICESTORM_RAM": "BRAM",
+    "ICESTORM_SPRAM": "SPRAM",
+    "SB_IO": "IO",
+    "ICESTORM_PLL": "PLL",
+}
+_ORDER = ["LUT4", "LC", "FF", "DSP", "DSP ALU", "BRAM", "SPRAM", "LUTRAM", "IO", "PLL"]
+_ALWAYS_SHOWN = {"LUT4", "LC", "FF", "DSP", "BRAM"}  # shown even when 0 used
+
+# Yosys cell types that are flip-flops on iCE40, where nextpnr only counts LCs.
+_ICE40_FF = re.compile(r"^SB_DFF\w*$")
+
+
+@dataclass
+class Resource:
+    kind: str  # LUT4, LC, FF, DSP, BRAM, SPRAM, LUTRAM, IO, PLL
+    cell: str  # device cell type the count is of
+    used: int
+    available: int | None
+
+    @property
+    def percent(self) -> float | None:
+        return 100.0 * self.used / self.available if self.available else None
+
+
+@dataclass
+class ClockResult:
+    net: str
+    achieved_mhz: float
+    constraint_mhz: float
+
+    @property
+    def met(self) -> bool:
+        return self.achieved_mhz >= self.constraint_mhz
+
+
+@dataclass
+class CriticalPath:
+    clock: str
+    delay_ns: float
+    logic_ns: float
+    routing_ns: float
+    start: str  # cell.port
+    end: str
+    cells: list[str] = field(default_factory=list)  # cells along the path, in order
+
+
+@dataclass
+class Report:
+    board: str
+    part: str
+    family: str
+    top: str
+    requested_mhz: float  # what the user asked for
+    clock_mhz: float  # what the clock actually is (PLL dividers): the timing target
+    pll: dict[str, Any] | None
+    clocks: list[ClockResult]
+    resources: list[Resource]
+    synth_cells: dict[str, int]
+    critical_path: CriticalPath | None
+    steps: dict[str, float]  # step name -> wall seconds
+    bitstream: str | None = None
+    bitstream_bytes: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fmax_mhz(self) -> float | None:
+        """Achieved Fmax of the slowest clock domain (None if timing was not analysed)."""
+        return min((c.achieved_mhz for c in self.clocks), default=None)
+
+    @property
+    def timing_met(self) -> bool | None:
+        return all(c.met for c in self.clocks) if self.clocks else None
+
+    def resource(self, kind: str) -> Resource | None:
+        return next((r for r in self.resources if r.kind == kind), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fmax_mhz"] = self.fmax_mhz
+        d["timing_met"] = self.timing_met
+        for c, cd in zip(self.clocks, d["clocks"], strict=True):
+            cd["met"] = c.met
+        for r, rd in zip(self.resources, d["resources"], strict=True):
+            rd["percent"] = None if r.percent is None else round(r.percent, 2)
+        d["total_seconds"] = round(sum(self.steps.values()), 2)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        return _markdown(self)
+
+    def write(self, out_dir: Path) -> tuple[Path, Path]:
+        """Write report.json and report.md into ``out_dir`` (atomically)."""
+        j, m = out_dir / "report.json", out_dir / "report.md"
+        atomic_write_text(j, self.to_json())
+        atomic_write_text(m, self.to_markdown())
+        return j, m
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def parse_synth_stat(stat: dict[str, Any]) -> dict[str, int]:
+    """Cell counts by type from ``stat -json`` (the whole design, hierarchy flattened)."""
+    cells = stat.get("design", {}).get("num_cells_by_type", {})
+    return {k: int(v) for k, v in sorted(cells.items()) if not k.startswith("$scopeinfo")}
+
+
+def parse_utilization(pnr: dict[str, Any], family: str, synth_cells: dict[str, int]) -> list[Resource]:
+    util = pnr.get("utilization", {})
+    out: list[Resource] = []
+    for cell, kind in RESOURCE_KINDS.items():
+        if cell in util:
+            used, avail = int(util[cell]["used"]), int(util[cell]["available"])
+            if used or kind in _ALWAYS_SHOWN:
+                out.append(Resource(kind, cell, used, avail))
+    if family == "ice40":
+        # An iCE40 LC is LUT4 + FF; report the FFs and LUTs Yosys mapped, out of the LCs.
+        lcs = util.get("ICESTORM_LC", {}).get("available")
+        ffs = sum(n for c, n in synth_cells.items() if _ICE40_FF.match(c))
+        out.append(Resource("FF", "SB_DFF*", ffs, lcs))
+        out.append(Resource("LUT4", "SB_LUT4", synth_cells.get("SB_LUT4", 0), lcs))
+    out.sort(key=lambda r: _ORDER.index(r.kind) if r.kind in _ORDER else len(_ORDER))
+    return out
+
+
+def parse_clocks(pnr: dict[str, Any]) -> list[ClockResult]:
+    return [
+        ClockResult(_clock_name(net), float(v["achieved"]), float(v["constraint"]))
+        for net, v in sorted(pnr.get("fmax", {}).items())
+    ]
+
+
+def _clock_name(net: str) -> str:
+    # nextpnr names promoted clocks "$glbnet$<net>" (and "$glbnet$<net>$TRELLIS_IO_IN").
+    m = re.match(r"^\$glbnet\$(.+?)(\$TRELLIS_IO_IN)?$", net)
+    return m.group(1) if m else net
+
+
+def parse_critical_path(pnr: dict[str, Any], clock: str | None) -> CriticalPath | None:
+    """The reported critical path of ``clock`` (a register-to-register path), if any."""
+    for entry in pnr.get("critical_paths", []):
+        src, dst = entry.get("from", ""), entry.get("to", "")
+        if clock is not None and not (src.endswith(clock) or _clock_name(src.split()[-1]) == clock):
+            continue
+        if "<async>" in (src, dst) or not entry.get("path"):
+            continue
+        steps = entry["path"]
+        total = sum(float(s["delay"]) for s in steps)
+        routing = sum(float(s["delay"]) for s in steps if s.get("type") == "routing")
+        cells: list[str] = []
+        for s in steps:
+            for end in ("from", "to"):
+                c = s.get(end, {}).get("cell")
+                if c and (not cells or cells[-1] != c):
+                    cells.append(c)
+        return CriticalPath(
+            clock=_clock_name(src.split()[-1]),
+            delay_ns=round(total, 3),
+            logic_ns=round(total - routing, 3),
+            routing_ns=round(routing, 3),
+            start=_pin(steps[0].get("from", {})),
+            end=_pin(steps[-1].get("to", {})),
+            cells=cells,
+        )
+    return None
+
+
+def _pin(p: dict[str, Any]) -> str:
+    return f"{p.get('cell', '?')}.{p.get('port', '?')}"
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%")
+
+
+def overused_resources(log_text: str) -> list[tuple[str, int, int]]:
+    """(cell type, used, available) for every line of nextpnr's 'Device utilisation' over 100 %."""
+    over = []
+    for line in log_text.splitlines():
+        m = _UTIL_LINE.match(line)
+        if m and int(m.group(2)) > int(m.group(3)):
+            over.append((m.group(1), int(m.group(2)), int(m.group(3))))
+    return over
+
+
+# --- markdown ------------------------------------------------------------------------------------
+
+
+def _markdown(r: Report) -> str:
+    fmax = r.fmax_mhz
+    if fmax is None:
+        timing = "not analysed"
+    else:
+        verdict = "met" if r.timing_met else "**NOT met**"
+        timing = f"{fmax:.1f} MHz at a {r.clock_mhz:g} MHz target: timing {verdict}"
+    clock = f"{r.requested_mhz:g} MHz requested"
+    if r.pll:
+        clock += f", {r.clock_mhz:g} MHz from the PLL ({_pll_text(r.pll)})"
+    else:
+        clock += f", {r.clock_mhz:g} MHz straight from the oscillator"
+    bit = "not written"
+    if r.bitstream:
+        bit = f"`{Path(r.bitstream).name}` ({r.bitstream_bytes:,} bytes)"
+    lines = [
+        f"# Bitstream report: `{r.top}` on {r.board}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Board | {r.board} ({r.part}) |",
+        f"| Clock | {clock} |",
+        f"| Fmax | {timing} |",
+        f"| Bitstream | {bit} |",
+        f"| Wall time | {sum(r.steps.values()):.1f} s |",
+        "",
+        "## Resources",
+        "",
+        "| Resource | Cell | Used | Available | Use |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for res in r.resources:
+        pct = "" if res.percent is None else f"{res.percent:.1f} %"
+        avail = "" if res.available is None else f"{res.available:,}"
+        lines.append(f"| {res.kind} | {res.cell} | {res.used:,} | {avail} | {pct} |")
+    if r.clocks:
+        lines += ["", "## Clocks", "", "| Clock | Fmax (MHz) | Target (MHz) | Met |", "|---|---:|---:|---|"]
+        for c in r.clocks:
+            lines.append(
+                f"| {c.net} | {c.achieved_mhz:.2f} | {c.constraint_mhz:.2f} | {'yes' if c.met else 'NO'} |"
+            )
+    if r.critical_path:
+        p = r.critical_path
+        lines += [
+            "",
+            f"## Critical path ({p.clock})",
+            "",
+            f"{p.delay_ns:.2f} ns: logic {p.logic_ns:.2f} ns, routing {p.routing_ns:.2f} ns, "
+            f"from `{p.start}` to `{p.end}`.",
+            "",
+            "Cells: " + " → ".join(f"`{c}`" for c in p.cells),
+        ]
+    lines += ["", "## Steps", "", "| Step | Seconds |", "|---|---:|"]
+    lines += [f"| {name} | {sec:.1f} |" for name, sec in r.steps.items()]
+    if r.synth_cells:
+        lines += ["", "## Cells after synthesis", "", "| Cell | Count |", "|---|---:|"]
+        lines += [f"| {c} | {n:,} |" for c, n in r.synth_cells.items()]
+    if r.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _pll_text(pll: dict[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in pll.get("params", {}).items())
+    return f"{pll['fin_mhz']:g} MHz in, VCO {pll['fvco_mhz']:g} MHz; {params}"

@@ -1,0 +1,117 @@
+// fifo.v -- AXI-Stream FIFO (netfabric RTL library)
+//
+// Stream protocol: AXI-Stream valid/ready on s_axis (in) and m_axis (out), first-word
+//   fall-through: a stored beat is presented on m_axis without waiting for tready.
+//   tdata ports are WIDTH bits rounded up to a whole byte; only the low WIDTH bits are
+//   stored, the pad bits of m_axis_tdata are driven to zero.
+// Parameters:
+//   WIDTH     payload bits per beat
+//   DEPTH     capacity in beats (>= 1)
+//   RAM_STYLE 0 = auto (block RAM when DEPTH >= 64), 1 = distributed/registers
+//             (asynchronous-read array: LUT RAM on ECP5, flip-flops on iCE40),
+//             2 = block RAM (synchronous read; one more beat of capacity in the
+//             output register, so the capacity is DEPTH + 1).
+// Latency: a beat written at clock edge t is visible on m_axis after edge t+1
+//   (distributed) or t+2 (block). Throughput one beat per cycle in both styles; s_axis_tready
+//   depends on registers only (no combinational path from m_axis_tready to s_axis_tready).
+module fifo #(
+    parameter WIDTH = 8,
+    parameter DEPTH = 16,
+    parameter RAM_STYLE = 0
+) (
+    input  wire                             clk,
+    input  wire                             rst_n,
+    /* verilator lint_off UNUSEDSIGNAL */  // pad bits above WIDTH are ignored
+    input  wire [((WIDTH + 7) / 8) * 8 - 1:0] s_axis_tdata,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire                             s_axis_tvalid,
+    output wire                             s_axis_tready,
+    output wire [((WIDTH + 7) / 8) * 8 - 1:0] m_axis_tdata,
+    output wire                             m_axis_tvalid,
+    input  wire                             m_axis_tready
+);
+    localparam PW = ((WIDTH + 7) / 8) * 8;
+    localparam AW = (DEPTH > 1) ? $clog2(DEPTH) : 1;
+    localparam CW = $clog2(DEPTH + 1);
+    localparam BLOCK = (RAM_STYLE == 2) || (RAM_STYLE == 0 && DEPTH >= 64);
+    localparam integer LAST_I = DEPTH - 1;
+    localparam [AW-1:0] LAST_ADDR = LAST_I[AW-1:0];
+    localparam integer DEPTH_I = DEPTH;
+    localparam [CW-1:0] FULL = DEPTH_I[CW-1:0];
+    localparam integer ONE_I = 1;
+    localparam [CW-1:0] ONE = ONE_I[CW-1:0];
+
+    wire [WIDTH-1:0] rd_data;
+    wire push = s_axis_tvalid && s_axis_tready;
+
+    reg  [AW-1:0] wr_ptr;
+    reg  [AW-1:0] rd_ptr;
+    reg  [CW-1:0] count;      // beats held in the array (not counting the block output register)
+
+    assign s_axis_tready = (count != FULL);
+
+    generate
+        if (PW > WIDTH) begin : g_pad
+            assign m_axis_tdata[PW-1:WIDTH] = {(PW - WIDTH){1'b0}};
+        end
+        assign m_axis_tdata[WIDTH-1:0] = rd_data;
+
+        if (BLOCK) begin : g_block
+            (* ram_style = "block" *)
+            reg  [WIDTH-1:0] mem [0:DEPTH-1];
+            reg  [WIDTH-1:0] q;
+            reg              q_valid;
+            // Refill the output register whenever it is empty or being consumed; the read
+            // never hits the address written in the same cycle because count excludes it.
+            wire rd = (count != 0) && (!q_valid || m_axis_tready);
+
+            always @(posedge clk) begin
+                if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
+                if (rd) q <= mem[rd_ptr];
+            end
+
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    wr_ptr <= {AW{1'b0}};
+                    rd_ptr <= {AW{1'b0}};
+                    count <= {CW{1'b0}};
+                    q_valid <= 1'b0;
+                end else begin
+                    if (push) wr_ptr <= (wr_ptr == LAST_ADDR) ? {AW{1'b0}} : wr_ptr + 1'b1;
+                    if (rd) rd_ptr <= (rd_ptr == LAST_ADDR) ? {AW{1'b0}} : rd_ptr + 1'b1;
+                    if (push && !rd) count <= count + ONE;
+                    else if (!push && rd) count <= count - ONE;
+                    if (rd) q_valid <= 1'b1;
+                    else if (m_axis_tready) q_valid <= 1'b0;
+                end
+            end
+
+            assign rd_data = q;
+            assign m_axis_tvalid = q_valid;
+        end else begin : g_dist
+            (* ram_style = "distributed" *)
+            reg  [WIDTH-1:0] mem [0:DEPTH-1];
+            wire pop = m_axis_tvalid && m_axis_tready;
+
+            always @(posedge clk) begin
+                if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
+            end
+
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    wr_ptr <= {AW{1'b0}};
+                    rd_ptr <= {AW{1'b0}};
+                    count <= {CW{1'b0}};
+                end else begin
+                    if (push) wr_ptr <= (wr_ptr == LAST_ADDR) ? {AW{1'b0}} : wr_ptr + 1'b1;
+                    if (pop) rd_ptr <= (rd_ptr == LAST_ADDR) ? {AW{1'b0}} : rd_ptr + 1'b1;
+                    if (push && !pop) count <= count + ONE;
+                    else if (!push && pop) count <= count - ONE;
+                end
+            end
+
+            assign rd_data = mem[rd_ptr];
+            assign m_axis_tvalid = (count != 0);
+        end
+    endgenerate
+endmodule
