@@ -49,6 +49,7 @@ def atomic_save(obj: object, path: Path) -> None:
             buf = io.BytesIO()
             torch.save(obj, buf)
             fh.write(buf.getvalue())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

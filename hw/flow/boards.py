@@ -95,6 +95,4 @@ def get_board(name: str) -> Board:
         return BOARDS[name]
     except KeyError:
         listing = "\n".join(f"  {b.name:<12} {b.description}" for b in BOARDS.values())
-        raise UnknownBoardError(
-            f"unknown board {name!r}; known boards:\n{listing}"
-        ) from None
+        raise UnknownBoardError(f"unknown board {name!r}; known boards:\n{listing}") from None

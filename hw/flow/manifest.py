@@ -129,7 +129,9 @@ def _ports(value: Any, where: Path) -> PortNames:
     known = set(PortNames.__dataclass_fields__)
     unknown = set(value) - known
     if unknown:
-        raise ManifestError(f"{where}: unknown keys in 'ports': {sorted(unknown)}; known: {sorted(known)}")
+        raise ManifestError(
+            f"{where}: unknown keys in 'ports': {sorted(unknown)}; known: {sorted(known)}"
+        )
     for k, v in value.items():
         if not isinstance(v, str) or not _IDENT.match(v):
             raise ManifestError(f"{where}: ports.{k} must be a Verilog identifier, got {v!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .boards import Family
+from .boards import Board, Family
 from .errors import PllError
 
 
@@ -24,6 +24,15 @@ class PllPlan:
     fout_mhz: float  # what the dividers actually give
     fvco_mhz: float
     params: dict[str, int] = field(default_factory=dict)
+
+
+def plan_clock(board: Board, freq_mhz: float) -> PllPlan | None:
+    """PLL settings for ``freq_mhz`` on ``board``, or None when the oscillator already runs at it."""
+    if freq_mhz <= 0:
+        raise PllError(f"the clock frequency must be positive, got {freq_mhz:g} MHz")
+    if abs(freq_mhz - board.osc_mhz) < 1e-9:
+        return None
+    return plan_pll(board.family, board.osc_mhz, freq_mhz)
 
 
 def plan_pll(family: Family, fin_mhz: float, fout_mhz: float) -> PllPlan:

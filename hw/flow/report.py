@@ -71,6 +71,7 @@ class CriticalPath:
     routing_ns: float
     start: str  # cell.port
     end: str
+    logic_levels: int  # cells passed through between the two registers
     cells: list[str] = field(default_factory=list)  # cells along the path, in order
 
 
@@ -142,7 +143,9 @@ def parse_synth_stat(stat: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in sorted(cells.items()) if not k.startswith("$scopeinfo")}
 
 
-def parse_utilization(pnr: dict[str, Any], family: str, synth_cells: dict[str, int]) -> list[Resource]:
+def parse_utilization(
+    pnr: dict[str, Any], family: str, synth_cells: dict[str, int]
+) -> list[Resource]:
     util = pnr.get("utilization", {})
     out: list[Resource] = []
     for cell, kind in RESOURCE_KINDS.items():
@@ -177,9 +180,10 @@ def parse_critical_path(pnr: dict[str, Any], clock: str | None) -> CriticalPath 
     """The reported critical path of ``clock`` (a register-to-register path), if any."""
     for entry in pnr.get("critical_paths", []):
         src, dst = entry.get("from", ""), entry.get("to", "")
-        if clock is not None and not (src.endswith(clock) or _clock_name(src.split()[-1]) == clock):
+        if "<async>" in (src, dst) or not src or not entry.get("path"):
             continue
-        if "<async>" in (src, dst) or not entry.get("path"):
+        name = _clock_name(src.split()[-1])  # "posedge $glbnet$clk" -> "clk"
+        if clock is not None and name != clock:
             continue
         steps = entry["path"]
         total = sum(float(s["delay"]) for s in steps)
@@ -191,12 +195,13 @@ def parse_critical_path(pnr: dict[str, Any], clock: str | None) -> CriticalPath 
                 if c and (not cells or cells[-1] != c):
                     cells.append(c)
         return CriticalPath(
-            clock=_clock_name(src.split()[-1]),
+            clock=name,
             delay_ns=round(total, 3),
             logic_ns=round(total - routing, 3),
             routing_ns=round(routing, 3),
             start=_pin(steps[0].get("from", {})),
             end=_pin(steps[-1].get("to", {})),
+            logic_levels=sum(1 for s in steps if s.get("type") == "logic"),
             cells=cells,
         )
     return None
@@ -258,7 +263,13 @@ def _markdown(r: Report) -> str:
         avail = "" if res.available is None else f"{res.available:,}"
         lines.append(f"| {res.kind} | {res.cell} | {res.used:,} | {avail} | {pct} |")
     if r.clocks:
-        lines += ["", "## Clocks", "", "| Clock | Fmax (MHz) | Target (MHz) | Met |", "|---|---:|---:|---|"]
+        lines += [
+            "",
+            "## Clocks",
+            "",
+            "| Clock | Fmax (MHz) | Target (MHz) | Met |",
+            "|---|---:|---:|---|",
+        ]
         for c in r.clocks:
             lines.append(
                 f"| {c.net} | {c.achieved_mhz:.2f} | {c.constraint_mhz:.2f} | {'yes' if c.met else 'NO'} |"
@@ -269,10 +280,11 @@ def _markdown(r: Report) -> str:
             "",
             f"## Critical path ({p.clock})",
             "",
-            f"{p.delay_ns:.2f} ns: logic {p.logic_ns:.2f} ns, routing {p.routing_ns:.2f} ns, "
-            f"from `{p.start}` to `{p.end}`.",
+            f"{p.delay_ns:.2f} ns = logic {p.logic_ns:.2f} ns + routing {p.routing_ns:.2f} ns, "
+            f"{p.logic_levels} logic levels (all {len(p.cells)} cells in report.json).",
             "",
-            "Cells: " + " → ".join(f"`{c}`" for c in p.cells),
+            f"- from `{p.start}`",
+            f"- to `{p.end}`",
         ]
     lines += ["", "## Steps", "", "| Step | Seconds |", "|---|---:|"]
     lines += [f"| {name} | {sec:.1f} |" for name, sec in r.steps.items()]

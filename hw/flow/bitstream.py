@@ -1,0 +1,213 @@
+"""``build_bitstream``: project folder -> board shell -> synth -> place & route -> bitstream.
+
+Layout of ``out_dir``::
+
+    <top>_<board>.bit|.bin   the bitstream (written atomically, only after a successful build)
+    report.json, report.md   utilisation, Fmax vs target, critical path, step times
+    work/                    everything the tools read and wrote (sources, shell, logs, netlist)
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from . import pnr, synth, vivado
+from .boards import Board, get_board
+from .errors import FlowError, ManifestError
+from .files import atomic_copy
+from .manifest import Manifest, load_manifest
+from .pack import pack_tool, run_pack
+from .pll import PllPlan, plan_clock
+from .progress import Progress
+from .report import (
+    Report,
+    load_json,
+    parse_clocks,
+    parse_critical_path,
+    parse_synth_stat,
+    parse_utilization,
+)
+from .shell import SHELL_FILE, SHELL_TOP, generate_shell
+from .tools import find_tool
+
+WORK = "work"
+
+
+def build_bitstream(
+    project_dir: str | Path,
+    board: str | Board,
+    out_dir: str | Path,
+    freq_mhz: float | None = None,
+    *,
+    seed: int = 1,
+    progress: Progress | None = None,
+) -> Report:
+    """Build a bitstream for the stitched project in ``project_dir`` on ``board``.
+
+    ``freq_mhz`` is the core clock (default: the board's); the PLL gets as close as its
+    dividers allow and the report's target is the frequency actually produced. A timing
+    failure still yields a bitstream; ``Report.timing_met`` says whether it is trustworthy.
+    Raises FlowError subclasses for everything a user can fix (see errors.py).
+    """
+    b = get_board(board) if isinstance(board, str) else board
+    if b.family == "xc7":
+        vivado.require_vivado(b)  # before any work: nothing else can build this board
+    manifest = load_manifest(project_dir)
+    freq = float(freq_mhz) if freq_mhz is not None else b.default_freq_mhz
+    progress = progress or Progress()
+    out = Path(out_dir).resolve()
+    if b.family == "xc7":
+        return _build_vivado(manifest, b, out, freq, progress)
+    pnr_tool, packer = pnr.pnr_tool(b), pack_tool(b)
+    for tool in ("yosys", pnr_tool, packer):
+        find_tool(tool)  # fail now rather than after minutes of synthesis
+    clock = plan_clock(b, freq)
+    work = _stage(manifest, b, clock, out)
+    bit_name = f"{manifest.top}_{b.name}.{b.bitstream_ext}"
+    progress.total = 3
+    steps: dict[str, float] = {}
+
+    with progress.step("synth (yosys)") as note:
+        run = synth.run_synth(
+            work, synth.synth_script([*manifest.sources, SHELL_FILE], SHELL_TOP, b)
+        )
+        steps["synth"] = round(run.seconds, 2)
+        cells = parse_synth_stat(load_json(work / synth.STAT))
+        note.detail = _cells_summary(cells)
+
+    with progress.step(f"place & route ({pnr_tool})") as note:
+        run = pnr.run_pnr(work, b, b.constraints, clock.fout_mhz if clock else freq, seed)
+        steps["pnr"] = round(run.seconds, 2)
+        data = load_json(work / pnr.REPORT)
+        clocks = parse_clocks(data)
+        resources = parse_utilization(data, b.family, cells)
+        worst = min(clocks, key=lambda c: c.achieved_mhz / c.constraint_mhz, default=None)
+        path = parse_critical_path(data, worst.net if worst else None)
+        if worst:
+            verdict = "met" if all(c.met for c in clocks) else "NOT met"
+            note.detail = (
+                f"Fmax {worst.achieved_mhz:.1f} MHz, target {worst.constraint_mhz:.1f}: {verdict}"
+            )
+
+    with progress.step(f"pack ({packer})") as note:
+        run = run_pack(work, b, bit_name)
+        steps["pack"] = round(run.seconds, 2)
+        size = (work / bit_name).stat().st_size
+        note.detail = f"{bit_name}, {size:,} bytes"
+
+    atomic_copy(work / bit_name, out / bit_name)
+    report = Report(
+        board=b.name,
+        part=b.part,
+        family=b.family,
+        top=manifest.top,
+        requested_mhz=freq,
+        clock_mhz=clock.fout_mhz if clock else b.osc_mhz,
+        pll=asdict(clock) if clock else None,
+        clocks=clocks,
+        resources=resources,
+        synth_cells=cells,
+        critical_path=path,
+        steps=steps,
+        bitstream=str(out / bit_name),
+        bitstream_bytes=size,
+    )
+    report.notes += _notes(report)
+    report.write(out)
+    return report
+
+
+def _stage(manifest: Manifest, board: Board, clock: PllPlan | None, out: Path) -> Path:
+    """Fresh ``out/work`` holding flat copies of every input plus the generated shell.
+
+    The tools run inside it with relative paths (YoWASP cannot see absolute /tmp paths), and
+    $readmemh files resolve next to the sources as they do in simulation.
+    """
+    generated = {SHELL_FILE, board.constraints, synth.SCRIPT, synth.NETLIST, vivado.TCL}
+    clash = generated & {*manifest.sources, *manifest.mem_files}
+    if clash:
+        raise ManifestError(f"project files {sorted(clash)} clash with files the flow generates")
+    work = out / WORK
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    for src in [*manifest.source_paths(), *manifest.mem_paths(), board.constraints_path]:
+        shutil.copy2(src, work / src.name)
+    (work / SHELL_FILE).write_text(generate_shell(manifest, board, clock))
+    return work
+
+
+def _build_vivado(
+    manifest: Manifest, b: Board, out: Path, freq: float, progress: Progress
+) -> Report:
+    clock = plan_clock(b, freq)
+    work = _stage(manifest, b, clock, out)
+    bit_name = f"{manifest.top}_{b.name}.bit"
+    tcl = vivado.vivado_tcl(
+        [*manifest.sources, SHELL_FILE], list(manifest.mem_files), b, SHELL_TOP, bit_name
+    )
+    (work / vivado.TCL).write_text(tcl)
+    progress.total = 1
+    with progress.step("synth + impl + bitstream (vivado)"):
+        run = vivado.run_vivado(work)
+    clocks, resources = vivado.parse_vivado_summary(load_json(work / vivado.SUMMARY), b)
+    if not (work / bit_name).is_file():
+        raise FlowError(f"vivado finished without writing {bit_name} (log: {run.log})")
+    atomic_copy(work / bit_name, out / bit_name)
+    report = Report(
+        board=b.name,
+        part=b.part,
+        family=b.family,
+        top=manifest.top,
+        requested_mhz=freq,
+        clock_mhz=clock.fout_mhz if clock else b.osc_mhz,
+        pll=asdict(clock) if clock else None,
+        clocks=clocks,
+        resources=resources,
+        synth_cells={},
+        critical_path=None,
+        steps={"vivado": round(run.seconds, 2)},
+        bitstream=str(out / bit_name),
+        bitstream_bytes=(out / bit_name).stat().st_size,
+    )
+    report.notes += _notes(report)
+    report.write(out)
+    return report
+
+
+def _cells_summary(cells: dict[str, int]) -> str:
+    groups = {
+        "LUT4": ("LUT4", "SB_LUT4"),
+        "FF": ("TRELLIS_FF",),
+        "DSP": ("MULT18X18D", "SB_MAC16"),
+        "BRAM": ("DP16KD", "SB_RAM40_4K"),
+        "SPRAM": ("SB_SPRAM256KA",),
+    }
+    parts = []
+    for name, types in groups.items():
+        n = sum(cells.get(t, 0) for t in types)
+        if name == "FF":
+            n += sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
+        if n or name in ("LUT4", "FF"):
+            parts.append(f"{name} {n:,}")
+    return ", ".join(parts)
+
+
+def _notes(r: Report) -> list[str]:
+    notes = []
+    if r.pll and abs(r.clock_mhz - r.requested_mhz) > 1e-3:
+        notes.append(
+            f"The PLL cannot make exactly {r.requested_mhz:g} MHz; it runs at {r.clock_mhz:g} MHz."
+        )
+    if r.timing_met is False and r.fmax_mhz:
+        notes.append(
+            f"Timing NOT met: the bitstream was written but is not reliable at {r.clock_mhz:g} MHz. "
+            f"Rebuild with --freq {int(r.fmax_mhz)} or pipeline the critical path."
+        )
+    notes.append(
+        "The board shell drives the accelerator's streams from an LFSR and shows a signature of "
+        "its output on the LEDs: the bitstream proves timing and resources, not host I/O."
+    )
+    return notes

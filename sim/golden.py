@@ -1,0 +1,239 @@
+"""Numpy golden models of the hw/rtl modules (FINN hardware-layer integer semantics).
+
+Also the helpers that turn tensors into what the RTL consumes: AXI-Stream beat packing
+(element i of a beat at bits [i*BITS +: BITS], LSB first) and the ``$readmemh`` memory files
+of ``mvau.v`` / ``thresholding.v`` (layouts documented in hw/rtl/README.md).
+
+Everything is integer numpy (int64); values are the *logical* element values (signed where the
+datatype is signed), packing applies the two's-complement masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------
+# integer helpers
+
+
+def wrap(x: np.ndarray, bits: int, signed: bool = True) -> np.ndarray:
+    """Reduce to ``bits`` bits (two's complement when ``signed``), like a hardware register."""
+    x = np.asarray(x, dtype=np.int64)
+    m = x & ((1 << bits) - 1)
+    if signed:
+        m = np.where(m >= (1 << (bits - 1)), m - (1 << bits), m)
+    return m
+
+
+def int_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Inclusive value range of a ``bits``-bit integer."""
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def random_ints(rng: np.random.Generator, shape: int | Sequence[int], bits: int,
+                signed: bool) -> np.ndarray:
+    lo, hi = int_range(bits, signed)
+    return rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
+
+
+def axis_width(bits: int) -> int:
+    """tdata width of a stream carrying ``bits`` payload bits (rounded up to bytes)."""
+    return (bits + 7) // 8 * 8
+
+
+# ---------------------------------------------------------------------------------------
+# stream packing
+
+
+def pack_beats(elems: np.ndarray, per_beat: int, bits: int) -> list[int]:
+    """Flat element sequence -> list of beat integers, ``per_beat`` elements each."""
+    flat = np.asarray(elems, dtype=np.int64).reshape(-1)
+    if flat.size % per_beat:
+        raise ValueError(f"{flat.size} elements do not fill beats of {per_beat}")
+    mask = (1 << bits) - 1
+    beats = []
+    for b in flat.reshape(-1, per_beat):
+        v = 0
+        for i, e in enumerate(b.tolist()):
+            v |= (e & mask) << (i * bits)
+        beats.append(v)
+    return beats
+
+
+def unpack_beats(beats: Sequence[int], per_beat: int, bits: int, signed: bool) -> np.ndarray:
+    """List of beat integers -> flat element array (inverse of :func:`pack_beats`)."""
+    mask = (1 << bits) - 1
+    out = np.empty(len(beats) * per_beat, dtype=np.int64)
+    k = 0
+    for v in beats:
+        for i in range(per_beat):
+            out[k] = (int(v) >> (i * bits)) & mask
+            k += 1
+    return wrap(out, bits, signed) if signed else out
+
+
+# ---------------------------------------------------------------------------------------
+# layer models
+
+
+def matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """MVAU accumulator: x [N, MW] times W [MH, MW] -> [N, MH] (exact int64)."""
+    return np.asarray(x, dtype=np.int64) @ np.asarray(w, dtype=np.int64).T
+
+
+def multithreshold(v: np.ndarray, thresholds: np.ndarray, act_bias: int = 0) -> np.ndarray:
+    """FINN MultiThreshold: out[..., c] = #{k : v[..., c] >= T[c, k]} + act_bias.
+
+    ``v`` has channels last; ``thresholds`` is [C, NT] (or [1, NT], broadcast).
+    """
+    v = np.asarray(v, dtype=np.int64)
+    t = np.asarray(thresholds, dtype=np.int64)
+    if t.shape[0] == 1 and v.shape[-1] != 1:
+        t = np.broadcast_to(t, (v.shape[-1], t.shape[1]))
+    return (v[..., :, None] >= t).sum(axis=-1).astype(np.int64) + act_bias
+
+
+def mvau(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None,
+         act_bias: int = 0, accbits: int | None = None) -> np.ndarray:
+    """MatrixVectorActivation: [N, MW] -> [N, MH] accumulators (wrapped to ``accbits``
+    signed when given) or, with thresholds, activation counts + bias."""
+    acc = matmul(x, w)
+    if accbits is not None:
+        acc = wrap(acc, accbits, True)
+    if thresholds is None:
+        return acc
+    return multithreshold(acc, thresholds, act_bias)
+
+
+def swg(img: np.ndarray, k: int, stride: int) -> np.ndarray:
+    """ConvolutionInputGenerator, NHWC without padding: [H, W, C] -> [OH*OW, K*K*C] with
+    each row ordered (ky, kx, c), c fastest."""
+    h, w, c = img.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.empty((oh * ow, k * k * c), dtype=np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            win = img[oy * stride:oy * stride + k, ox * stride:ox * stride + k, :]
+            out[oy * ow + ox] = win.reshape(-1)
+    return out
+
+
+def maxpool(img: np.ndarray, k: int) -> np.ndarray:
+    """Non-overlapping NHWC max pooling (kernel = stride = k): [H, W, C] -> [H/k, W/k, C]."""
+    h, w, c = img.shape
+    return np.asarray(img, dtype=np.int64).reshape(h // k, k, w // k, k, c).max(axis=(1, 3))
+
+
+def label_select(x: np.ndarray) -> np.ndarray:
+    """Index of the maximum per row; ties resolve to the lowest index (ONNX TopK, k=1)."""
+    return np.argmax(np.asarray(x, dtype=np.int64), axis=-1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# memory files ($readmemh, one hex word per line)
+
+
+def write_hex(path: str | Path, words: Sequence[int], width: int) -> Path:
+    """Write ``words`` (non-negative ints < 2**width) as ``$readmemh`` lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digits = max(1, (width + 3) // 4)
+    with path.open("w") as f:
+        for v in words:
+            if v < 0 or v >> width:
+                raise ValueError(f"word {v} does not fit {width} bits")
+            f.write(f"{v:0{digits}x}\n")
+    return path
+
+
+def mvau_weight_words(w: np.ndarray, pe: int, simd: int, wbits: int) -> list[int]:
+    """mvau.v weight memory: word nf*SF + sf holds W[nf*PE+p][sf*SIMD+s] at bit offset
+    (p*SIMD + s)*WBITS (two's complement when signed)."""
+    w = np.asarray(w, dtype=np.int64)
+    mh, mw = w.shape
+    nf, sf = mh // pe, mw // simd
+    assert mh % pe == 0 and mw % simd == 0
+    mask = (1 << wbits) - 1
+    words = []
+    for f in range(nf):
+        for s_ in range(sf):
+            blk = w[f * pe:(f + 1) * pe, s_ * simd:(s_ + 1) * simd]  # [PE, SIMD]
+            v = 0
+            for i, e in enumerate(blk.reshape(-1).tolist()):  # p-major, s-minor
+                v |= (e & mask) << (i * wbits)
+            words.append(v)
+    return words
+
+
+def write_mvau_weights(path: str | Path, w: np.ndarray, pe: int, simd: int,
+                       wbits: int) -> Path:
+    return write_hex(path, mvau_weight_words(w, pe, simd, wbits), pe * simd * wbits)
+
+
+def pad_thresholds(thresholds: np.ndarray, obits: int, tbits: int) -> np.ndarray:
+    """Make [C, NT] thresholds the [C, 2**obits - 1] table the RTL expects.
+
+    Missing thresholds are appended as the largest ``tbits``-bit signed value (never reached
+    if the accumulator range leaves that value unused -- choose tbits/ACCBITS with a spare
+    bit). Values must be sorted per channel and fit ``tbits`` bits signed.
+    """
+    t = np.asarray(thresholds, dtype=np.int64)
+    nt = (1 << obits) - 1
+    lo, hi = int_range(tbits, True)
+    if t.shape[1] > nt:
+        raise ValueError(f"{t.shape[1]} thresholds > 2**{obits}-1")
+    if t.size and (t.min() < lo or t.max() > hi):
+        raise ValueError(f"thresholds outside the {tbits}-bit signed range; clip them first")
+    if np.any(np.diff(t, axis=1) < 0):
+        raise ValueError("thresholds must be sorted ascending per channel")
+    pad = np.full((t.shape[0], nt - t.shape[1]), hi, dtype=np.int64)
+    return np.concatenate([t, pad], axis=1)
+
+
+def threshold_stage_words(thresholds: np.ndarray, pe: int, obits: int,
+                          tbits: int) -> list[list[int]]:
+    """Per binary-search stage j (0 = MSB of the count) the words of thresh_search.v's
+    memory j: word nf*2**j + P holds, for lane p at bits [p*TBITS +: TBITS], the threshold
+    T[nf*PE + p][P * 2**(OBITS-j) + 2**(OBITS-j-1) - 1] (P = count bits decided so far)."""
+    t = pad_thresholds(thresholds, obits, tbits)
+    c = t.shape[0]
+    assert c % pe == 0
+    nf = c // pe
+    mask = (1 << tbits) - 1
+    stages = []
+    for j in range(obits):
+        words = []
+        for f in range(nf):
+            for prefix in range(1 << j):
+                idx = prefix * (1 << (obits - j)) + (1 << (obits - j - 1)) - 1
+                v = 0
+                for p in range(pe):
+                    v |= (int(t[f * pe + p, idx]) & mask) << (p * tbits)
+                words.append(v)
+        stages.append(words)
+    return stages
+
+
+def threshold_file_names(prefix: str | Path, obits: int) -> list[Path]:
+    """File names thresh_search.v reads for THRESH_FILE=prefix: ``<prefix>_s<j>.hex``."""
+    return [Path(f"{prefix}_s{j}.hex") for j in range(obits)]
+
+
+def write_thresholds(prefix: str | Path, thresholds: np.ndarray, pe: int, obits: int,
+                     tbits: int) -> list[Path]:
+    """Write the OBITS stage files for THRESH_FILE=prefix; returns their paths."""
+    stages = threshold_stage_words(thresholds, pe, obits, tbits)
+    names = threshold_file_names(prefix, obits)
+    return [write_hex(n, words, pe * tbits) for n, words in zip(names, stages, strict=True)]
+
+
+def random_thresholds(rng: np.random.Generator, channels: int, nt: int, lo: int,
+                      hi: int) -> np.ndarray:
+    """Sorted random thresholds in [lo, hi] (with occasional duplicates, like real nets)."""
+    t = rng.integers(lo, hi + 1, size=(channels, nt), dtype=np.int64)
+    return np.sort(t, axis=1)

@@ -1,0 +1,1 @@
+"""cocotb testbenches of the hw/rtl module library (run through netfabric.sim.runner)."""
