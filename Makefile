@@ -1,0 +1,47 @@
+# netfabric — `make demo` and `make test` set everything up on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BOARD  ?= ulx3s-85f
+FREQ   ?= 100
+MODEL  ?= mlp
+
+.PHONY: setup demo test test-all sim bitstream bench lint clean
+
+$(STAMP): pyproject.toml requirements/base.txt requirements/sim.txt requirements/dev.txt requirements/finn.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements/base.txt -r requirements/sim.txt -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -r requirements/finn.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@command -v iverilog >/dev/null || (command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq iverilog) >/dev/null 2>&1) || \
+	  echo "note: Icarus Verilog (iverilog) not installed; Icarus tests will be skipped"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/netfabric demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+sim: $(STAMP)
+	$(BIN)/python -m pytest -q -m sim
+
+bitstream: $(STAMP)
+	$(BIN)/python -m netfabric.bitstream --model $(MODEL) --board $(BOARD) --freq $(FREQ)
+
+bench: $(STAMP)
+	$(BIN)/python bench/cpu_engine.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf build .pytest_cache

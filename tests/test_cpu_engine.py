@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+from qonnx.core.modelwrapper import ModelWrapper
+
+from netfabric import flow
+from netfabric.hls.reference import reference_run
+from netfabric.host.cpu_engine import CpuEngine, eytzinger_tables
+from netfabric.host.hwgraph import load_hwgraph
+from netfabric.models.train import load_checkpoint, model_from_checkpoint
+
+
+def test_mlp_is_bit_exact_on_1000_mnist_images(mlp_logits_graph, mnist_test):
+    """Integer logits identical to FINN's python execution; accuracy equal to the QAT model's."""
+    x, y = mnist_test
+    x, y = x[:1000, None], y[:1000]
+    engine = CpuEngine(mlp_logits_graph)
+    logits = engine.run(x)
+    ref = reference_run(ModelWrapper(str(mlp_logits_graph)), engine.check_input(x).astype(np.float32))[0]
+    assert logits.dtype == np.int64
+    assert np.array_equal(logits, ref.astype(np.int64))
+
+    qat = model_from_checkpoint(load_checkpoint(flow.DEFAULT_CHECKPOINT))
+    with torch.no_grad():
+        qat_logits = qat(torch.from_numpy(x.astype(np.float32))).numpy()
+    assert (logits.argmax(1) == y).mean() == (qat_logits.argmax(1) == y).mean()
+    # the integer logits are the QAT logits divided by the output scale
+    scale = load_hwgraph(mlp_logits_graph).output_scale
+    np.testing.assert_allclose(logits * scale, qat_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_label_select_graph_matches_reference(mlp_graph, mnist_test):
+    x = mnist_test[0][:100, None]
+    g = load_hwgraph(mlp_graph)
+    logits_name = g.nodes[-1].inputs[0]
+    engine = CpuEngine(mlp_graph, extra_outputs=[logits_name])
+    labels, logits = engine.run_all(x)
+    ref_labels, ref_logits = reference_run(ModelWrapper(str(mlp_graph)),
+                                           engine.check_input(x).astype(np.float32), [logits_name])
+    assert np.array_equal(labels.reshape(-1), ref_labels.reshape(-1))
+    assert np.array_equal(logits, ref_logits.astype(np.int64))
+
+
+def test_cnn_is_bit_exact(tmp_path, mnist_test, compile_helper):
+    from netfabric.models.export import export_qonnx
+    from netfabric.models.zoo import ModelConfig, build_model
+
+    model = build_model(ModelConfig(arch="cnn", conv_channels=[4, 8, 8, 8], fc_hidden=16)).eval()
+    with torch.no_grad():
+        model(torch.rand(16, 1, 28, 28) * 255)
+    path = export_qonnx(model, (1, 28, 28), tmp_path / "cnn.onnx")
+    graph = compile_helper(path, tmp_path / "hw", label_select=False)
+    x = mnist_test[0][:30, None]
+    engine = CpuEngine(graph)
+    out = engine.run(x)
+    ref = reference_run(ModelWrapper(str(graph)), engine.check_input(x).astype(np.float32))[0]
+    assert np.array_equal(out, ref.astype(np.int64))
+
+
+def test_threshold_tree_search_equals_counting():
+    rng = np.random.default_rng(0)
+    thr = np.sort(rng.integers(-500, 500, size=(6, 15)), axis=1)
+    tree, depth = eytzinger_tables(thr, pad_value=10_000)
+    acc = rng.integers(-600, 600, size=(1000, 6))
+    node = np.ones_like(acc)
+    for _ in range(depth):
+        node = 2 * node + (acc >= tree[np.arange(6), node])
+    assert np.array_equal(node - 2**depth, (acc[..., None] >= thr).sum(-1))
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((2, 1, 28, 27), np.uint8), "shape"),
+        (np.full((2, 1, 28, 28), 0.5), "integers"),
+        (np.full((2, 1, 28, 28), 256), "UINT8"),
+        (np.full((2, 1, 28, 28), -1), "UINT8"),
+    ],
+)
+def test_bad_input_is_rejected(mlp_graph, bad, match):
+    with pytest.raises(ValueError, match=match):
+        CpuEngine(mlp_graph).run(bad)
+
+
+def test_corrupt_graph_is_reported(tmp_path):
+    from netfabric.host.hwgraph import GraphError
+
+    bad = tmp_path / "g.onnx"
+    bad.write_bytes(b"nonsense")
+    with pytest.raises(GraphError, match="not a readable ONNX"):
+        CpuEngine(bad)

