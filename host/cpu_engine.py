@@ -65,7 +65,7 @@ def _thresholds(b: _Builder, acc: str, node: HWNode, graph: HWGraph, acc_type) -
     channels = int(graph.shapes[node.outputs[0]][-1])
     thr = np.broadcast_to(thr, (channels, thr.shape[1])) if thr.shape[0] == 1 else thr
     if np.all(np.diff(thr, axis=1) >= 0):
-        count = _threshold_search(b, acc, thr, node.name, hi)
+        count = _threshold_sorted(b, acc, thr, node.name, lo, hi)
     else:  # unsorted rows: compare against every threshold
         ge = b.op("GreaterOrEqual", [b.op("Unsqueeze", [acc, b.const(np.array([-1]), "ax")], node.name),
                                      b.const(thr.astype(np.int32), f"{node.name}_thr")], node.name)
@@ -75,44 +75,70 @@ def _thresholds(b: _Builder, acc: str, node: HWNode, graph: HWGraph, acc_type) -
     return b.op("Add", [count, b.const(np.array(bias, np.int32), "bias")], node.name) if bias else count
 
 
-def eytzinger_tables(thr: np.ndarray, pad_value: int) -> tuple[np.ndarray, int]:
-    """Sorted threshold rows as complete binary search trees (heap order, root at index 1).
+def _threshold_sorted(b: _Builder, acc: str, thr: np.ndarray, hint: str, lo: int, hi: int) -> str:
+    """Channels whose table is provably an exact requantizer use multiply-add-shift-clip; the
+    rest use the two-level table search; a channel Gather/Concat/Gather restores the order."""
+    from .requant import fit_requantizer
 
-    Rows are padded to 2^depth - 1 entries with ``pad_value`` (greater than any accumulator), so
-    padding never adds to the count. The RTL threshold unit uses the same layout.
+    fitted = fit_requantizer(thr, lo, hi - 1)
+    if fitted is None:
+        return _threshold_two_level(b, acc, thr, hint, hi)
+    rq, proven = fitted
+    good = np.flatnonzero(proven)
+    bad = np.flatnonzero(~proven)
+    acc64 = b.op("Cast", [acc], hint, to=_I64)
+    if len(bad):
+        acc64 = b.op("Gather", [acc64, b.const(good, f"{hint}_good")], hint, axis=-1)
+    y = b.op("Add", [b.op("Mul", [acc64, b.const(rq.mult[good], f"{hint}_m")], hint),
+                     b.const(rq.add[good], f"{hint}_b")], hint)
+    # floor division by 2^S: clip below at 0 first, where integer Div and floor agree
+    y = b.op("Max", [y, b.const(np.array(0, np.int64), "zero")], hint)
+    y = b.op("Div", [y, b.const(np.array(2**rq.shift, np.int64), "pow")], hint)
+    y = b.op("Cast", [b.op("Min", [y, b.const(np.array(rq.levels, np.int64), "lv")], hint)],
+             hint, to=_I32)
+    if not len(bad):
+        return y
+    sub = b.op("Gather", [acc, b.const(bad, f"{hint}_bad")], hint, axis=-1)
+    rest = _threshold_two_level(b, sub, thr[bad], hint, hi)
+    both = b.op("Concat", [y, rest], hint, axis=-1)
+    order = np.argsort(np.concatenate([good, bad]))
+    return b.op("Gather", [both, b.const(order, f"{hint}_order")], hint, axis=-1)
+
+
+def two_level_tables(thr: np.ndarray, pad_value: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Split sorted rows of n thresholds into G-1 coarse and G x (G-1) fine ones, G*G-1 >= n.
+
+    Rows are padded with ``pad_value`` (above any accumulator), which never adds to a count.
+    count(acc >= row) == b*G + count(acc >= fine[b]) with b = count(acc >= coarse).
     """
     channels, n = thr.shape
-    depth = max(1, int(n).bit_length())
-    full = np.full((channels, 2**depth - 1), pad_value, dtype=np.int64)
+    g = max(2, int(np.ceil(np.sqrt(n + 1))))
+    full = np.full((channels, g * g - 1), pad_value, dtype=np.int64)
     full[:, :n] = thr
-    tree = np.zeros((channels, 2**depth), dtype=np.int64)
-
-    def fill(node: int, lo: int, hi: int) -> None:  # in-order traversal assigns sorted values
-        if node >= 2**depth:
-            return
-        mid = (lo + hi) // 2
-        tree[:, node] = full[:, mid]
-        fill(2 * node, lo, mid)
-        fill(2 * node + 1, mid + 1, hi)
-
-    fill(1, 0, 2**depth - 1)
-    return tree, depth
+    coarse = full[:, g - 1 :: g]  # indices G-1, 2G-1, ...: G-1 values
+    fine = np.concatenate([full, np.full((channels, 1), pad_value)], axis=1).reshape(channels, g, g)
+    return coarse, fine[:, :, : g - 1], g
 
 
-def _threshold_search(b: _Builder, acc: str, thr: np.ndarray, hint: str, pad_value: int) -> str:
-    """Binary search over sorted thresholds: depth Gather+compare steps instead of 2^bits - 1
-    comparisons per element. node <- 2*node + (acc >= tree[c, node]); count = node - 2^depth."""
-    tree, depth = eytzinger_tables(thr, pad_value)
-    channels = tree.shape[0]
-    flat = b.const(tree.reshape(-1).astype(np.int32), f"{hint}_tree")
-    base = b.const((np.arange(channels) * tree.shape[1]).astype(np.int32), f"{hint}_base")
-    two = b.const(np.array(2, np.int32), "two")
-    node = b.const(np.ones(channels, np.int32), f"{hint}_root")
-    for _ in range(depth):
-        t = b.op("Gather", [flat, b.op("Add", [node, base], hint)], hint, axis=0)
-        step = b.op("Cast", [b.op("GreaterOrEqual", [acc, t], hint)], hint, to=_I32)
-        node = b.op("Add", [b.op("Mul", [node, two], hint), step], hint)
-    return b.op("Sub", [node, b.const(np.array(2**depth, np.int32), "leaf")], hint)
+def _threshold_two_level(b: _Builder, acc: str, thr: np.ndarray, hint: str, pad_value: int) -> str:
+    """Exact multi-threshold in two steps of about sqrt(n) comparisons each instead of n:
+    a compare against the coarse thresholds picks a bucket, one row Gather fetches that bucket's
+    fine thresholds, a second compare counts within it (onnxruntime has no searchsorted)."""
+    coarse, fine, g = two_level_tables(thr, pad_value)
+    channels = coarse.shape[0]
+    ax = b.const(np.array([-1]), "ax")
+    acc_u = b.op("Unsqueeze", [acc, ax], hint)
+
+    def count(table: str) -> str:
+        ge = b.op("GreaterOrEqual", [acc_u, table], hint)
+        return b.op("ReduceSum", [b.op("Cast", [ge], hint, to=_I32), ax], hint, keepdims=0)
+
+    bucket = count(b.const(coarse.astype(np.int32), f"{hint}_coarse"))
+    row = b.op("Add", [bucket, b.const((np.arange(channels) * g).astype(np.int32), f"{hint}_row")], hint)
+    fine_rows = b.const(fine.reshape(channels * g, g - 1).astype(np.int32), f"{hint}_fine")
+    within = count(b.op("Gather", [fine_rows, row], hint, axis=0))
+    scaled = b.op("Mul", [bucket, b.const(np.array(g, np.int32), "g")], hint)
+    return b.op("Add", [scaled, within], hint)
 
 
 def _mvau(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:

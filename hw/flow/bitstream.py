@@ -70,9 +70,8 @@ def build_bitstream(
     steps: dict[str, float] = {}
 
     with progress.step("synth (yosys)") as note:
-        run = synth.run_synth(
-            work, synth.synth_script([*manifest.sources, SHELL_FILE], SHELL_TOP, b)
-        )
+        script = synth.synth_script([*manifest.sources, SHELL_FILE], SHELL_TOP, b)
+        run = synth.run_synth(work, script, manifest)
         steps["synth"] = round(run.seconds, 2)
         cells = parse_synth_stat(load_json(work / synth.STAT))
         note.detail = _cells_summary(cells)
@@ -132,6 +131,10 @@ def _stage(manifest: Manifest, board: Board, clock: PllPlan | None, out: Path) -
     work = out / WORK
     if work.exists():
         shutil.rmtree(work)
+    # A failed build must not leave an older bitstream/report looking like its result.
+    stale = [out / "report.json", out / "report.md", *out.glob(f"{manifest.top}_{board.name}.*")]
+    for path in stale:
+        path.unlink(missing_ok=True)
     work.mkdir(parents=True)
     for src in [*manifest.source_paths(), *manifest.mem_paths(), board.constraints_path]:
         shutil.copy2(src, work / src.name)

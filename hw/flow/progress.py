@@ -73,8 +73,8 @@ class ConsoleProgress(Progress):
             from rich.markup import escape
 
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
-            text = escape(f"{self._prefix(label):<40} {tail}")
-            self._console.print(f"{mark} {text}", highlight=False)
+            text = escape(f"{self._prefix(label):<36} {tail}")
+            self._console.print(f"{mark} {text}", highlight=False, soft_wrap=True)
         else:
             print(f" {tail}", file=self.stream, flush=True)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .boards import Board
-from .errors import FlowError
+from .errors import FlowError, ManifestError, ToolFailedError
+from .manifest import Manifest
 from .tools import ToolRun, run_tool
 
 SCRIPT = "synth.ys"
@@ -38,6 +40,41 @@ def synth_script(sources: list[str], top: str, board: Board) -> str:
     return "\n".join(lines)
 
 
-def run_synth(work_dir: Path, script: str) -> ToolRun:
+def run_synth(work_dir: Path, script: str, manifest: Manifest | None = None) -> ToolRun:
+    """Run Yosys; with ``manifest``, a shell/accelerator port mismatch raises ManifestError."""
     (work_dir / SCRIPT).write_text(script)
-    return run_tool("yosys", ["-s", SCRIPT], cwd=work_dir, log_name=LOG)
+    try:
+        run = run_tool("yosys", ["-s", SCRIPT], cwd=work_dir, log_name=LOG)
+    except ToolFailedError as exc:
+        if manifest is not None and exc.log is not None and exc.log.is_file():
+            check_accelerator_ports(exc.log.read_text(errors="replace"), manifest)
+        raise
+    if manifest is not None:
+        check_accelerator_ports(run.log.read_text(errors="replace"), manifest)
+    return run
+
+
+_NO_PORT = re.compile(r"cell `\\?u_accel' does not have a port named '\\?(\w+)'")
+# Yosys only warns when a connection's width differs from the port's, then pads or truncates.
+_RESIZED = re.compile(r"Resizing cell port \S+\.u_accel\.(\w+) from (\d+) bits to (\d+) bits")
+
+
+def check_accelerator_ports(log_text: str, manifest: Manifest) -> None:
+    """Turn Yosys' port-binding complaints about the shell's ``u_accel`` into manifest errors."""
+    where = manifest.project_dir / "manifest.json"
+    m = _NO_PORT.search(log_text)
+    if m:
+        raise ManifestError(
+            f"module {manifest.top} has no port named {m.group(1)!r}. If its ports are named "
+            f"differently, say so in {where} under 'ports' (keys clk, rst_n, s_axis, m_axis; "
+            "see netfabric/hw/flow/README.md)."
+        )
+    m = _RESIZED.search(log_text)
+    if m:
+        port, ours, theirs = m.group(1), int(m.group(2)), int(m.group(3))
+        key = (
+            "in_width_bits" if port.endswith(f"{manifest.ports.s_axis}_tdata") else "out_width_bits"
+        )
+        raise ManifestError(
+            f"{where} says {key} = {ours}, but {manifest.top}.{port} is {theirs} bits wide"
+        )

@@ -147,6 +147,14 @@ class StreamTB:
         return beats, Timing(first_in, [s - base for s in stamps])
 
 
+def write_report(params: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Write measured numbers to ``params["report"]`` (JSON) for the pytest side."""
+    path = params.get("report")
+    if path:
+        with open(path, "w") as f:
+            json.dump(metrics, f)
+
+
 def check_equal(name: str, got: Any, exp: Any, log: logging.Logger) -> None:
     """Bit-exact comparison with a readable first-mismatch message."""
     import numpy as np

@@ -1,0 +1,147 @@
+"""Throughput of netfabric's exact CPU engine vs peers, measured in one run on one thread.
+
+Peers: onnxruntime on the float twin quantized to INT8 with QDQ (static calibration), torch on the
+float twin, and the Brevitas QAT model in torch. Batch 1 and 64, shipped INT8 MLP, MNIST test set.
+
+    python bench/cpu_engine.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine, write_json, write_section  # noqa: E402
+
+
+def throughput(fn, x: np.ndarray, batch: int, seconds: float, repeats: int = 3) -> float:
+    """Median inferences per second over ``repeats`` windows of about ``seconds`` each."""
+    batches = [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)]
+    fn(batches[0])  # warm-up
+    rates = []
+    for _ in range(repeats):
+        done, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for b in batches[:max(1, 256 // batch)]:
+                fn(b)
+                done += len(b)
+        rates.append(done / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def ort_session(model_bytes_or_path, ort):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model_bytes_or_path, opts, providers=["CPUExecutionProvider"])
+
+
+def qdq_float_twin(float_model, calib: np.ndarray, workdir: Path) -> Path:
+    """Float twin -> ONNX -> onnxruntime static INT8 QDQ quantization."""
+    import torch
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    fp32 = workdir / "float.onnx"
+    torch.onnx.export(float_model, torch.zeros(1, 1, 28, 28), str(fp32), input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": calib[i : i + 32]} for i in range(0, len(calib), 32)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    int8 = workdir / "qdq.onnx"
+    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return int8
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")
+    args = ap.parse_args()
+    seconds = 0.3 if args.quick else 2.0
+
+    import onnxruntime as ort
+    import torch
+
+    from netfabric import flow
+    from netfabric.hls.frontend import CompileConfig
+    from netfabric.host.cpu_engine import CpuEngine
+    from netfabric.models.data import load_mnist
+    from netfabric.models.train import load_checkpoint, model_from_checkpoint
+
+    torch.set_num_threads(1)
+    x_test, y_test = load_mnist("test")
+    x_train, _ = load_mnist("train")
+    x_u8 = x_test[:, None]
+    x_f32 = x_u8.astype(np.float32)
+    ckpt = load_checkpoint(flow.DEFAULT_CHECKPOINT)
+    float_model = model_from_checkpoint(ckpt, quant=False)
+    qat_model = model_from_checkpoint(ckpt, quant=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        qonnx = flow.export_checkpoint(flow.DEFAULT_CHECKPOINT, tmp / "mlp.qonnx.onnx")
+        graph = flow.compile_model(qonnx, tmp / "hw", CompileConfig(label_select=False))
+        engine = CpuEngine(graph, threads=1)
+        qdq = ort_session(str(qdq_float_twin(float_model, x_train[:512, None].astype(np.float32), tmp)), ort)
+
+    def acc(pred: np.ndarray) -> float:
+        return round(100.0 * float((pred == y_test).mean()), 2)
+
+    with torch.no_grad():
+        runners = {
+            "netfabric cpu engine (exact INT8)": (lambda b: engine.run(b), x_u8),
+            "onnxruntime QDQ INT8 (float twin)": (lambda b: qdq.run(None, {"x": b})[0], x_f32),
+            "torch float twin": (lambda b: float_model(torch.from_numpy(b)).numpy(), x_f32),
+            "torch Brevitas QAT": (lambda b: qat_model(torch.from_numpy(b)).numpy(), x_f32),
+        }
+        rows = []
+        for name, (fn, data) in runners.items():
+            accuracy = acc(np.concatenate([fn(data[i : i + 500]) for i in range(0, len(data), 500)]).argmax(1))
+            r1 = throughput(fn, data, 1, seconds)
+            r64 = throughput(fn, data, 64, seconds)
+            rows.append({"runner": name, "accuracy": accuracy, "batch1_per_s": round(r1),
+                         "batch64_per_s": round(r64)})
+            print(f"{name:<38} acc {accuracy:6.2f}%  batch1 {r1:>10,.0f}/s  batch64 {r64:>10,.0f}/s")
+
+    base = rows[0]
+    for row in rows:
+        row["engine_speedup_b1"] = round(base["batch1_per_s"] / row["batch1_per_s"], 2)
+        row["engine_speedup_b64"] = round(base["batch64_per_s"] / row["batch64_per_s"], 2)
+    cmd = "python bench/cpu_engine.py" + (" --quick" if args.quick else "")
+    write_json("cpu_engine", {"command": cmd, "model": "shipped INT8 MLP 784-64-64-64-10",
+                              "threads": 1, "machine": machine(), "rows": rows})
+    lines = [
+        "## CPU engine vs peers (shipped INT8 MLP, MNIST test set, 1 thread)",
+        "",
+        f"Command: `{cmd}` — inferences per second, median of 3 windows; "
+        "'engine ×' is the netfabric engine's throughput divided by the row's.",
+        "",
+        "| runner | accuracy | batch 1 /s | batch 64 /s | engine × (b1) | engine × (b64) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['runner']} | {r['accuracy']:.2f}% | {r['batch1_per_s']:,} | "
+                     f"{r['batch64_per_s']:,} | {r['engine_speedup_b1']} | {r['engine_speedup_b64']} |")
+    write_section("cpu_engine", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+// mvau.v -- MatrixVectorActivation unit (FINN MVAU semantics; netfabric RTL library)
+//
+// For every input vector x (MW elements): acc[c] = sum_j x[j] * W[c][j], c = 0 .. MH-1, then
+//   USE_ACT = 0: out[c] = acc[c]                         (ACCBITS bits, two's complement)
+//   USE_ACT = 1: out[c] = #{k : acc[c] >= T[c][k]} + ACT_BIAS   (OBITS bits, thresh_search.v)
+// Products and sums are exact as long as ACCBITS holds the accumulator range (sums wrap
+// modulo 2^ACCBITS otherwise).
+//
+// Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
+//   s_axis: SIMD input elements of IBITS per beat, SF = MW/SIMD beats per vector.
+//   m_axis: PE output elements per beat, NF = MH/PE beats per vector; beat nf carries
+//           channels nf*PE .. nf*PE+PE-1. Element width OBITS (USE_ACT) or ACCBITS.
+//   tdata ports are rounded up to whole bytes (pad bits: ignored in, zero out).
+//   Each vector is taken in once (fold nf = 0) and replayed from an internal buffer for
+//   folds 1 .. NF-1, as in FINN.
+// Parameters:
+//   MW, MH, PE, SIMD  matrix size and folding (MW % SIMD == 0, MH % PE == 0)
+//   WBITS, WSIGNED    weight width / signedness;  IBITS, ISIGNED: input width / signedness
+//   ACCBITS           accumulator width (signed)
+//   NVEC              vectors per frame (e.g. OH*OW); informational, the unit is frame-agnostic
+//   USE_ACT, OBITS, OSIGNED, ACT_BIAS   fused thresholding (OSIGNED is informational: the
+//                     count + bias is emitted as OBITS-bit two's complement either way)
+//   WEIGHT_FILE       $readmemh file, NF*SF words of PE*SIMD*WBITS bits: word nf*SF + sf holds
+//                     W[nf*PE+p][sf*SIMD+s] at bits [(p*SIMD+s)*WBITS +: WBITS]
+//   THRESH_FILE       prefix of the OBITS threshold stage files (see thresh_search.v), the
+//                     thresholds being ACCBITS-bit signed
+// Throughput: one (nf, sf) step per cycle, i.e. NVEC*SF*NF cycles per frame in steady state
+//   with no stalls while the sink keeps up (the output FIFO covers the pipeline latency).
+// Latency: LATENCY = 5 + clog2(SIMD) (+ 2*OBITS + 2 with USE_ACT) cycles from the handshake
+//   of the last input beat a result depends on to that result's first appearance on m_axis.
+//   Pipeline: weight ROM / input buffer read, operand registers, multipliers, registered
+//   adder tree (one level per cycle), accumulator, [threshold search], output FIFO.
+module mvau #(
+    parameter MW = 8,
+    parameter MH = 8,
+    parameter PE = 2,
+    parameter SIMD = 2,
+    parameter WBITS = 4,
+    parameter WSIGNED = 1,
+    parameter IBITS = 4,
+    parameter ISIGNED = 0,
+    parameter ACCBITS = 16,
+    /* verilator lint_off UNUSEDPARAM */  // NVEC, OSIGNED: informational
+    parameter NVEC = 1,
+    parameter USE_ACT = 0,
+    parameter OBITS = 4,
+    parameter OSIGNED = 0,
+    /* verilator lint_on UNUSEDPARAM */
+    parameter ACT_BIAS = 0,
+    parameter WEIGHT_FILE = "weights.hex",
+    parameter THRESH_FILE = "thresh"
+) (
+    input  wire clk,
+    input  wire rst_n,
+    /* verilator lint_off UNUSEDSIGNAL */  // byte-padding bits
+    input  wire [((SIMD * IBITS + 7) / 8) * 8 - 1:0] s_axis_tdata,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire s_axis_tvalid,
+    output wire s_axis_tready,
+    output wire [((PE * (USE_ACT ? OBITS : ACCBITS) + 7) / 8) * 8 - 1:0] m_axis_tdata,
+    output wire m_axis_tvalid,
+    input  wire m_axis_tready
+);
+    localparam SF = MW / SIMD;
+    localparam NF = MH / PE;
+    localparam OEB = USE_ACT ? OBITS : ACCBITS;
+    localparam IW = SIMD * IBITS;
+    localparam WW = PE * SIMD * WBITS;
+    localparam OW = PE * OEB;
+    localparam OPW = ((OW + 7) / 8) * 8;
+    localparam WDEPTH = NF * SF;
+    localparam SFW = (SF > 1) ? $clog2(SF) : 1;
+    localparam NFW = (NF > 1) ? $clog2(NF) : 1;
+    localparam WAW = (WDEPTH > 1) ? $clog2(WDEPTH) : 1;
+    localparam LEVELS = $clog2(SIMD);
+    localparam SIMDP = 1 << LEVELS;
+    localparam PW = IBITS + WBITS + 2;       // exact signed product width
+    localparam D = 3 + LEVELS;               // issue -> adder-tree root, in cycles
+    // Issue -> FIFO write: D + 1 (accumulator) [+ thresh_search latency].
+    localparam LAT = D + 1 + (USE_ACT ? 2 * OBITS + 2 : 0);
+    // Output FIFO deep enough to cover the credit round trip, so that a sink which is always
+    // ready never sees a stall. Distributed RAM / registers.
+    localparam ODEPTH = 1 << $clog2(LAT + 4);
+    localparam CRW = $clog2(ODEPTH + 1);
+
+    localparam integer SF_LAST_I = SF - 1;
+    localparam integer NF_LAST_I = NF - 1;
+    localparam integer WA_LAST_I = WDEPTH - 1;
+    localparam integer ODEPTH_I = ODEPTH;
+    localparam integer ONE_I = 1;
+    localparam [SFW-1:0] SF_LAST = SF_LAST_I[SFW-1:0];
+    localparam [NFW-1:0] NF_LAST = NF_LAST_I[NFW-1:0];
+    localparam [WAW-1:0] WA_LAST = WA_LAST_I[WAW-1:0];
+    localparam [CRW-1:0] CR_FULL = ODEPTH_I[CRW-1:0];
+    localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
+
+    // ------------------------------------------------------------------ issue control
+    reg  [SFW-1:0] sf;
+    reg  [NFW-1:0] nf;
+    reg  [WAW-1:0] waddr;        // = nf*SF + sf
+    reg  [CRW-1:0] credits;      // results issued and not yet taken from m_axis
+
+    wire last_sf = (sf == SF_LAST);
+    // Only the step that completes an output needs a free FIFO slot reserved.
+    wire can_go = !last_sf || (credits != CR_FULL);
+    wire from_stream = (nf == {NFW{1'b0}});
+    assign s_axis_tready = from_stream && can_go;
+    wire issue = can_go && (!from_stream || s_axis_tvalid);
+    wire take = issue && last_sf;
+    wire give = m_axis_tvalid && m_axis_tready;
+
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            sf <= {SFW{1'b0}};
+            nf <= {NFW{1'b0}};
+            waddr <= {WAW{1'b0}};
+            credits <= {CRW{1'b0}};
+        end else begin
+            if (issue) begin
+                sf <= last_sf ? {SFW{1'b0}} : sf + 1'b1;
+                if (last_sf) nf <= (nf == NF_LAST) ? {NFW{1'b0}} : nf + 1'b1;
+                waddr <= (waddr == WA_LAST) ? {WAW{1'b0}} : waddr + 1'b1;
+            end
+            if (take && !give) credits <= credits + CR_ONE;
+            else if (!take && give) credits <= credits - CR_ONE;
+        end
+    end
+
+    // Control flags travel alongside the data: valid, first and last step of a vector.
+    reg [D-1:0] v_sr;
+    reg [D-1:0] f_sr;
+    reg [D-1:0] l_sr;
+    always @(posedge clk) begin
+        if (!rst_n) v_sr <= {D{1'b0}};
+        else v_sr <= {v_sr[D-2:0], issue};
+        f_sr <= {f_sr[D-2:0], sf == {SFW{1'b0}}};
+        l_sr <= {l_sr[D-2:0], last_sf};
+    end
+
+    // ------------------------------------------------------------------ stage 1: memories
+    (* ram_style = "block" *)
+    reg  [WW-1:0] wrom [0:WDEPTH-1];
+    initial $readmemh(WEIGHT_FILE, wrom);
+    reg  [WW-1:0] w_q;
+    always @(posedge clk) w_q <= wrom[waddr];   // synchronous read -> block RAM
+
+    reg  [IW-1:0] xin_d;
+    reg           sel_in_d;
+    always @(posedge clk) begin
+        xin_d <= s_axis_tdata[IW-1:0];
+        sel_in_d <= from_stream;
+    end
+
+    wire [IW-1:0] x_sel;
+    generate
+        if (NF > 1) begin : g_ibuf
+            // Input vector buffer: written during fold 0, replayed for folds 1..NF-1.
+            reg [IW-1:0] ibuf [0:SF-1];
+            reg [IW-1:0] ib_q;
+            always @(posedge clk) begin
+                if (issue && from_stream) ibuf[sf] <= s_axis_tdata[IW-1:0];
+                ib_q <= ibuf[sf];
+            end
+            assign x_sel = sel_in_d ? xin_d : ib_q;
+        end else begin : g_noibuf
+            assign x_sel = xin_d;
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ stage 2: operands
+    reg [IW-1:0] x_r;
+    reg [WW-1:0] w_r;
+    always @(posedge clk) begin
+        x_r <= x_sel;
+        w_r <= w_q;
+    end
+
+    // ------------------------------------------------------------------ stages 3..: MAC
+    wire [PE*ACCBITS-1:0] res_all;
+    reg                   res_v;
+    always @(posedge clk) begin
+        if (!rst_n) res_v <= 1'b0;
+        else res_v <= v_sr[D-1] && l_sr[D-1];
+    end
+
+    genvar p, s;
+    generate
+        for (p = 0; p < PE; p = p + 1) begin : g_pe
+            wire [SIMDP*ACCBITS-1:0] leaves;
+            for (s = 0; s < SIMDP; s = s + 1) begin : g_mul
+                if (s < SIMD) begin : g_real
+                    wire [IBITS-1:0] xe = x_r[s*IBITS +: IBITS];
+                    wire [WBITS-1:0] we = w_r[(p*SIMD + s)*WBITS +: WBITS];
+                    // One extra bit turns both operands into signed numbers, whatever their
+                    // declared signedness, so a single signed multiplier covers all cases.
+                    wire signed [IBITS:0] xs = {(ISIGNED != 0) ? xe[IBITS-1] : 1'b0, xe};
+                    wire signed [WBITS:0] ws = {(WSIGNED != 0) ? we[WBITS-1] : 1'b0, we};
+                    wire signed [PW-1:0] prod = xs * ws;
+                    if (ACCBITS > PW) begin : g_ext
+                        assign leaves[s*ACCBITS +: ACCBITS] = {{(ACCBITS-PW){prod[PW-1]}}, prod};
+                    end else begin : g_trunc
+                        assign leaves[s*ACCBITS +: ACCBITS] = prod[ACCBITS-1:0];
+                    end
+                end else begin : g_pad
+                    assign leaves[s*ACCBITS +: ACCBITS] = {ACCBITS{1'b0}};
+                end
+            end
+
+            // Adder tree in heap layout: node k = node 2k+1 + node 2k+2, leaves at
+            // SIMDP-1 .. 2*SIMDP-2, root at 0; every node is a register, so each tree level
+            // is one pipeline stage. Sums wrap at ACCBITS, which is exact two's complement.
+            reg [(2*SIMDP-1)*ACCBITS-1:0] tree;
+            integer k;
+            always @(posedge clk) begin
+                for (k = 0; k < SIMDP - 1; k = k + 1)
+                    tree[k*ACCBITS +: ACCBITS] <= tree[(2*k+1)*ACCBITS +: ACCBITS]
+                                                 + tree[(2*k+2)*ACCBITS +: ACCBITS];
+                tree[(SIMDP-1)*ACCBITS +: SIMDP*ACCBITS] <= leaves;
+            end
+
+            reg  [ACCBITS-1:0] acc;
+            reg  [ACCBITS-1:0] res;
+            wire [ACCBITS-1:0] sum = (f_sr[D-1] ? {ACCBITS{1'b0}} : acc)
+                                     + tree[0 +: ACCBITS];
+            always @(posedge clk) begin
+                if (v_sr[D-1]) begin
+                    acc <= sum;
+                    if (l_sr[D-1]) res <= sum;
+                end
+            end
+            assign res_all[p*ACCBITS +: ACCBITS] = res;
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ activation, output
+    wire          out_v;
+    wire [OW-1:0] out_d;
+    generate
+        if (USE_ACT != 0) begin : g_act
+            thresh_search #(
+                .NF(NF), .PE(PE), .DBITS(ACCBITS), .OBITS(OBITS), .ACT_BIAS(ACT_BIAS),
+                .THRESH_FILE(THRESH_FILE)
+            ) u_thresh (
+                .clk(clk), .rst_n(rst_n),
+                .in_valid(res_v), .in_data(res_all),
+                .out_valid(out_v), .out_data(out_d)
+            );
+        end else begin : g_noact
+            assign out_v = res_v;
+            assign out_d = res_all;
+        end
+    endgenerate
+
+    wire [OPW-1:0] fifo_in;
+    generate
+        if (OPW > OW) begin : g_pad
+            assign fifo_in[OPW-1:OW] = {(OPW-OW){1'b0}};
+        end
+    endgenerate
+    assign fifo_in[OW-1:0] = out_d;
+
+    /* verilator lint_off PINCONNECTEMPTY */
+    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
+        .clk(clk), .rst_n(rst_n),
+        .s_axis_tdata(fifo_in), .s_axis_tvalid(out_v), .s_axis_tready(),
+        .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
+        .m_axis_tready(m_axis_tready)
+    );
+    /* verilator lint_on PINCONNECTEMPTY */
+endmodule

@@ -1,0 +1,207 @@
+// swg.v -- sliding window generator (FINN ConvolutionInputGenerator; netfabric RTL library)
+//
+// Input: NHWC frames of IFM_H x IFM_W pixels x IFM_CH channels. Output: for every output pixel
+// (oy, ox), row-major over OH x OW, the K x K window of the input in the order (ky, kx, c),
+// c fastest: pixel (oy*S + ky, ox*S + kx). No padding (a separate layer), no dilation.
+//
+// Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
+//   s_axis: SIMD channels of BITS per beat; a pixel is CF = IFM_CH/SIMD beats, pixels in
+//           row-major order; IFM_H*IFM_W*CF beats per frame, frames back to back.
+//   m_axis: SIMD channels per beat; OH*OW*K*K*CF beats per frame.
+//   tdata ports are rounded up to whole bytes (pad bits: ignored in, zero out).
+// Parameters: IFM_H, IFM_W, IFM_CH, SIMD (IFM_CH % SIMD == 0), K (kernel), S (stride),
+//   BITS (element width), BUF_DEPTH (circular buffer size in beats; 0 = automatic, see below).
+//   OH = (IFM_H - K)/S + 1, OW = (IFM_W - K)/S + 1.
+// Implementation: one circular buffer (block RAM, power-of-two depth) holding the input
+//   stream linearly. The writer stores every input beat; the reader walks the windows
+//   with address arithmetic (K*CF contiguous beats per window row). A window is started once
+//   all its beats are in the buffer; buffer space is released when the reader moves past
+//   it (the window origin), so the input of the next rows -- and of the next frame -- is
+//   taken in while the current windows are emitted.
+//   Automatic depth: next power of two >= max((K+S)*IFM_W*CF + K*CF, REL_F + WIN_SPAN), where
+//   WIN_SPAN = ((K-1)*IFM_W + K)*CF beats reach from a window origin to its last beat and
+//   REL_F = beats from the last window origin of a frame to the next frame's start: the
+//   next frame's first window then arrives while the last window of the current frame is
+//   still being emitted (no gap between frames), and the next rows while a row is emitted.
+// Throughput: one output beat per cycle whenever the window is available. Steady state per
+//   frame max(OH*OW*K*K*CF, IFM_H*IFM_W*CF) cycles (output-bound for K > S, input-bound for
+//   K <= S), plus a small gap when the input rows the next frame starts with do not fit.
+// Latency: a window starts the cycle after its last input beat is written (cycle t+1 after
+//   that beat's handshake at t); its first beat is on m_axis at t+2.
+module swg #(
+    parameter IFM_H = 8,
+    parameter IFM_W = 8,
+    parameter IFM_CH = 4,
+    parameter SIMD = 2,
+    parameter K = 3,
+    parameter S = 1,
+    parameter BITS = 8,
+    parameter BUF_DEPTH = 0
+) (
+    input  wire clk,
+    input  wire rst_n,
+    /* verilator lint_off UNUSEDSIGNAL */  // byte-padding bits
+    input  wire [((SIMD * BITS + 7) / 8) * 8 - 1:0] s_axis_tdata,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire s_axis_tvalid,
+    output wire s_axis_tready,
+    output wire [((SIMD * BITS + 7) / 8) * 8 - 1:0] m_axis_tdata,
+    output wire m_axis_tvalid,
+    input  wire m_axis_tready
+);
+    localparam CF = IFM_CH / SIMD;
+    localparam OH = (IFM_H - K) / S + 1;
+    localparam OW = (IFM_W - K) / S + 1;
+    localparam DW = SIMD * BITS;
+    localparam PW = ((DW + 7) / 8) * 8;
+    localparam WIN_SPAN = ((K - 1) * IFM_W + K) * CF;     // beats from window origin to end
+    // Release at a frame end = distance from the last window origin to the next frame.
+    localparam REL_F_BEATS = (IFM_H * IFM_W - (OH - 1) * S * IFM_W - (OW - 1) * S) * CF;
+    localparam AUTO_A = (K + S) * IFM_W * CF + K * CF;
+    localparam AUTO_B = REL_F_BEATS + WIN_SPAN;
+    localparam AUTO_DEPTH = (AUTO_A > AUTO_B) ? AUTO_A : AUTO_B;
+    localparam NEED = (BUF_DEPTH > 0) ? BUF_DEPTH : AUTO_DEPTH;
+    localparam MINN = (NEED > WIN_SPAN) ? NEED : WIN_SPAN;   // a window must fit
+    localparam AW = (MINN > 2) ? $clog2(MINN) : 1;
+    localparam N = 1 << AW;
+    // Signed occupancy: can dip below zero by at most the beats skipped at a frame end.
+    localparam OCW = $clog2(N + IFM_H * IFM_W * CF + 1) + 1;
+    localparam SEG = K * CF;                  // contiguous beats per window row
+    localparam SGW = (SEG > 1) ? $clog2(SEG) : 1;
+    localparam KW = (K > 1) ? $clog2(K) : 1;
+    localparam OXW = (OW > 1) ? $clog2(OW) : 1;
+    localparam OYW = (OH > 1) ? $clog2(OH) : 1;
+
+    // Address steps (mod N) and the buffer space released when the window origin moves.
+    localparam integer ROW_I = (IFM_W * CF) % N;
+    localparam integer XSTEP_I = (S * CF) % N;
+    localparam integer YSTEP_I = (S * IFM_W * CF) % N;
+    localparam integer FSTEP_I = (IFM_H * IFM_W * CF) % N;
+    localparam integer REL_X_I = S * CF;
+    localparam integer REL_Y_I = (S * IFM_W - (OW - 1) * S) * CF;
+    localparam integer REL_F_I = REL_F_BEATS;
+    localparam integer SEG_LAST_I = SEG - 1;
+    localparam integer K_LAST_I = K - 1;
+    localparam integer OX_LAST_I = OW - 1;
+    localparam integer OY_LAST_I = OH - 1;
+    localparam integer N_I = N;
+    localparam integer SPAN_I = WIN_SPAN;
+    localparam integer ONE_I = 1;
+    localparam [AW-1:0] ROW = ROW_I[AW-1:0];
+    localparam [AW-1:0] XSTEP = XSTEP_I[AW-1:0];
+    localparam [AW-1:0] YSTEP = YSTEP_I[AW-1:0];
+    localparam [AW-1:0] FSTEP = FSTEP_I[AW-1:0];
+    localparam [OCW-1:0] REL_X = REL_X_I[OCW-1:0];
+    localparam [OCW-1:0] REL_Y = REL_Y_I[OCW-1:0];
+    localparam [OCW-1:0] REL_F = REL_F_I[OCW-1:0];
+    localparam [OCW-1:0] OCC_N = N_I[OCW-1:0];
+    localparam [OCW-1:0] OCC_SPAN = SPAN_I[OCW-1:0];
+    localparam [OCW-1:0] OCC_ONE = ONE_I[OCW-1:0];
+    localparam [AW-1:0] A_ONE = ONE_I[AW-1:0];
+    localparam [SGW-1:0] SEG_LAST = SEG_LAST_I[SGW-1:0];
+    localparam [KW-1:0] K_LAST = K_LAST_I[KW-1:0];
+    localparam [OXW-1:0] OX_LAST = OX_LAST_I[OXW-1:0];
+    localparam [OYW-1:0] OY_LAST = OY_LAST_I[OYW-1:0];
+
+    // ------------------------------------------------------------------ buffer + writer
+    (* ram_style = "block" *)
+    reg  [DW-1:0] mem [0:N-1];
+    reg  [AW-1:0] wr_ptr;
+    reg  [OCW-1:0] occ;      // beats written beyond the current window origin (signed)
+
+    assign s_axis_tready = ($signed(occ) < $signed(OCC_N));
+    wire push = s_axis_tvalid && s_axis_tready;
+
+    // ------------------------------------------------------------------ reader
+    reg  [SGW-1:0] seg;
+    reg  [KW-1:0]  ky;
+    reg  [OXW-1:0] ox;
+    reg  [OYW-1:0] oy;
+    reg  [AW-1:0]  rd_addr, seg_addr, win_addr, row_addr, frame_addr;
+    reg  [DW-1:0]  q;
+    reg            q_valid;
+
+    wire in_window = (seg != {SGW{1'b0}}) || (ky != {KW{1'b0}});
+    wire avail = in_window || ($signed(occ) >= $signed(OCC_SPAN));
+    wire rd = avail && (!q_valid || m_axis_tready);
+
+    wire seg_end = (seg == SEG_LAST);
+    wire ky_end = (ky == K_LAST);
+    wire ox_end = (ox == OX_LAST);
+    wire oy_end = (oy == OY_LAST);
+    wire win_end = seg_end && ky_end;
+
+    // Next window origin (when the current window ends) and the space released with it.
+    wire [AW-1:0]  frame_nx = frame_addr + FSTEP;
+    wire [AW-1:0]  row_nx = oy_end ? frame_nx : row_addr + YSTEP;
+    wire [AW-1:0]  win_nx = ox_end ? row_nx : win_addr + XSTEP;
+    wire [OCW-1:0] release_n = !ox_end ? REL_X : (!oy_end ? REL_Y : REL_F);
+    wire [AW-1:0]  seg_nx = seg_addr + ROW;
+
+    always @(posedge clk) begin
+        if (push) mem[wr_ptr] <= s_axis_tdata[DW-1:0];
+        if (rd) q <= mem[rd_addr];
+    end
+
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            wr_ptr <= {AW{1'b0}};
+            occ <= {OCW{1'b0}};
+            seg <= {SGW{1'b0}};
+            ky <= {KW{1'b0}};
+            ox <= {OXW{1'b0}};
+            oy <= {OYW{1'b0}};
+            rd_addr <= {AW{1'b0}};
+            seg_addr <= {AW{1'b0}};
+            win_addr <= {AW{1'b0}};
+            row_addr <= {AW{1'b0}};
+            frame_addr <= {AW{1'b0}};
+            q_valid <= 1'b0;
+        end else begin
+            if (push) wr_ptr <= wr_ptr + A_ONE;
+            occ <= occ + (push ? OCC_ONE : {OCW{1'b0}})
+                       - ((rd && win_end) ? release_n : {OCW{1'b0}});
+            if (rd) q_valid <= 1'b1;
+            else if (m_axis_tready) q_valid <= 1'b0;
+
+            if (rd) begin
+                if (!seg_end) begin
+                    seg <= seg + 1'b1;
+                    rd_addr <= rd_addr + A_ONE;
+                end else begin
+                    seg <= {SGW{1'b0}};
+                    if (!ky_end) begin
+                        ky <= ky + 1'b1;
+                        seg_addr <= seg_nx;
+                        rd_addr <= seg_nx;
+                    end else begin
+                        ky <= {KW{1'b0}};
+                        seg_addr <= win_nx;
+                        rd_addr <= win_nx;
+                        win_addr <= win_nx;
+                        if (!ox_end) begin
+                            ox <= ox + 1'b1;
+                        end else begin
+                            ox <= {OXW{1'b0}};
+                            row_addr <= row_nx;
+                            if (!oy_end) begin
+                                oy <= oy + 1'b1;
+                            end else begin
+                                oy <= {OYW{1'b0}};
+                                frame_addr <= frame_nx;
+                            end
+                        end
+                    end
+                end
+            end
+        end
+    end
+
+    generate
+        if (PW > DW) begin : g_pad
+            assign m_axis_tdata[PW-1:DW] = {(PW - DW){1'b0}};
+        end
+    endgenerate
+    assign m_axis_tdata[DW-1:0] = q;
+    assign m_axis_tvalid = q_valid;
+endmodule

@@ -1,0 +1,112 @@
+// thresholding.v -- standalone multi-threshold activation (FINN Thresholding; netfabric RTL)
+//
+// out[c] = #{k : x[c] >= T[c][k]} + ACT_BIAS,  k = 0 .. 2^OBITS-2, T[c] sorted ascending,
+// evaluated by the shared pipelined binary search (thresh_search.v).
+//
+// Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
+//   s_axis: PE elements of IBITS per beat, channels in order: a pixel of CHANNELS channels is
+//           NF = CHANNELS/PE beats, beat nf carrying channels nf*PE .. nf*PE+PE-1.
+//   m_axis: the same beat structure with OBITS-bit elements.
+//   tdata ports are rounded up to whole bytes (pad bits: ignored in, zero out).
+// Parameters:
+//   CHANNELS, PE      channel count and lanes per beat (CHANNELS % PE == 0)
+//   IBITS, ISIGNED    input element width / signedness
+//   TBITS             signed width of the thresholds and of the comparison; >= IBITS + 1 for
+//                     unsigned inputs (default IBITS + 1 suits both signednesses)
+//   OBITS, OSIGNED    output width (2^OBITS - 1 thresholds per channel); OSIGNED informational
+//   ACT_BIAS          signed integer added to the count, result truncated to OBITS bits
+//   NVEC              pixels per frame; informational (the unit is frame-agnostic)
+//   THRESH_FILE       threshold memory prefix, files "<prefix>_s<j>.hex" (thresh_search.v)
+// Throughput: one beat per cycle in and out.
+// Latency: 2*OBITS + 3 cycles from an input handshake to the beat appearing on m_axis.
+module thresholding #(
+    parameter CHANNELS = 8,
+    parameter PE = 2,
+    parameter IBITS = 8,
+    parameter ISIGNED = 0,
+    parameter TBITS = IBITS + 1,
+    parameter OBITS = 4,
+    /* verilator lint_off UNUSEDPARAM */  // OSIGNED, NVEC: informational
+    parameter OSIGNED = 0,
+    parameter NVEC = 1,
+    /* verilator lint_on UNUSEDPARAM */
+    parameter ACT_BIAS = 0,
+    parameter THRESH_FILE = "thresh"
+) (
+    input  wire clk,
+    input  wire rst_n,
+    /* verilator lint_off UNUSEDSIGNAL */  // byte-padding bits
+    input  wire [((PE * IBITS + 7) / 8) * 8 - 1:0] s_axis_tdata,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire s_axis_tvalid,
+    output wire s_axis_tready,
+    output wire [((PE * OBITS + 7) / 8) * 8 - 1:0] m_axis_tdata,
+    output wire m_axis_tvalid,
+    input  wire m_axis_tready
+);
+    localparam NF = CHANNELS / PE;
+    localparam OW = PE * OBITS;
+    localparam OPW = ((OW + 7) / 8) * 8;
+    localparam LAT = 2 * OBITS + 2;              // thresh_search latency
+    localparam ODEPTH = 1 << $clog2(LAT + 4);    // covers the credit round trip
+    localparam CRW = $clog2(ODEPTH + 1);
+    localparam integer ODEPTH_I = ODEPTH;
+    localparam integer ONE_I = 1;
+    localparam [CRW-1:0] CR_FULL = ODEPTH_I[CRW-1:0];
+    localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
+
+    // Credit counter: beats accepted and not yet delivered never exceed the output FIFO, so
+    // the search pipeline can run without a stall signal.
+    reg  [CRW-1:0] credits;
+    assign s_axis_tready = (credits != CR_FULL);
+    wire take = s_axis_tvalid && s_axis_tready;
+    wire give = m_axis_tvalid && m_axis_tready;
+    always @(posedge clk) begin
+        if (!rst_n) credits <= {CRW{1'b0}};
+        else if (take && !give) credits <= credits + CR_ONE;
+        else if (!take && give) credits <= credits - CR_ONE;
+    end
+
+    // Widen every element to TBITS signed (sign- or zero-extension by input signedness).
+    wire [PE*TBITS-1:0] x_ext;
+    genvar p;
+    generate
+        for (p = 0; p < PE; p = p + 1) begin : g_ext
+            wire [IBITS-1:0] e = s_axis_tdata[p*IBITS +: IBITS];
+            if (TBITS > IBITS) begin : g_wide
+                wire sb = (ISIGNED != 0) ? e[IBITS-1] : 1'b0;
+                assign x_ext[p*TBITS +: TBITS] = {{(TBITS-IBITS){sb}}, e};
+            end else begin : g_same
+                assign x_ext[p*TBITS +: TBITS] = e[TBITS-1:0];
+            end
+        end
+    endgenerate
+
+    wire          out_v;
+    wire [OW-1:0] out_d;
+    thresh_search #(
+        .NF(NF), .PE(PE), .DBITS(TBITS), .OBITS(OBITS), .ACT_BIAS(ACT_BIAS),
+        .THRESH_FILE(THRESH_FILE)
+    ) u_thresh (
+        .clk(clk), .rst_n(rst_n),
+        .in_valid(take), .in_data(x_ext),
+        .out_valid(out_v), .out_data(out_d)
+    );
+
+    wire [OPW-1:0] fifo_in;
+    generate
+        if (OPW > OW) begin : g_pad
+            assign fifo_in[OPW-1:OW] = {(OPW-OW){1'b0}};
+        end
+    endgenerate
+    assign fifo_in[OW-1:0] = out_d;
+
+    /* verilator lint_off PINCONNECTEMPTY */
+    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
+        .clk(clk), .rst_n(rst_n),
+        .s_axis_tdata(fifo_in), .s_axis_tvalid(out_v), .s_axis_tready(),
+        .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
+        .m_axis_tready(m_axis_tready)
+    );
+    /* verilator lint_on PINCONNECTEMPTY */
+endmodule

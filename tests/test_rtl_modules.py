@@ -1,0 +1,189 @@
+"""RTL module library (hw/rtl) against the numpy golden models, through cocotb.
+
+Every case builds one parameter set (cached under build/sim/) and runs two cocotb tests:
+random source idles + sink backpressure (bit-exact check), and a no-stall run that also
+measures the steady-state cycles per frame where a module has a throughput target.
+Verilator is the default simulator; one case per module also runs on Icarus.
+
+Run: ``.venv/bin/python -m pytest tests/test_rtl_modules.py -m sim -x``
+Measured numbers are appended to build/sim/data/perf_log.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from netfabric.sim import golden
+from netfabric.sim.runner import BUILD_ROOT, RTL_DIR, rtl_sources, run_cocotb, verilator_env
+
+DATA_ROOT = BUILD_ROOT / "data"
+PERF_LOG = DATA_ROOT / "perf_log.jsonl"
+
+RTL_MODULES = {
+    # toplevel: sources (dependencies included)
+    "mvau": ("mvau.v", "thresh_search.v", "fifo.v"),
+    "thresholding": ("thresholding.v", "thresh_search.v", "fifo.v"),
+    "swg": ("swg.v",),
+    "maxpool": ("maxpool.v", "fifo.v"),
+    "fifo": ("fifo.v",),
+    "dwc": ("dwc.v",),
+    "label_select": ("label_select.v", "fifo.v"),
+}
+
+
+def _icarus_or_skip(simulator: str) -> None:
+    if simulator == "icarus" and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog not installed (apt-get install -y iverilog)")
+
+
+def _run(toplevel: str, case_id: str, hdl: dict[str, Any], tb: dict[str, Any],
+         simulator: str) -> dict[str, Any]:
+    """Build+run one case; return the testbench's report merged with build/run times."""
+    _icarus_or_skip(simulator)
+    case_dir = DATA_ROOT / case_id
+    case_dir.mkdir(parents=True, exist_ok=True)
+    report = case_dir / f"report_{simulator}.json"
+    report.unlink(missing_ok=True)
+    tb_params = {**{k: v for k, v in hdl.items() if not isinstance(v, Path)}, **tb,
+                 "report": str(report)}
+    res = run_cocotb(toplevel, rtl_sources(*RTL_MODULES[toplevel]), hdl,
+                     f"netfabric.sim.tb.tb_{toplevel}", simulator=simulator,
+                     extra_env={"TB_PARAMS": json.dumps(tb_params)}, name=case_id)
+    out: dict[str, Any] = json.loads(report.read_text()) if report.is_file() else {}
+    out.update(case=case_id, simulator=simulator, built=res.built,
+               build_s=round(res.build_seconds, 1), run_s=round(res.run_seconds, 1))
+    with PERF_LOG.open("a") as f:
+        f.write(json.dumps(out) + "\n")
+    print(json.dumps(out))
+    return out
+
+
+# ----------------------------------------------------------------------------- MVAU
+
+MVAU_CASES = {
+    # name: (MW, MH, PE, SIMD, WBITS, WSIGNED, IBITS, ISIGNED, NVEC, USE_ACT, OBITS, ACT_BIAS, NT)
+    # NT = thresholds given (< 2**OBITS-1 exercises the padding), None = all
+    "w4i4_acc": (16, 8, 2, 4, 4, 1, 4, 0, 4, 0, 0, 0, None),
+    "w8i8_acc_simd3": (12, 6, 3, 3, 8, 1, 8, 1, 3, 0, 0, 0, None),
+    "w4i4_act4": (16, 8, 4, 8, 4, 1, 4, 0, 4, 1, 4, 0, None),
+    "w2i2_act2_bias_folded": (6, 4, 1, 1, 2, 1, 2, 1, 2, 1, 2, -2, None),
+    "w1i8_act3_pad_parallel": (8, 4, 4, 8, 1, 0, 8, 0, 8, 1, 3, 0, 5),
+}
+
+
+def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    mw, mh, pe, simd, wbits, wsigned, ibits, isigned, nvec, use_act, obits, bias, nt = (
+        MVAU_CASES[name])
+    rng = np.random.default_rng(sum(map(ord, name)))  # stable across runs
+    case_dir = DATA_ROOT / f"mvau_{name}"
+    w = golden.random_ints(rng, (mh, mw), wbits, bool(wsigned))
+    # Accumulator width from the worst case, plus one spare bit so that the largest value
+    # (used to pad missing thresholds) is never reached.
+    xlo, xhi = golden.int_range(ibits, bool(isigned))
+    wlo, whi = golden.int_range(wbits, bool(wsigned))
+    amax = mw * max(abs(a * b) for a in (xlo, xhi) for b in (wlo, whi))
+    accbits = int(amax).bit_length() + 2
+    hdl: dict[str, Any] = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, WBITS=wbits, WSIGNED=wsigned,
+                               IBITS=ibits, ISIGNED=isigned, ACCBITS=accbits, NVEC=nvec,
+                               USE_ACT=use_act, OBITS=obits if use_act else 4,
+                               OSIGNED=int(bias < 0), ACT_BIAS=bias)
+    hdl["WEIGHT_FILE"] = golden.write_mvau_weights(case_dir / "weights.hex", w, pe, simd, wbits)
+    np.save(case_dir / "weights.npy", w)
+    tb: dict[str, Any] = {"weights_npy": str(case_dir / "weights.npy"), "seed": 5, "frames": 4}
+    if use_act:
+        # Thresholds spread over the accumulator values random inputs actually produce,
+        # plus a few beyond them (never / always reached).
+        xs = golden.random_ints(rng, (64, mw), ibits, bool(isigned))
+        acc = golden.matmul(xs, w)
+        lo, hi = int(acc.min()) - 2, int(acc.max()) + 2
+        n = nt if nt is not None else (1 << obits) - 1
+        t = golden.random_thresholds(rng, mh, n, lo, hi)
+        prefix = case_dir / "thresh"
+        golden.write_thresholds(prefix, t, pe, obits, accbits)
+        np.save(case_dir / "thresholds.npy", t)
+        hdl["THRESH_FILE"] = prefix
+        tb["thresholds_npy"] = str(case_dir / "thresholds.npy")
+    return hdl, tb
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("name", list(MVAU_CASES))
+def test_mvau(name: str, simulator: str) -> None:
+    if simulator == "icarus" and name != "w4i4_act4":
+        pytest.skip("Icarus runs one representative MVAU case")
+    hdl, tb = _mvau_setup(name)
+    rep = _run("mvau", f"mvau_{name}", hdl, tb, simulator)
+    assert rep["interval"] <= 1.05 * rep["ideal"]
+
+
+# ----------------------------------------------------------------------------- lint
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("toplevel", list(RTL_MODULES))
+def test_verilator_lint(toplevel: str) -> None:
+    """Verilator -Wall lint (unused signals of corner-case parameterizations allowed)."""
+    env = {**os.environ, **verilator_env()}
+    srcs = [str(RTL_DIR / s) for s in RTL_MODULES[toplevel]]
+    t0 = time.monotonic()
+    r = subprocess.run(["verilator", "--lint-only", "-Wall", "-Wno-UNUSEDSIGNAL",
+                        "--top-module", toplevel, *srcs], env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 60
+
+
+# ----------------------------------------------------------------------------- SWG
+
+SWG_CASES = {
+    # name: (IFM_H, IFM_W, IFM_CH, SIMD, K, S, BITS)
+    "k3s1_c4_simd2": (8, 8, 4, 2, 3, 1, 4),
+    "k3s2_odd": (9, 7, 3, 3, 3, 2, 8),
+    "k2s2_c2": (6, 6, 2, 1, 2, 2, 2),
+    "k1s1_pointwise": (4, 5, 8, 4, 1, 1, 8),
+    "k5s1_wide": (7, 9, 2, 2, 5, 1, 4),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("name", list(SWG_CASES))
+def test_swg(name: str, simulator: str) -> None:
+    if simulator == "icarus" and name != "k3s2_odd":
+        pytest.skip("Icarus runs one representative SWG case")
+    h, w, c, simd, k, s, bits = SWG_CASES[name]
+    hdl = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k, S=s, BITS=bits)
+    rep = _run("swg", f"swg_{name}", hdl, {"seed": 3, "frames": 4}, simulator)
+    assert rep["interval"] <= 1.05 * rep["ideal"]
+
+
+# ----------------------------------------------------------------------------- max-pool
+
+MAXPOOL_CASES = {
+    # name: (CHANNELS, PE, BITS, SIGNED, IFM_H, IFM_W, K)
+    "k2_c4_pe2_u4": (4, 2, 4, 0, 8, 8, 2),
+    "k3_c3_pe1_s8": (3, 1, 8, 1, 6, 9, 3),
+    "k2_c8_pe8_cf1": (8, 8, 2, 0, 4, 6, 2),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("name", list(MAXPOOL_CASES))
+def test_maxpool(name: str, simulator: str) -> None:
+    if simulator == "icarus" and name != "k3_c3_pe1_s8":
+        pytest.skip("Icarus runs one representative max-pool case")
+    c, pe, bits, signed, h, w, k = MAXPOOL_CASES[name]
+    hdl = dict(CHANNELS=c, PE=pe, BITS=bits, SIGNED=signed, IFM_H=h, IFM_W=w, K=k)
+    rep = _run("maxpool", f"maxpool_{name}", hdl, {"seed": 4, "frames": 3}, simulator)
+    assert rep["interval"] <= 1.05 * rep["ideal"]
