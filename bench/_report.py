@@ -17,8 +17,12 @@ RESULTS_MD = BENCH / "RESULTS.md"
 def machine() -> dict:
     import numpy as np
 
-    return {"python": sys.version.split()[0], "cpus": os.cpu_count(), "platform": platform.platform(),
-            "numpy": np.__version__}
+    return {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+    }
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -41,5 +45,9 @@ def write_section(name: str, markdown: str) -> None:
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
     block = f"<!-- {name} -->\n{markdown.strip()}\n<!-- /{name} -->"
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
     _atomic_write(RESULTS_MD, text)

@@ -29,7 +29,7 @@ def throughput(fn, x: np.ndarray, batch: int, seconds: float, repeats: int = 3) 
     for _ in range(repeats):
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            for b in batches[:max(1, 256 // batch)]:
+            for b in batches[: max(1, 256 // batch)]:
                 fn(b)
                 done += len(b)
         rates.append(done / (time.perf_counter() - t0))
@@ -55,8 +55,15 @@ def qdq_float_twin(float_model, calib: np.ndarray, workdir: Path) -> Path:
     )
 
     fp32 = workdir / "float.onnx"
-    torch.onnx.export(float_model, torch.zeros(1, 1, 28, 28), str(fp32), input_names=["x"],
-                      output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+    torch.onnx.export(
+        float_model,
+        torch.zeros(1, 1, 28, 28),
+        str(fp32),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+        dynamo=False,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -66,25 +73,33 @@ def qdq_float_twin(float_model, calib: np.ndarray, workdir: Path) -> Path:
             return next(self.it, None)
 
     int8 = workdir / "qdq.onnx"
-    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(fp32),
+        str(int8),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     return int8
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")
     args = ap.parse_args()
     seconds = 0.3 if args.quick else 2.0
 
     import onnxruntime as ort
     import torch
-
-    from netfabric import flow
     from netfabric.hls.frontend import CompileConfig
     from netfabric.host.cpu_engine import CpuEngine
     from netfabric.models.data import load_mnist
     from netfabric.models.train import load_checkpoint, model_from_checkpoint
+
+    from netfabric import flow
 
     torch.set_num_threads(1)
     x_test, y_test = load_mnist("test")
@@ -100,7 +115,9 @@ def main() -> None:
         qonnx = flow.export_checkpoint(flow.DEFAULT_CHECKPOINT, tmp / "mlp.qonnx.onnx")
         graph = flow.compile_model(qonnx, tmp / "hw", CompileConfig(label_select=False))
         engine = CpuEngine(graph, threads=1)
-        qdq = ort_session(str(qdq_float_twin(float_model, x_train[:512, None].astype(np.float32), tmp)), ort)
+        qdq = ort_session(
+            str(qdq_float_twin(float_model, x_train[:512, None].astype(np.float32), tmp)), ort
+        )
 
     def acc(pred: np.ndarray) -> float:
         return round(100.0 * float((pred == y_test).mean()), 2)
@@ -114,20 +131,38 @@ def main() -> None:
         }
         rows = []
         for name, (fn, data) in runners.items():
-            accuracy = acc(np.concatenate([fn(data[i : i + 500]) for i in range(0, len(data), 500)]).argmax(1))
+            accuracy = acc(
+                np.concatenate([fn(data[i : i + 500]) for i in range(0, len(data), 500)]).argmax(1)
+            )
             r1 = throughput(fn, data, 1, seconds)
             r64 = throughput(fn, data, 64, seconds)
-            rows.append({"runner": name, "accuracy": accuracy, "batch1_per_s": round(r1),
-                         "batch64_per_s": round(r64)})
-            print(f"{name:<38} acc {accuracy:6.2f}%  batch1 {r1:>10,.0f}/s  batch64 {r64:>10,.0f}/s")
+            rows.append(
+                {
+                    "runner": name,
+                    "accuracy": accuracy,
+                    "batch1_per_s": round(r1),
+                    "batch64_per_s": round(r64),
+                }
+            )
+            print(
+                f"{name:<38} acc {accuracy:6.2f}%  batch1 {r1:>10,.0f}/s  batch64 {r64:>10,.0f}/s"
+            )
 
     base = rows[0]
     for row in rows:
         row["engine_speedup_b1"] = round(base["batch1_per_s"] / row["batch1_per_s"], 2)
         row["engine_speedup_b64"] = round(base["batch64_per_s"] / row["batch64_per_s"], 2)
     cmd = "python bench/cpu_engine.py" + (" --quick" if args.quick else "")
-    write_json("cpu_engine", {"command": cmd, "model": "shipped INT8 MLP 784-64-64-64-10",
-                              "threads": 1, "machine": machine(), "rows": rows})
+    write_json(
+        "cpu_engine",
+        {
+            "command": cmd,
+            "model": "shipped INT8 MLP 784-64-64-64-10",
+            "threads": 1,
+            "machine": machine(),
+            "rows": rows,
+        },
+    )
     lines = [
         "## CPU engine vs peers (shipped INT8 MLP, MNIST test set, 1 thread)",
         "",
@@ -138,8 +173,10 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['runner']} | {r['accuracy']:.2f}% | {r['batch1_per_s']:,} | "
-                     f"{r['batch64_per_s']:,} | {r['engine_speedup_b1']} | {r['engine_speedup_b64']} |")
+        lines.append(
+            f"| {r['runner']} | {r['accuracy']:.2f}% | {r['batch1_per_s']:,} | "
+            f"{r['batch64_per_s']:,} | {r['engine_speedup_b1']} | {r['engine_speedup_b64']} |"
+        )
     write_section("cpu_engine", "\n".join(lines))
 
 

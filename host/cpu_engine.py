@@ -56,53 +56,66 @@ def _cast_8bit(b: _Builder, x: str, dtype, what: str) -> str:
     return b.op("Cast", [x], what, to=TensorProto.INT8 if dtype.signed else TensorProto.UINT8)
 
 
-def _thresholds(b: _Builder, acc: str, node: HWNode, graph: HWGraph, acc_type) -> str:
-    """count(acc >= T[c, :]) + ActVal per channel (last axis), exactly as FINN defines it."""
-    thr = graph.params[node.inputs[2 if node.op_type == "MVAU" else 1]]
-    # Clip to one past the accumulator range: identical counts, and the values fit in int32.
-    lo, hi = (acc_type.min, acc_type.max + 1) if acc_type else (-(2**31), 2**31 - 1)
-    thr = np.clip(np.ceil(thr), lo, hi).astype(np.int64)
-    channels = int(graph.shapes[node.outputs[0]][-1])
-    thr = np.broadcast_to(thr, (channels, thr.shape[1])) if thr.shape[0] == 1 else thr
-    if np.all(np.diff(thr, axis=1) >= 0):
-        count = _threshold_sorted(b, acc, thr, node.name, lo, hi)
-    else:  # unsorted rows: compare against every threshold
-        ge = b.op("GreaterOrEqual", [b.op("Unsqueeze", [acc, b.const(np.array([-1]), "ax")], node.name),
-                                     b.const(thr.astype(np.int32), f"{node.name}_thr")], node.name)
-        count = b.op("ReduceSum", [b.op("Cast", [ge], node.name, to=_I32),
-                                   b.const(np.array([-1]), "ax")], node.name, keepdims=0)
-    bias = int(node.attr("ActVal", 0))
-    return b.op("Add", [count, b.const(np.array(bias, np.int32), "bias")], node.name) if bias else count
-
-
-def _threshold_sorted(b: _Builder, acc: str, thr: np.ndarray, hint: str, lo: int, hi: int) -> str:
-    """Channels whose table is provably an exact requantizer use multiply-add-shift-clip; the
-    rest use the two-level table search; a channel Gather/Concat/Gather restores the order."""
+def _threshold_plan(thr: np.ndarray, channels: int, acc_type) -> tuple[np.ndarray, dict]:
+    """Integer thresholds (clipped to one past the accumulator range: identical counts, int32
+    values) and how to evaluate them: an output channel order putting the channels that are
+    provably exact requantizers first, plus the requantizer for those."""
     from .requant import fit_requantizer
 
-    fitted = fit_requantizer(thr, lo, hi - 1)
+    lo, hi = (acc_type.min, acc_type.max + 1) if acc_type else (-(2**31), 2**31 - 1)
+    thr = np.clip(np.ceil(thr), lo, hi).astype(np.int64)
+    thr = np.broadcast_to(thr, (channels, thr.shape[1])) if thr.shape[0] == 1 else thr
+    if np.any(np.diff(thr, axis=1) < 0):  # unsorted rows: compare against every threshold
+        return np.arange(channels), {"kind": "direct", "thr": thr}
+    fitted = fit_requantizer(thr, lo, hi - 1) if acc_type else None
     if fitted is None:
-        return _threshold_two_level(b, acc, thr, hint, hi)
+        return np.arange(channels), {"kind": "table", "thr": thr, "pad": hi}
     rq, proven = fitted
-    good = np.flatnonzero(proven)
-    bad = np.flatnonzero(~proven)
-    acc64 = b.op("Cast", [acc], hint, to=_I64)
-    if len(bad):
-        acc64 = b.op("Gather", [acc64, b.const(good, f"{hint}_good")], hint, axis=-1)
-    y = b.op("Add", [b.op("Mul", [acc64, b.const(rq.mult[good], f"{hint}_m")], hint),
+    order = np.concatenate([np.flatnonzero(proven), np.flatnonzero(~proven)])
+    return order, {"kind": "mixed", "thr": thr[order], "pad": hi, "rq": rq, "order": order,
+                   "n_rq": int(proven.sum())}
+
+
+def _emit_thresholds(b: _Builder, acc: str, plan: dict, bias: int, hint: str) -> str:
+    """count(acc >= T[c, :]) + bias per channel (last axis), exactly as FINN defines it.
+    Channels are in the plan's order (requantizer channels first)."""
+    thr = plan["thr"]
+    if plan["kind"] == "direct":
+        ax = b.const(np.array([-1]), "ax")
+        ge = b.op("GreaterOrEqual", [b.op("Unsqueeze", [acc, ax], hint),
+                                     b.const(thr.astype(np.int32), f"{hint}_thr")], hint)
+        count = b.op("ReduceSum", [b.op("Cast", [ge], hint, to=_I32), ax], hint, keepdims=0)
+    elif plan["kind"] == "table":
+        count = _threshold_two_level(b, acc, thr, hint, plan["pad"])
+    else:
+        count = _emit_mixed(b, acc, plan, hint)
+    return b.op("Add", [count, b.const(np.array(bias, np.int32), "bias")], hint) if bias else count
+
+
+def _emit_mixed(b: _Builder, acc: str, plan: dict, hint: str) -> str:
+    """First n_rq channels: (acc * M + B) >> S clipped to [0, n]; the rest: table search."""
+    rq, n_rq, order = plan["rq"], plan["n_rq"], plan["order"]
+    channels = len(order)
+    good = order[:n_rq]
+
+    def sl(start: int, stop: int) -> str:
+        return b.op("Slice", [acc, b.const(np.array([start]), "s"), b.const(np.array([stop]), "e"),
+                              b.const(np.array([-1]), "ax")], hint)
+
+    acc_rq = acc if n_rq == channels else sl(0, n_rq)
+    y = b.op("Add", [b.op("Mul", [b.op("Cast", [acc_rq], hint, to=_I64),
+                                  b.const(rq.mult[good], f"{hint}_m")], hint),
                      b.const(rq.add[good], f"{hint}_b")], hint)
-    # floor division by 2^S: clip below at 0 first, where integer Div and floor agree
-    y = b.op("Max", [y, b.const(np.array(0, np.int64), "zero")], hint)
+    # Truncating Div then clip to [0, n]: trunc and floor differ only below 0, which clips to 0
+    # either way. The quotient fits int32 (checked when fitting). Clip/Max/Min are not used on
+    # int64: onnxruntime 1.25 mishandles int64 values above 2^31 in them.
     y = b.op("Div", [y, b.const(np.array(2**rq.shift, np.int64), "pow")], hint)
-    y = b.op("Cast", [b.op("Min", [y, b.const(np.array(rq.levels, np.int64), "lv")], hint)],
-             hint, to=_I32)
-    if not len(bad):
+    y = b.op("Clip", [b.op("Cast", [y], hint, to=_I32), b.const(np.array(0, np.int32), "lo"),
+                      b.const(np.array(rq.levels, np.int32), "hi")], hint)
+    if n_rq == channels:
         return y
-    sub = b.op("Gather", [acc, b.const(bad, f"{hint}_bad")], hint, axis=-1)
-    rest = _threshold_two_level(b, sub, thr[bad], hint, hi)
-    both = b.op("Concat", [y, rest], hint, axis=-1)
-    order = np.argsort(np.concatenate([good, bad]))
-    return b.op("Gather", [both, b.const(order, f"{hint}_order")], hint, axis=-1)
+    rest = _threshold_two_level(b, sl(n_rq, channels), plan["thr"][n_rq:], hint, plan["pad"])
+    return b.op("Concat", [y, rest], hint, axis=-1)
 
 
 def two_level_tables(thr: np.ndarray, pad_value: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -141,7 +154,10 @@ def _threshold_two_level(b: _Builder, acc: str, thr: np.ndarray, hint: str, pad_
     return b.op("Add", [scaled, within], hint)
 
 
-def _mvau(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
+def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
+    """MatMulInteger + thresholds. ``perm`` is the channel order the input arrives in; it is
+    absorbed into the weight rows, and the output leaves in the threshold plan's order (the next
+    MVAU absorbs it the same way, so no reordering op runs between layers)."""
     from .hwgraph import IntType
 
     if node.attr("binaryXnorMode", 0):
@@ -152,15 +168,35 @@ def _mvau(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     wq = w.astype(np.int8 if wtype.signed else np.uint8)
     if not np.array_equal(wq, w):
         raise GraphError(f"node {node.name}: weights are not {wtype.name} integers")
+    if perm is not None:
+        wq = wq[perm, :]
+    out_perm = None
+    plan = None
+    if not node.attr("noActivation", 0):
+        acc_name = node.attr("accDataType")
+        order, plan = _threshold_plan(graph.params[node.inputs[2]], wq.shape[1],
+                                      IntType(acc_name) if acc_name else None)
+        if not np.array_equal(order, np.arange(len(order))):
+            wq, out_perm = wq[:, order], order
     # FINN's MVAU views its input as numInputVectors x MW (this absorbs a conv->FC flatten).
     vec_shape = [-1, *list(node.attr("numInputVectors", [1]))[1:], w.shape[0]]
     x = b.op("Reshape", [x, b.const(np.array(vec_shape), "shape")], node.name)
     xq = _cast_8bit(b, x, itype, node.name)
     acc = b.op("MatMulInteger", [xq, b.const(wq, f"{node.name}_w")], node.name)
-    if node.attr("noActivation", 0):
-        return acc
-    acc_name = node.attr("accDataType")
-    return _thresholds(b, acc, node, graph, IntType(acc_name) if acc_name else None)
+    if plan is None:
+        return acc, None
+    return _emit_thresholds(b, acc, plan, int(node.attr("ActVal", 0)), node.name), out_perm
+
+
+def _thresholding(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
+    """Standalone thresholds on the input values (FINN's Thresholding layer)."""
+    thr = graph.params[node.inputs[1]]
+    channels = int(graph.shapes[node.outputs[0]][-1])
+    in_type = graph.dtypes.get(node.inputs[0])
+    order, plan = _threshold_plan(thr, channels, in_type)
+    if plan["kind"] == "mixed":  # a standalone layer keeps its channel order: table search
+        plan = {"kind": "table", "thr": plan["thr"][np.argsort(order)], "pad": plan["pad"]}
+    return _emit_thresholds(b, x, plan, int(node.attr("ActVal", 0)), node.name)
 
 
 def _im2col_indices(h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, int],
@@ -203,9 +239,10 @@ def _identity(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return x
 
 
+# Layers that absorb an incoming channel permutation (others get the natural order back first).
+PERMUTATION_AWARE = {"MVAU": _mvau}
 LOWERINGS = {
-    "MVAU": _mvau,
-    "Thresholding": lambda b, x, n, g: _thresholds(b, x, n, g, None),
+    "Thresholding": _thresholding,
     "ConvolutionInputGenerator": _swg,
     "Pool": _pool,
     "LabelSelect": _label_select,
@@ -222,16 +259,37 @@ def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
     in_shape = graph.input_shape
     x = "input"
     tensor_map = {graph.input_name: b.op("Cast", [x], "in", to=_I32)}
+    perms: dict[str, np.ndarray | None] = {}
+
+    def natural(name: str) -> str:
+        """The tensor with its channels back in natural order."""
+        perm = perms.get(name)
+        if perm is None:
+            return tensor_map[name]
+        return b.op("Gather", [tensor_map[name], b.const(np.argsort(perm), "unperm")], "unperm", axis=-1)
+
+    supported = sorted({*LOWERINGS, *PERMUTATION_AWARE})
     for node in graph.nodes:
-        if node.op_type not in LOWERINGS:
+        if node.op_type not in supported:
             raise GraphError(
                 f"node {node.name} ({node.op_type}) has no CPU-engine lowering; "
-                f"supported: {', '.join(sorted(LOWERINGS))}"
+                f"supported: {', '.join(supported)}"
             )
-        src = tensor_map.get(node.inputs[0])
-        if src is None:
-            raise GraphError(f"node {node.name}: input {node.inputs[0]} is not produced earlier")
-        tensor_map[node.outputs[0]] = LOWERINGS[node.op_type](b, src, node, graph)
+        src = node.inputs[0]
+        if src not in tensor_map:
+            raise GraphError(f"node {node.name}: input {src} is not produced earlier")
+        out = node.outputs[0]
+        if node.op_type in PERMUTATION_AWARE:
+            perm = perms.get(src)
+            width = graph.params[node.inputs[1]].shape[0]
+            if perm is not None and len(perm) != width:  # e.g. a flatten in between
+                tensor_map[out], perms[out] = PERMUTATION_AWARE[node.op_type](
+                    b, natural(src), None, node, graph)
+            else:
+                tensor_map[out], perms[out] = PERMUTATION_AWARE[node.op_type](
+                    b, tensor_map[src], perm, node, graph)
+        else:
+            tensor_map[out] = LOWERINGS[node.op_type](b, natural(src), node, graph)
     outputs = [graph.output_name, *(extra_outputs or [])]
     final_nodes = []
     out_infos = []
@@ -239,7 +297,7 @@ def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
         if name not in tensor_map:
             raise GraphError(f"tensor {name} is not produced by the graph")
         out = f"output{i}"
-        final_nodes.append(helper.make_node("Cast", [tensor_map[name]], [out], to=_I64))
+        final_nodes.append(helper.make_node("Cast", [natural(name)], [out], to=_I64))
         out_infos.append(helper.make_tensor_value_info(out, TensorProto.INT64, None))
     in_info = helper.make_tensor_value_info(x, TensorProto.INT32, ["N", *in_shape[1:]])
     g = helper.make_graph(b.nodes + final_nodes, "netfabric_cpu", [in_info], out_infos, b.inits)

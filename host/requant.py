@@ -95,6 +95,10 @@ def fit_requantizer(thr: np.ndarray, acc_min: int, acc_max: int,
         if (mult * max(abs(acc_min), abs(acc_max)) + np.abs(add)).max() >= 2**62:
             break
         rq = Requantizer(mult, add, shift, n)
+        # the quotient at the range ends (it is monotone) must fit int32 for the CPU engine
+        ends = (np.array([[acc_min], [acc_max]]) * mult + add) >> shift
+        if np.abs(ends[:, fits]).max() >= 2**31:
+            return None
         proven = fits & np.array([_proves(rq, c, thr[c], acc_min, acc_max) for c in range(channels)])
         if proven.sum() == fits.sum():
             return rq, proven

@@ -34,8 +34,8 @@ CHECKPOINT_KIND = "netfabric.transformer"
 @dataclass
 class TransformerTrainConfig:
     dataset: str = "mnist"
-    float_epochs: int = 5
-    qat_epochs: int = 2
+    float_epochs: int = 4
+    qat_epochs: int = 1
     batch_size: int = 128
     lr: float = 3e-3
     qat_lr: float = 5e-4

@@ -155,7 +155,13 @@ def segmented_attention(
     qs, ks, vs = (to_segments(t, geo) for t in (q, k, v))
     if key_mask is None:
         # Every segment holds a real key, so no row is fully masked: the fused kernel is safe.
-        out = nn.functional.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask)
+        # It wants 4-D [batch, heads, L, dh]: fold the segments into the head axis.
+        b, h, m, s, dh = qs.shape
+        if mask is not None:
+            mask = mask.expand(1, h, m, 1, s).reshape(1, h * m, 1, s)
+        out = nn.functional.scaled_dot_product_attention(
+            *(t.reshape(b, h * m, s, dh) for t in (qs, ks, vs)), attn_mask=mask
+        ).view(b, h, m, s, dh)
     else:
         scores = (qs @ ks.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
         out = masked_softmax(scores, mask) @ vs

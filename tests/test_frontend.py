@@ -2,13 +2,12 @@ import json
 
 import pytest
 import torch
-from torch import nn
-
 from netfabric.hls.errors import CompileError
 from netfabric.hls.frontend import CompileConfig, compile_qonnx
 from netfabric.host.hwgraph import load_hwgraph
 from netfabric.models.export import export_qonnx
 from netfabric.models.zoo import ModelConfig, PixelScale, build_model
+from torch import nn
 
 
 def _ops(graph_path):
@@ -63,7 +62,9 @@ def test_missing_and_corrupt_model_files(tmp_path):
 def test_too_many_bits_names_the_node(tmp_path):
     from brevitas.nn import QuantLinear
 
-    model = nn.Sequential(PixelScale(), nn.Flatten(), QuantLinear(64, 10, bias=False, weight_bit_width=12))
+    model = nn.Sequential(
+        PixelScale(), nn.Flatten(), QuantLinear(64, 10, bias=False, weight_bit_width=12)
+    )
     path = export_qonnx(model, (1, 8, 8), tmp_path / "m.onnx")
     with pytest.raises(CompileError, match=r"Quant.*12 bits"):
         compile_qonnx(path, CompileConfig())
@@ -73,8 +74,13 @@ def test_unsupported_layer_names_the_node(tmp_path):
     """A float nonlinearity between layers has no hardware layer: the error names it."""
     from brevitas.nn import QuantLinear
 
-    model = nn.Sequential(PixelScale(), nn.Flatten(), QuantLinear(64, 16, bias=False), nn.Sigmoid(),
-                          QuantLinear(16, 10, bias=False))
+    model = nn.Sequential(
+        PixelScale(),
+        nn.Flatten(),
+        QuantLinear(64, 16, bias=False),
+        nn.Sigmoid(),
+        QuantLinear(16, 10, bias=False),
+    )
     path = export_qonnx(model.eval(), (1, 8, 8), tmp_path / "m.onnx")
     with pytest.raises(CompileError, match=r"node .* could not be mapped"):
         compile_qonnx(path, CompileConfig())

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from netfabric.models.train import (
     CheckpointError,
     TrainConfig,
@@ -28,9 +27,19 @@ def test_bad_config_is_rejected(field, value):
 
 def test_training_writes_an_atomic_checkpoint_that_learns(tmp_path):
     out = tmp_path / "digits.pt"
-    ckpt = train(ModelConfig(arch="mlp", hidden=[32, 32], weight_bits=4, act_bits=4),
-                 TrainConfig(dataset="digits", float_epochs=15, qat_epochs=10, seed=1, threads=1,
-                             lr=1e-2, augment=False), out)
+    ckpt = train(
+        ModelConfig(arch="mlp", hidden=[32, 32], weight_bits=4, act_bits=4),
+        TrainConfig(
+            dataset="digits",
+            float_epochs=15,
+            qat_epochs=10,
+            seed=1,
+            threads=1,
+            lr=1e-2,
+            augment=False,
+        ),
+        out,
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["digits.pt"]  # no temp file left behind
     assert ckpt["metrics"]["qat_acc"] > 80.0  # 10 classes: chance is 10%
     again = load_checkpoint(out)

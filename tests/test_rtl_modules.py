@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from netfabric.sim import golden
 from netfabric.sim.runner import BUILD_ROOT, RTL_DIR, rtl_sources, run_cocotb, verilator_env
 
@@ -40,27 +39,50 @@ RTL_MODULES = {
 }
 
 
+def _with_icarus(cases: dict[str, Any], icarus_case: str) -> list[Any]:
+    """(name, simulator) parameters: every case on Verilator, one representative on Icarus
+    (Icarus is slower and mainly guards against Verilator-only constructs)."""
+    assert icarus_case in cases
+    return [pytest.param(n, "verilator", id=f"{n}-verilator") for n in cases] + [
+        pytest.param(icarus_case, "icarus", id=f"{icarus_case}-icarus")]
+
+
 def _icarus_or_skip(simulator: str) -> None:
     if simulator == "icarus" and shutil.which("iverilog") is None:
         pytest.skip("Icarus Verilog not installed (apt-get install -y iverilog)")
 
 
-def _run(toplevel: str, case_id: str, hdl: dict[str, Any], tb: dict[str, Any],
-         simulator: str) -> dict[str, Any]:
+def _run(
+    toplevel: str, case_id: str, hdl: dict[str, Any], tb: dict[str, Any], simulator: str
+) -> dict[str, Any]:
     """Build+run one case; return the testbench's report merged with build/run times."""
     _icarus_or_skip(simulator)
     case_dir = DATA_ROOT / case_id
     case_dir.mkdir(parents=True, exist_ok=True)
     report = case_dir / f"report_{simulator}.json"
     report.unlink(missing_ok=True)
-    tb_params = {**{k: v for k, v in hdl.items() if not isinstance(v, Path)}, **tb,
-                 "report": str(report)}
-    res = run_cocotb(toplevel, rtl_sources(*RTL_MODULES[toplevel]), hdl,
-                     f"netfabric.sim.tb.tb_{toplevel}", simulator=simulator,
-                     extra_env={"TB_PARAMS": json.dumps(tb_params)}, name=case_id)
+    tb_params = {
+        **{k: v for k, v in hdl.items() if not isinstance(v, Path)},
+        **tb,
+        "report": str(report),
+    }
+    res = run_cocotb(
+        toplevel,
+        rtl_sources(*RTL_MODULES[toplevel]),
+        hdl,
+        f"netfabric.sim.tb.tb_{toplevel}",
+        simulator=simulator,
+        extra_env={"TB_PARAMS": json.dumps(tb_params)},
+        name=case_id,
+    )
     out: dict[str, Any] = json.loads(report.read_text()) if report.is_file() else {}
-    out.update(case=case_id, simulator=simulator, built=res.built,
-               build_s=round(res.build_seconds, 1), run_s=round(res.run_seconds, 1))
+    out.update(
+        case=case_id,
+        simulator=simulator,
+        built=res.built,
+        build_s=round(res.build_seconds, 1),
+        run_s=round(res.run_seconds, 1),
+    )
     with PERF_LOG.open("a") as f:
         f.write(json.dumps(out) + "\n")
     print(json.dumps(out))
@@ -81,8 +103,9 @@ MVAU_CASES = {
 
 
 def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    mw, mh, pe, simd, wbits, wsigned, ibits, isigned, nvec, use_act, obits, bias, nt = (
-        MVAU_CASES[name])
+    mw, mh, pe, simd, wbits, wsigned, ibits, isigned, nvec, use_act, obits, bias, nt = MVAU_CASES[
+        name
+    ]
     rng = np.random.default_rng(sum(map(ord, name)))  # stable across runs
     case_dir = DATA_ROOT / f"mvau_{name}"
     w = golden.random_ints(rng, (mh, mw), wbits, bool(wsigned))
@@ -92,10 +115,22 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     wlo, whi = golden.int_range(wbits, bool(wsigned))
     amax = mw * max(abs(a * b) for a in (xlo, xhi) for b in (wlo, whi))
     accbits = int(amax).bit_length() + 2
-    hdl: dict[str, Any] = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, WBITS=wbits, WSIGNED=wsigned,
-                               IBITS=ibits, ISIGNED=isigned, ACCBITS=accbits, NVEC=nvec,
-                               USE_ACT=use_act, OBITS=obits if use_act else 4,
-                               OSIGNED=int(bias < 0), ACT_BIAS=bias)
+    hdl: dict[str, Any] = dict(
+        MW=mw,
+        MH=mh,
+        PE=pe,
+        SIMD=simd,
+        WBITS=wbits,
+        WSIGNED=wsigned,
+        IBITS=ibits,
+        ISIGNED=isigned,
+        ACCBITS=accbits,
+        NVEC=nvec,
+        USE_ACT=use_act,
+        OBITS=obits if use_act else 4,
+        OSIGNED=int(bias < 0),
+        ACT_BIAS=bias,
+    )
     hdl["WEIGHT_FILE"] = golden.write_mvau_weights(case_dir / "weights.hex", w, pe, simd, wbits)
     np.save(case_dir / "weights.npy", w)
     tb: dict[str, Any] = {"weights_npy": str(case_dir / "weights.npy"), "seed": 5, "frames": 4}
@@ -116,11 +151,8 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-@pytest.mark.parametrize("name", list(MVAU_CASES))
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(MVAU_CASES, "w4i4_act4"))
 def test_mvau(name: str, simulator: str) -> None:
-    if simulator == "icarus" and name != "w4i4_act4":
-        pytest.skip("Icarus runs one representative MVAU case")
     hdl, tb = _mvau_setup(name)
     rep = _run("mvau", f"mvau_{name}", hdl, tb, simulator)
     assert rep["interval"] <= 1.05 * rep["ideal"]
@@ -136,9 +168,12 @@ def test_verilator_lint(toplevel: str) -> None:
     env = {**os.environ, **verilator_env()}
     srcs = [str(RTL_DIR / s) for s in RTL_MODULES[toplevel]]
     t0 = time.monotonic()
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", "-Wno-UNUSEDSIGNAL",
-                        "--top-module", toplevel, *srcs], env=env, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        ["verilator", "--lint-only", "-Wall", "-Wno-UNUSEDSIGNAL", "--top-module", toplevel, *srcs],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 < 60
 
@@ -156,11 +191,8 @@ SWG_CASES = {
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-@pytest.mark.parametrize("name", list(SWG_CASES))
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(SWG_CASES, "k3s2_odd"))
 def test_swg(name: str, simulator: str) -> None:
-    if simulator == "icarus" and name != "k3s2_odd":
-        pytest.skip("Icarus runs one representative SWG case")
     h, w, c, simd, k, s, bits = SWG_CASES[name]
     hdl = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k, S=s, BITS=bits)
     rep = _run("swg", f"swg_{name}", hdl, {"seed": 3, "frames": 4}, simulator)
@@ -178,12 +210,100 @@ MAXPOOL_CASES = {
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-@pytest.mark.parametrize("name", list(MAXPOOL_CASES))
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(MAXPOOL_CASES, "k3_c3_pe1_s8"))
 def test_maxpool(name: str, simulator: str) -> None:
-    if simulator == "icarus" and name != "k3_c3_pe1_s8":
-        pytest.skip("Icarus runs one representative max-pool case")
     c, pe, bits, signed, h, w, k = MAXPOOL_CASES[name]
     hdl = dict(CHANNELS=c, PE=pe, BITS=bits, SIGNED=signed, IFM_H=h, IFM_W=w, K=k)
     rep = _run("maxpool", f"maxpool_{name}", hdl, {"seed": 4, "frames": 3}, simulator)
+    assert rep["interval"] <= 1.05 * rep["ideal"]
+
+
+# ----------------------------------------------------------------------------- Thresholding
+
+THRESH_CASES = {
+    # name: (CHANNELS, PE, IBITS, ISIGNED, OBITS, ACT_BIAS, NVEC, NT)
+    "u8_to_u4_pe2": (8, 2, 8, 0, 4, 0, 3, None),
+    "s6_to_s3_bias_pe3": (6, 3, 6, 1, 3, -4, 4, None),
+    "u4_to_u2_pad_pe1": (4, 1, 4, 0, 2, 0, 4, 2),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(THRESH_CASES, "s6_to_s3_bias_pe3"))
+def test_thresholding(name: str, simulator: str) -> None:
+    c, pe, ibits, isigned, obits, bias, nvec, nt = THRESH_CASES[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    tbits = ibits + (1 if isigned else 2)   # top value unreachable by inputs (padding)
+    lo, hi = golden.int_range(ibits, bool(isigned))
+    # Some thresholds beyond the input range: never / always reached.
+    t = golden.random_thresholds(rng, c, nt or (1 << obits) - 1, lo - 1, hi + 1)
+    case_dir = DATA_ROOT / f"thresholding_{name}"
+    golden.write_thresholds(case_dir / "thresh", t, pe, obits, tbits)
+    np.save(case_dir / "thresholds.npy", t)
+    hdl = dict(CHANNELS=c, PE=pe, IBITS=ibits, ISIGNED=isigned, TBITS=tbits, OBITS=obits,
+               OSIGNED=int(bias < 0), ACT_BIAS=bias, NVEC=nvec, THRESH_FILE=case_dir / "thresh")
+    tb = {"thresholds_npy": str(case_dir / "thresholds.npy"), "seed": 6, "frames": 4}
+    rep = _run("thresholding", f"thresholding_{name}", hdl, tb, simulator)
+    assert rep["interval"] <= 1.05 * rep["ideal"]
+
+
+# ----------------------------------------------------------------------------- FIFO
+
+FIFO_CASES = {
+    # name: (WIDTH, DEPTH, RAM_STYLE)
+    "w12_d4_regs": (12, 4, 0),
+    "w8_d1": (8, 1, 1),
+    "w20_d128_block": (20, 128, 0),
+    "w5_d6_block": (5, 6, 2),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(FIFO_CASES, "w20_d128_block"))
+def test_fifo(name: str, simulator: str) -> None:
+    width, depth, style = FIFO_CASES[name]
+    hdl = dict(WIDTH=width, DEPTH=depth, RAM_STYLE=style)
+    rep = _run("fifo", f"fifo_{name}", hdl, {"seed": 2, "beats": 300}, simulator)
+    assert rep["interval"] <= rep["ideal"]
+
+
+# ----------------------------------------------------------------------------- DWC
+
+DWC_CASES = {
+    # name: (IN_WIDTH, OUT_WIDTH, BITS)
+    "up_2to6_b4": (2, 6, 4),
+    "up_1to2_b8": (1, 2, 8),
+    "down_8to2_b3": (8, 2, 3),
+    "down_2to1_b8": (2, 1, 8),
+    "same_3to3_b5": (3, 3, 5),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(DWC_CASES, "down_8to2_b3"))
+def test_dwc(name: str, simulator: str) -> None:
+    iw, ow, bits = DWC_CASES[name]
+    hdl = dict(IN_WIDTH=iw, OUT_WIDTH=ow, BITS=bits)
+    rep = _run("dwc", f"dwc_{name}", hdl, {"seed": 8, "beats": 96}, simulator)
+    assert rep["interval"] <= rep["ideal"] + 4
+
+
+# ----------------------------------------------------------------------------- label select
+
+LABEL_CASES = {
+    # name: (NLABELS, PE, BITS, SIGNED, NVEC)
+    "n10_pe2_s8": (10, 2, 8, 1, 3),
+    "n12_pe4_u4": (12, 4, 4, 0, 2),
+    "n5_pe5_s16": (5, 5, 16, 1, 4),
+    "n7_pe1_u8": (7, 1, 8, 0, 2),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(LABEL_CASES, "n10_pe2_s8"))
+def test_label_select(name: str, simulator: str) -> None:
+    n, pe, bits, signed, nvec = LABEL_CASES[name]
+    hdl = dict(NLABELS=n, PE=pe, BITS=bits, SIGNED=signed, NVEC=nvec)
+    rep = _run("label_select", f"label_select_{name}", hdl, {"seed": 9, "frames": 4},
+               simulator)
     assert rep["interval"] <= 1.05 * rep["ideal"]

@@ -47,8 +47,8 @@ module mvau #(
     parameter OSIGNED = 0,
     /* verilator lint_on UNUSEDPARAM */
     parameter ACT_BIAS = 0,
-    parameter WEIGHT_FILE = "weights.hex",
-    parameter THRESH_FILE = "thresh"
+    parameter WEIGHT_FILE = "",
+    parameter THRESH_FILE = ""
 ) (
     input  wire clk,
     input  wire rst_n,
@@ -140,7 +140,13 @@ module mvau #(
     // ------------------------------------------------------------------ stage 1: memories
     (* ram_style = "block" *)
     reg  [WW-1:0] wrom [0:WDEPTH-1];
-    initial $readmemh(WEIGHT_FILE, wrom);
+    // Guarded so that elaborating with default parameters (e.g. a plain Yosys read_verilog)
+    // does not try to open a file.
+    generate
+        if (WEIGHT_FILE != "") begin : g_winit
+            initial $readmemh(WEIGHT_FILE, wrom);
+        end
+    endgenerate
     reg  [WW-1:0] w_q;
     always @(posedge clk) w_q <= wrom[waddr];   // synchronous read -> block RAM
 

@@ -30,7 +30,7 @@ module thresh_search #(
     parameter DBITS = 16,
     parameter OBITS = 4,
     parameter ACT_BIAS = 0,
-    parameter THRESH_FILE = "thresh"
+    parameter THRESH_FILE = ""
 ) (
     input  wire                  clk,
     input  wire                  rst_n,
@@ -92,7 +92,9 @@ module thresh_search #(
                 end
                 reg [PE*DBITS-1:0] mem [0:DEPTH-1];
                 reg [DBITS-1:0] q;
-                initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                if (THRESH_FILE != "") begin : g_init   // no file access at default params
+                    initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                end
                 always @(posedge clk) q <= mem[addr][p*DBITS +: DBITS];
                 assign t_q[(j*PE + p)*DBITS +: DBITS] = q;
             end

@@ -11,8 +11,10 @@
 // Parameters:
 //   CHANNELS, PE      channel count and lanes per beat (CHANNELS % PE == 0)
 //   IBITS, ISIGNED    input element width / signedness
-//   TBITS             signed width of the thresholds and of the comparison; >= IBITS + 1 for
-//                     unsigned inputs (default IBITS + 1 suits both signednesses)
+//   TBITS             signed width of the thresholds and of the comparison. The largest
+//                     value 2^(TBITS-1)-1 must exceed every input so that it can stand for
+//                     "never reached" (padding, thresholds above the input range): TBITS >=
+//                     IBITS + 2 for unsigned, IBITS + 1 for signed inputs (default IBITS + 2)
 //   OBITS, OSIGNED    output width (2^OBITS - 1 thresholds per channel); OSIGNED informational
 //   ACT_BIAS          signed integer added to the count, result truncated to OBITS bits
 //   NVEC              pixels per frame; informational (the unit is frame-agnostic)
@@ -24,14 +26,14 @@ module thresholding #(
     parameter PE = 2,
     parameter IBITS = 8,
     parameter ISIGNED = 0,
-    parameter TBITS = IBITS + 1,
+    parameter TBITS = IBITS + 2,
     parameter OBITS = 4,
     /* verilator lint_off UNUSEDPARAM */  // OSIGNED, NVEC: informational
     parameter OSIGNED = 0,
     parameter NVEC = 1,
     /* verilator lint_on UNUSEDPARAM */
     parameter ACT_BIAS = 0,
-    parameter THRESH_FILE = "thresh"
+    parameter THRESH_FILE = ""
 ) (
     input  wire clk,
     input  wire rst_n,

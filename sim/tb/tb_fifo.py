@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-
-from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params
+from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 
 
 async def _run(dut, src_idle: float, sink_stall: float, check_rate: bool) -> None:
@@ -26,7 +25,12 @@ async def _run(dut, src_idle: float, sink_stall: float, check_rate: bool) -> Non
     cycles = timing.out_cycles[-1] - timing.out_cycles[0]
     tb.log.info("fifo depth %d: %d beats out in %d cycles", depth, n, cycles + 1)
     if check_rate:
-        assert cycles == n - 1, f"expected one beat per cycle, took {cycles + 1} for {n}"
+        write_report(p, {"module": "fifo", "interval": cycles + 1,
+                         "ideal": n if depth >= 2 else 2 * n - 1,
+                         "latency_total": timing.latency()})
+        # DEPTH 1 cannot take a beat while full, even if one leaves (registered tready).
+        expected = n if depth >= 2 else 2 * n - 1
+        assert cycles + 1 <= expected, f"took {cycles + 1} cycles for {n} beats"
 
 
 @cocotb.test()

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-
 from netfabric.sim import golden
 from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 
 
-async def _run(dut, src_idle: float, sink_stall: float, measure: bool) -> None:
+async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
+               sink_block: int = 0) -> None:
     p = tb_params()
     c, pe, bits, k = (int(p[x]) for x in ("CHANNELS", "PE", "BITS", "K"))
     h, w, signed = int(p["IFM_H"]), int(p["IFM_W"]), bool(p["SIGNED"])
     frames = int(p["frames"])
+    if sink_block:  # enough output to overflow any internal buffer if backpressure broke
+        frames = max(frames, -(-96 // ((h // k) * (w // k) * (c // pe))))
     rng = np.random.default_rng(int(p.get("seed", 1)) + (7 if measure else 0))
     imgs = golden.random_ints(rng, (frames, h, w, c), bits, signed)
     if not measure:
@@ -30,7 +32,7 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool) -> None:
     ideal = h * w * (c // pe)
 
     tb = StreamTB(dut, seed=int(p.get("seed", 1)))
-    tb.stalls(src_idle, sink_stall)
+    tb.stalls(src_idle, sink_stall, sink_block)
     await tb.reset()
     for img in imgs:
         await tb.send(golden.pack_beats(img, pe, bits))
@@ -55,3 +57,15 @@ async def test_maxpool_random_stalls(dut) -> None:
 @cocotb.test()
 async def test_maxpool_throughput(dut) -> None:
     await _run(dut, src_idle=0.0, sink_stall=0.0, measure=True)
+
+
+@cocotb.test()
+async def test_maxpool_sink_blocked(dut) -> None:
+    # Sink refuses all beats for a while: internal buffers fill, input must be held back.
+    await _run(dut, src_idle=0.1, sink_stall=0.2, measure=False, sink_block=400)
+
+
+@cocotb.test()
+async def test_maxpool_source_idles(dut) -> None:
+    # Idle source, eager sink: the module runs ahead of its input (read-before-write hazards).
+    await _run(dut, src_idle=0.5, sink_stall=0.0, measure=False)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-
 from netfabric.sim import golden
 from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 
 
-async def _run(dut, src_idle: float, sink_stall: float, measure: bool) -> None:
+async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
+               sink_block: int = 0) -> None:
     p = tb_params()
     mw, mh, pe, simd = (int(p[k]) for k in ("MW", "MH", "PE", "SIMD"))
     ibits, isigned = int(p["IBITS"]), bool(p["ISIGNED"])
     nvec, frames = int(p["NVEC"]), int(p["frames"])
+    if sink_block:  # enough output to overflow any internal buffer if backpressure broke
+        frames = max(frames, -(-96 // (nvec * (mh // pe))))
     use_act = bool(p["USE_ACT"])
     accbits = int(p["ACCBITS"])
     obits = int(p["OBITS"]) if use_act else accbits
@@ -33,7 +35,7 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool) -> None:
     exp = golden.mvau(x, w, t, int(p.get("ACT_BIAS", 0)), accbits)
 
     tb = StreamTB(dut, seed=int(p.get("seed", 1)))
-    tb.stalls(src_idle, sink_stall)
+    tb.stalls(src_idle, sink_stall, sink_block)
     await tb.reset()
     for f in range(frames):
         await tb.send(golden.pack_beats(x[f * nvec:(f + 1) * nvec], simd, ibits))
@@ -61,3 +63,15 @@ async def test_mvau_random_stalls(dut) -> None:
 @cocotb.test()
 async def test_mvau_throughput(dut) -> None:
     await _run(dut, src_idle=0.0, sink_stall=0.0, measure=True)
+
+
+@cocotb.test()
+async def test_mvau_sink_blocked(dut) -> None:
+    # Sink refuses all beats for a while: internal buffers fill, input must be held back.
+    await _run(dut, src_idle=0.1, sink_stall=0.2, measure=False, sink_block=400)
+
+
+@cocotb.test()
+async def test_mvau_source_idles(dut) -> None:
+    # Idle source, eager sink: the module runs ahead of its input (read-before-write hazards).
+    await _run(dut, src_idle=0.5, sink_stall=0.0, measure=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-
 from netfabric.sim import golden
 from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 
@@ -22,18 +21,21 @@ def swg_ideal_cycles(p: dict) -> tuple[int, int, int]:
     return out_beats, in_beats, max(out_beats, in_beats)
 
 
-async def _run(dut, src_idle: float, sink_stall: float, measure: bool) -> None:
+async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
+               sink_block: int = 0) -> None:
     p = tb_params()
     h, w, c, simd, k, s, bits = (int(p[x]) for x in
                                  ("IFM_H", "IFM_W", "IFM_CH", "SIMD", "K", "S", "BITS"))
     frames = int(p["frames"])
+    if sink_block:  # enough output to overflow any internal buffer if backpressure broke
+        frames = max(frames, -(-96 // swg_ideal_cycles(p)[0]))
     rng = np.random.default_rng(int(p.get("seed", 1)) + (7 if measure else 0))
     imgs = golden.random_ints(rng, (frames, h, w, c), bits, False)
     exp = np.stack([golden.swg(img, k, s) for img in imgs])
     out_beats, _, ideal = swg_ideal_cycles(p)
 
     tb = StreamTB(dut, seed=int(p.get("seed", 1)))
-    tb.stalls(src_idle, sink_stall)
+    tb.stalls(src_idle, sink_stall, sink_block)
     await tb.reset()
     for img in imgs:
         await tb.send(golden.pack_beats(img, simd, bits))
@@ -62,3 +64,15 @@ async def test_swg_random_stalls(dut) -> None:
 @cocotb.test()
 async def test_swg_throughput(dut) -> None:
     await _run(dut, src_idle=0.0, sink_stall=0.0, measure=True)
+
+
+@cocotb.test()
+async def test_swg_sink_blocked(dut) -> None:
+    # Sink refuses all beats for a while: internal buffers fill, input must be held back.
+    await _run(dut, src_idle=0.1, sink_stall=0.2, measure=False, sink_block=400)
+
+
+@cocotb.test()
+async def test_swg_source_idles(dut) -> None:
+    # Idle source, eager sink: the module runs ahead of its input (read-before-write hazards).
+    await _run(dut, src_idle=0.5, sink_stall=0.0, measure=False)

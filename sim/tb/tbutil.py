@@ -36,12 +36,14 @@ def tb_params() -> dict[str, Any]:
     return json.loads(raw)
 
 
-def random_pauses(rng: random.Random, p: float) -> Iterator[bool]:
-    """Endless pause pattern: True (stall this cycle) with probability ``p``, in short
-    bursts so that both single-cycle and multi-cycle stalls happen."""
+def random_pauses(rng: random.Random, p: float, block: int = 0) -> Iterator[bool]:
+    """Endless pause pattern: ``block`` stalled cycles first, then True (stall this cycle)
+    with probability ``p``, in bursts of 1..25 cycles so that single-cycle stalls, stalls
+    longer than the modules' internal buffers, and everything between happen."""
+    yield from itertools.repeat(True, block)
     while True:
         if rng.random() < p:
-            yield from itertools.repeat(True, rng.choice((1, 1, 2, 3, 7)))
+            yield from itertools.repeat(True, rng.choice((1, 1, 1, 2, 3, 7, 25)))
         else:
             yield False
 
@@ -98,14 +100,16 @@ class StreamTB:
                 self._first_in = self.now_cycles()
                 return
 
-    def stalls(self, src_idle: float, sink_stall: float) -> None:
-        """Random source idles and sink backpressure (probabilities per cycle)."""
+    def stalls(self, src_idle: float, sink_stall: float, sink_block: int = 0) -> None:
+        """Random source idles and sink backpressure (probabilities per cycle); with
+        ``sink_block`` the sink first refuses everything for that many cycles, so that the
+        module fills up and must hold its input back."""
         if src_idle > 0:
             self.source.set_pause_generator(random_pauses(self.rng, src_idle))
         else:
             self.source.clear_pause_generator()
-        if sink_stall > 0:
-            self.sink.set_pause_generator(random_pauses(self.rng, sink_stall))
+        if sink_stall > 0 or sink_block > 0:
+            self.sink.set_pause_generator(random_pauses(self.rng, sink_stall, sink_block))
         else:
             self.sink.clear_pause_generator()
 

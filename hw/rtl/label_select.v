@@ -1,0 +1,193 @@
+// label_select.v -- arg-max over a vector of scores (FINN LabelSelect with K = 1; netfabric)
+//
+// For every input vector of NLABELS values, outputs the index of the maximum; ties resolve
+// to the lowest index (ONNX TopK / numpy argmax behaviour).
+//
+// Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
+//   s_axis: PE values of BITS per beat, NF = NLABELS/PE beats per vector, beat nf carrying
+//           labels nf*PE .. nf*PE+PE-1; vectors back to back (NVEC per frame).
+//   m_axis: one beat per vector holding the index as an unsigned IDXBITS = clog2(NLABELS)
+//           (at least 1) bit number; tdata rounded up to whole bytes (pad bits zero).
+// Parameters: NLABELS, PE (NLABELS % PE == 0), BITS, SIGNED (value signedness),
+//   NVEC (vectors per frame; informational, the unit is frame-agnostic).
+// Implementation: per beat a registered comparator tree over the PE values (left wins ties),
+//   then a running maximum across the NF beats (strictly greater replaces).
+// Throughput: one input beat per cycle. Latency: 3 + clog2(PE) cycles from the handshake of
+//   a vector's last beat to its index on m_axis.
+module label_select #(
+    parameter NLABELS = 10,
+    parameter PE = 2,
+    parameter BITS = 8,
+    parameter SIGNED = 1,
+    /* verilator lint_off UNUSEDPARAM */  // informational
+    parameter NVEC = 1
+    /* verilator lint_on UNUSEDPARAM */
+) (
+    input  wire clk,
+    input  wire rst_n,
+    /* verilator lint_off UNUSEDSIGNAL */  // byte-padding bits
+    input  wire [((PE * BITS + 7) / 8) * 8 - 1:0] s_axis_tdata,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire s_axis_tvalid,
+    output wire s_axis_tready,
+    output wire [((((NLABELS > 1) ? $clog2(NLABELS) : 1) + 7) / 8) * 8 - 1:0] m_axis_tdata,
+    output wire m_axis_tvalid,
+    input  wire m_axis_tready
+);
+    localparam NF = NLABELS / PE;
+    localparam IDXW = (NLABELS > 1) ? $clog2(NLABELS) : 1;
+    localparam OPW = ((IDXW + 7) / 8) * 8;
+    localparam VB = BITS + 1;                   // values compared as BITS+1-bit signed
+    localparam LEVELS = $clog2(PE);
+    localparam PEP = 1 << LEVELS;
+    localparam LW = (LEVELS > 0) ? LEVELS : 1;  // lane index width
+    localparam NFW = (NF > 1) ? $clog2(NF) : 1;
+    localparam D = 1 + LEVELS;                  // push -> tree root
+    localparam ODEPTH = 1 << $clog2(D + 6);
+    localparam CRW = $clog2(ODEPTH + 1);
+
+    localparam integer NF_LAST_I = NF - 1;
+    localparam integer PE_I = PE;
+    localparam integer ODEPTH_I = ODEPTH;
+    localparam integer ONE_I = 1;
+    localparam [NFW-1:0] NF_LAST = NF_LAST_I[NFW-1:0];
+    localparam [IDXW-1:0] PE_STEP = PE_I[IDXW-1:0];
+    localparam [CRW-1:0] CR_FULL = ODEPTH_I[CRW-1:0];
+    localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
+    // Padding leaves get the most negative VB-bit value: below every real value, and on
+    // the right of every real leaf, so they never win.
+    localparam [VB-1:0] VMIN = {1'b1, {BITS{1'b0}}};
+
+    // ------------------------------------------------------------------ input control
+    reg  [NFW-1:0]  nf;
+    reg  [IDXW-1:0] base;        // nf * PE
+    reg  [CRW-1:0]  credits;
+    wire last = (nf == NF_LAST);
+    assign s_axis_tready = !last || (credits != CR_FULL);
+    wire push = s_axis_tvalid && s_axis_tready;
+    wire take = push && last;
+    wire give = m_axis_tvalid && m_axis_tready;
+
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            nf <= {NFW{1'b0}};
+            base <= {IDXW{1'b0}};
+            credits <= {CRW{1'b0}};
+        end else begin
+            if (push) begin
+                nf <= last ? {NFW{1'b0}} : nf + 1'b1;
+                base <= last ? {IDXW{1'b0}} : base + PE_STEP;
+            end
+            if (take && !give) credits <= credits + CR_ONE;
+            else if (!take && give) credits <= credits - CR_ONE;
+        end
+    end
+
+    // Control/index side band alongside the tree: valid, first/last beat, base index.
+    reg [D-1:0]      v_sr, f_sr, l_sr;
+    reg [D*IDXW-1:0] b_sr;
+    wire             first = (nf == {NFW{1'b0}});
+    generate
+        if (D > 1) begin : g_sr
+            always @(posedge clk) begin
+                if (!rst_n) v_sr <= {D{1'b0}};
+                else v_sr <= {v_sr[D-2:0], push};
+                f_sr <= {f_sr[D-2:0], first};
+                l_sr <= {l_sr[D-2:0], last};
+                b_sr <= {b_sr[(D-1)*IDXW-1:0], base};
+            end
+        end else begin : g_sr1
+            always @(posedge clk) begin
+                if (!rst_n) v_sr <= 1'b0;
+                else v_sr <= push;
+                f_sr <= first;
+                l_sr <= last;
+                b_sr <= base;
+            end
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ comparator tree
+    wire [PEP*VB-1:0] leaves;
+    genvar s;
+    generate
+        for (s = 0; s < PEP; s = s + 1) begin : g_leaf
+            if (s < PE) begin : g_real
+                wire [BITS-1:0] e = s_axis_tdata[s*BITS +: BITS];
+                assign leaves[s*VB +: VB] = {(SIGNED != 0) ? e[BITS-1] : 1'b0, e};
+            end else begin : g_pad
+                assign leaves[s*VB +: VB] = VMIN;
+            end
+        end
+    endgenerate
+
+    // Heap layout (node k has children 2k+1, 2k+2; leaves at PEP-1 ..), one level per cycle.
+    reg [(2*PEP-1)*VB-1:0] tv;
+    reg [(2*PEP-1)*LW-1:0] ti;
+    integer k;
+    always @(posedge clk) begin
+        for (k = 0; k < PEP - 1; k = k + 1) begin
+            // Right child replaces the left only if strictly greater: lowest index wins ties.
+            if ($signed(tv[(2*k+2)*VB +: VB]) > $signed(tv[(2*k+1)*VB +: VB])) begin
+                tv[k*VB +: VB] <= tv[(2*k+2)*VB +: VB];
+                ti[k*LW +: LW] <= ti[(2*k+2)*LW +: LW];
+            end else begin
+                tv[k*VB +: VB] <= tv[(2*k+1)*VB +: VB];
+                ti[k*LW +: LW] <= ti[(2*k+1)*LW +: LW];
+            end
+        end
+        tv[(PEP-1)*VB +: PEP*VB] <= leaves;
+        for (k = 0; k < PEP; k = k + 1)
+            ti[(PEP-1+k)*LW +: LW] <= k[LW-1:0];
+    end
+
+    // ------------------------------------------------------------------ running maximum
+    wire [VB-1:0]   cand_v = tv[0 +: VB];
+    wire [IDXW-1:0] cand_i;
+    generate
+        if (LEVELS > 0 && IDXW > LW) begin : g_idx
+            assign cand_i = b_sr[(D-1)*IDXW +: IDXW] + {{(IDXW-LW){1'b0}}, ti[0 +: LW]};
+        end else if (LEVELS > 0) begin : g_idx_eq
+            assign cand_i = b_sr[(D-1)*IDXW +: IDXW] + ti[0 +: LW];
+        end else begin : g_idx1
+            assign cand_i = b_sr[(D-1)*IDXW +: IDXW];
+        end
+    endgenerate
+    reg  [VB-1:0]   best_v;
+    reg  [IDXW-1:0] best_i;
+    reg  [IDXW-1:0] res;
+    reg             res_v;
+    wire            cand_wins = f_sr[D-1] || ($signed(cand_v) > $signed(best_v));
+    wire [IDXW-1:0] new_i = cand_wins ? cand_i : best_i;
+    always @(posedge clk) begin
+        if (v_sr[D-1]) begin
+            if (cand_wins) begin
+                best_v <= cand_v;
+                best_i <= cand_i;
+            end
+            if (l_sr[D-1]) res <= new_i;
+        end
+    end
+    always @(posedge clk) begin
+        if (!rst_n) res_v <= 1'b0;
+        else res_v <= v_sr[D-1] && l_sr[D-1];
+    end
+
+    // ------------------------------------------------------------------ output
+    wire [OPW-1:0] fifo_in;
+    generate
+        if (OPW > IDXW) begin : g_pad
+            assign fifo_in[OPW-1:IDXW] = {(OPW - IDXW){1'b0}};
+        end
+    endgenerate
+    assign fifo_in[IDXW-1:0] = res;
+
+    /* verilator lint_off PINCONNECTEMPTY */
+    fifo #(.WIDTH(IDXW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
+        .clk(clk), .rst_n(rst_n),
+        .s_axis_tdata(fifo_in), .s_axis_tvalid(res_v), .s_axis_tready(),
+        .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
+        .m_axis_tready(m_axis_tready)
+    );
+    /* verilator lint_on PINCONNECTEMPTY */
+endmodule
