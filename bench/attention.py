@@ -13,8 +13,8 @@ machine is shared). Methods, all with the same random q, k, v [1, 4, n, 16]:
 - ``full_math``: softmax(q k^T / sqrt(dh)) v written out, which does store the n x n scores (the
   memory a naive or non-fused implementation needs); run up to ``--math-max-n``.
 
-Each (method, n) point runs in a fresh Python subprocess. Time: median wall time of ``--repeats``
-calls after one warm-up call. Memory: the process's peak resident set (``ru_maxrss``) after the
+Each (method, n) point runs in a fresh Python subprocess. Time: median wall time of at least
+``--repeats`` calls (more, up to 100, for fast points: about 0.5 s of calls) after one warm-up. Memory: the process's peak resident set (``ru_maxrss``) after the
 calls minus its resident set just before the warm-up call, i.e. the extra memory the attention
 call needed on top of its inputs; it includes allocator slack and is honest about what the OS
 had to provide, not a count of tensor bytes.
@@ -77,9 +77,14 @@ def worker(method: str, n: int, segment: int, dim: int, heads: int, repeats: int
     }[method]
     with torch.inference_mode():
         before = _rss_mb()
+        t0 = time.perf_counter()
         fn()  # warm-up
+        warm = time.perf_counter() - t0
+        # Fast points get more calls (up to ~0.5 s of them): a median of 5 sub-ms calls on a
+        # shared machine is mostly noise.
+        calls = max(repeats, min(100, int(0.5 / max(warm, 1e-6))))
         times = []
-        for _ in range(repeats):
+        for _ in range(calls):
             t0 = time.perf_counter()
             out = fn()
             times.append(time.perf_counter() - t0)
@@ -91,7 +96,8 @@ def worker(method: str, n: int, segment: int, dim: int, heads: int, repeats: int
                 "method": method,
                 "n": n,
                 "median_ms": 1e3 * statistics.median(times),
-                "times_ms": [round(1e3 * t, 3) for t in times],
+                "calls": len(times),
+                "min_ms": round(1e3 * min(times), 3),
                 "peak_extra_mb": round(peak - before, 1),
                 "inputs_mb": round(3 * q.numel() * 4 / 2**20, 2),
             }
@@ -229,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "repeats": args.repeats,
     }
+    load_before = os.getloadavg()[0]
     points = []
     for n in ns:
         for method in METHODS:
@@ -245,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         "config": cfg,
         "command": command.strip(),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__},
+        "load_avg_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "memory_method": "ru_maxrss after the calls minus RSS before the warm-up, fresh process per point",
-        "time_method": f"median of {args.repeats} calls after one warm-up",
+        "time_method": f"median of >= {args.repeats} calls (up to 100 for fast points) "
+        "after one warm-up",
         "points": points,
     }
     print(table(points, ns))
@@ -264,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}. Time: {result['time_method']}. Memory: peak extra RSS "
         "(`ru_maxrss` minus RSS before the first call, fresh process per point). "
         "`full (SDPA)` is PyTorch's fused CPU kernel, which does not store the n x n scores; "
-        "`full math` writes softmax(QK^T)V out and does.\n\n"
+        "`full math` writes softmax(QK^T)V out and does. Deltas under about 10 MB are at the "
+        "noise floor of this method (allocator and thread-local buffers). Machine load average "
+        f"during the run: {load_before:.1f} -> {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (shared).\n\n"
         f"{table(points, ns)}\n\n"
         f"Command: `{command.strip()}` — plot: `bench/results/attention.png`, "
         "data: `bench/results/attention.json`."

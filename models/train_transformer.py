@@ -205,8 +205,8 @@ def summary(ckpt: dict) -> dict:
     m, tc = ckpt["metrics"], ckpt["train"]
     return {
         "model": "transformer",
-        "float_acc": m.get("float_acc"),
-        "int8_acc": m.get("int8_acc"),
+        "float_acc": _round(m.get("float_acc")),
+        "int8_acc": _round(m.get("int8_acc")),
         "dataset": m.get("dataset"),
         "seed": tc["seed"],
         "float_epochs": tc["float_epochs"],
@@ -216,6 +216,10 @@ def summary(ckpt: dict) -> dict:
         "command": m.get("command"),
         "config": ckpt["config"],
     }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -13,30 +13,38 @@ multiply-shift-clip requantizer). LayerNorm needs a per-token mean, variance, sq
 division at run time: an extra datapath per token for no accuracy gain on this task.
 
 Integer structure of the QAT model (every tensor between ops is an integer times a per-tensor
-float scale; names in brackets are the module attributes holding the quantizer):
+float scale; [brackets] name the module attribute holding the quantizer; Q(y) = clip(round(y/s)),
+round half to even; weights are INT8 per-tensor (narrow range, -127..127); "acc" is an integer
+matmul of the integer operands; b is the layer's float bias, folded into the requantizer):
 
-====================  ===========================  =================================================
-tensor                integer type                 scale / how it is produced
-====================  ===========================  =================================================
-input pixels          UINT8                        1/255 [pixel_quant, constant]
-patch embedding       INT8                         s_e [res_quants[0]]: Q(acc * s_w/255 + b)
-position table        INT8 (constant, 49 x d)      s_e (same quantizer: the add is integer)
-residual stream x_j   INT8                         s_j [res_quants[j+1]]: Q((a_int + b_int) * s_{j-1})
-norm output           INT8                         [attn_norm_quant|mlp_norm_quant]: Q(BN(x))
-q, k, v               INT8                         [q_quant|k_quant|v_quant]: Q(acc * s_a s_w + b)
-scores                INT8                         s_sc [score_quant]: Q(q_int.k_int * s_q s_k / sqrt(dh))
-probabilities         UINT8                        2^-8, integer softmax (INT_SOFTMAX.md), LUT from s_sc
-context               INT8                         [ctx_quant]: Q(p_int.v_int * 2^-8 s_v)
-attn / mlp branch out INT8                         s_{j-1}: re-quantized with the stream's own
-                                                   quantizer so the residual add is INT8 + INT8
-mlp hidden            UINT8                        [mlp.act]: QuantReLU(acc * s_a s_w + b)
-pooled                int sum of n INT8 tokens     s_f / n  (mean = sum / n, 1/n folded in the scale)
-logits                int32 accumulator            s_w * s_f / n (bias-free, per-tensor: argmax exact)
-====================  ===========================  =================================================
+=====================  ==================  ========================================================
+tensor                 integer type        scale, how it is produced
+=====================  ==================  ========================================================
+pixels                 UINT8               1/255, [pixel_quant] (constant scale): the raw pixel
+patch embedding e      INT8                s_0 [res_quants[0]]: Q(acc * s_w / 255 + b)
+position table         INT8 const n x d    s_0 [res_quants[0]] (so e + pos is an integer add)
+residual stream x_k    INT8                s_k [res_quants[k]], k = 1 .. 2*depth + 1:
+                                           x_1 = Q((e + pos) * s_0); then per residual add
+                                           x_k = Q((x_{k-1} + br) * s_{k-1}), an INT9 sum
+branch output br       INT8                s_{k-1} [res_quants[k-1]]: Q(acc * s_in s_w + b), the
+                                           attention (o proj) or MLP (fc2) output quantized by
+                                           the stream's own quantizer, so the add is integer
+norm output a          INT8                [attn_norm_quant | mlp_norm_quant]: Q(BN(x)), BN a
+                                           per-channel affine -> one threshold table per channel
+q, k, v                INT8                [q_quant | k_quant | v_quant]: Q(acc * s_a s_w + b)
+scores                 INT8                s_sc [score_quant]: Q(q.k^T acc * s_q s_k / sqrt(dh))
+probabilities          UINT8               2^-8: integer softmax (INT_SOFTMAX.md), LUT built
+                                           from s_sc; padded keys masked
+context                INT8                [ctx_quant]: Q(p.v acc * 2^-8 * s_v)
+mlp hidden             UINT8               [mlp.act] QuantReLU: Q(max(acc * s_a s_w + b, 0))
+final tokens           INT8                s_f [final_quant]: Q(BN(x_{2*depth+1}))
+pooled                 int sum, 14 bit     s_f / n (mean = sum / n; 1/n goes into the scale)
+logits                 int32 acc           s_w * s_f / n, bias-free per-tensor: argmax is exact
+=====================  ==================  ========================================================
 
-Q(.) rounds half to even and clips to the integer range; weights are INT8 per-tensor. Each
-"acc" is an integer matmul of the integer operands above. ``transformer_int.py`` writes the same
-forward pass in numpy integers.
+Every Q after an integer accumulator is a requantizer (FINN: MultiThreshold, or multiply-shift-
+clip where the table is evenly spaced). ``transformer_int.py`` writes the same forward pass in
+numpy integers.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ Typical use::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -29,6 +30,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cocotb_tools.runner import Runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RTL_DIR = REPO_ROOT / "hw" / "rtl"
@@ -239,6 +244,38 @@ def _executable(simulator: str, build_dir: Path, toplevel: str) -> Path:
     return build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
 
 
+def _build_once(runner: Runner, simulator: str, toplevel: str, srcs: Sequence[Path],
+                hdl_params: Mapping[str, str], build_args: Sequence[str], build_dir: Path,
+                waves: bool) -> bool:
+    """Build into ``build_dir`` unless a finished build is there; True if it built."""
+    stamp = build_dir / "netfabric_build.json"
+    if stamp.is_file() and _executable(simulator, build_dir, toplevel).is_file():
+        runner.hdl_toplevel = toplevel  # what build() would have set; test() needs it
+        return False
+    runtime_cache = _runtime_cache_dir(build_args, waves) if simulator == "verilator" else None
+    if runtime_cache is not None:
+        runner.between_cmd = _seed_runtime_cmd(runtime_cache, build_dir)
+    try:
+        runner.build(
+            sources=list(srcs),
+            hdl_toplevel=toplevel,
+            parameters=dict(hdl_params),
+            build_args=list(build_args),
+            build_dir=build_dir,
+            waves=waves,
+            always=True,
+            timescale=("1ns", "1ps"),
+            log_file=build_dir / "build.log",
+        )
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        log = (build_dir / "build.log").read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"{simulator} build of {toplevel} failed: {e}\n{log}") from e
+    if runtime_cache is not None:
+        _store_runtime(runtime_cache, build_dir)
+    stamp.write_text(json.dumps({"toplevel": toplevel, "parameters": dict(hdl_params)}))
+    return True
+
+
 def run_cocotb(
     toplevel: str,
     sources: Sequence[str | Path],
@@ -291,47 +328,26 @@ def run_cocotb(
     all_build_args = [*(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()), *build_args]
     key = _build_key(toplevel, simulator, srcs, parameters, all_build_args, waves)
     build_dir = BUILD_ROOT / f"{name or toplevel}_{simulator}_{key}"
-    stamp = build_dir / "netfabric_build.json"
     hdl_params = {k: hdl_literal(v) for k, v in parameters.items()}
 
-    # cocotb_tools reads the tools' location from os.environ when it builds its own env.
-    saved = {k: os.environ.get(k) for k in env_tools}
-    os.environ.update(env_tools)
+    # cocotb_tools builds the simulator environment from os.environ, and lets os.environ
+    # override the extra_env given to test(): overlay both for the duration of the call.
+    overlay = {**env_tools, **(extra_env or {})}
+    saved = {k: os.environ.get(k) for k in overlay}
+    os.environ.update(overlay)
     try:
         runner = _verilator_runner_class()() if simulator == "verilator" else cr.get_runner(
             simulator)
-        built = False
         t0 = time.monotonic()
-        if not (stamp.is_file() and _executable(simulator, build_dir, toplevel).is_file()):
-            build_dir.mkdir(parents=True, exist_ok=True)
-            if simulator == "verilator":
-                runtime_cache = _runtime_cache_dir(all_build_args, waves)
-                runner.between_cmd = _seed_runtime_cmd(runtime_cache, build_dir)
-            try:
-                runner.build(
-                    sources=srcs,
-                    hdl_toplevel=toplevel,
-                    parameters=hdl_params,
-                    build_args=all_build_args,
-                    build_dir=build_dir,
-                    waves=waves,
-                    always=True,
-                    timescale=("1ns", "1ps"),
-                    log_file=build_dir / "build.log",
-                )
-            except (RuntimeError, subprocess.CalledProcessError) as e:
-                log = (build_dir / "build.log").read_text(errors="replace")[-4000:]
-                raise RuntimeError(f"{simulator} build of {toplevel} failed: {e}\n{log}") from e
-            if simulator == "verilator":
-                _store_runtime(runtime_cache, build_dir)
-            stamp.write_text(json.dumps({"toplevel": toplevel, "parameters": hdl_params}))
-            built = True
-        else:
-            runner.hdl_toplevel = toplevel  # what build() would have set; test() needs it
+        build_dir.mkdir(parents=True, exist_ok=True)
+        with (build_dir / ".lock").open("w") as lock:
+            # Concurrent runs (pytest-xdist) of one parameter set: build once, others wait.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            built = _build_once(runner, simulator, toplevel, srcs, hdl_params,
+                                all_build_args, build_dir, waves)
         t1 = time.monotonic()
 
         results_xml = build_dir / f"results_{os.getpid()}_{time.monotonic_ns()}.xml"
-        test_env = {**env_tools, **(extra_env or {})}
         try:
             runner.test(
                 test_module=test_module,
@@ -340,7 +356,7 @@ def run_cocotb(
                 build_dir=build_dir,
                 test_dir=build_dir,
                 results_xml=str(results_xml),
-                extra_env=test_env,
+                extra_env=overlay,
                 testcase=testcase,
                 seed=seed,
                 waves=waves,

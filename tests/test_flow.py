@@ -255,7 +255,7 @@ def test_shell_streams_data_through_accelerator_in_simulation(tmp_path: Path):
 
 def test_synth_script_per_family():
     ecp5 = synth_script(["a.v", "b.sv", "nf_board_top.v"], SHELL_TOP, get_board("ulx3s-85f"))
-    assert "read_verilog a.v\nread_verilog -sv b.sv\n" in ecp5
+    assert "read_verilog -defer a.v\nread_verilog -defer -sv b.sv\n" in ecp5
     assert f"synth_ecp5 -top {SHELL_TOP} -json netlist.json" in ecp5
     assert "tee -q -o synth_stat.json stat -json" in ecp5
     ice = synth_script(["a.v"], SHELL_TOP, get_board("icebreaker"))

@@ -91,21 +91,32 @@ def _run(
 
 # ----------------------------------------------------------------------------- MVAU
 
+def _mv(mw: int, mh: int, pe: int, simd: int, wbits: int, wsigned: int, ibits: int,
+        isigned: int, nvec: int, obits: int = 0, bias: int = 0, nt: int | None = None,
+        mul_style: int = 0) -> dict[str, Any]:
+    """One MVAU case; obits = 0 means no activation (accumulator output); nt < 2**obits-1
+    gives fewer thresholds, exercising the padding."""
+    return dict(mw=mw, mh=mh, pe=pe, simd=simd, wbits=wbits, wsigned=wsigned, ibits=ibits,
+                isigned=isigned, nvec=nvec, obits=obits, bias=bias, nt=nt,
+                mul_style=mul_style)
+
+
 MVAU_CASES = {
-    # name: (MW, MH, PE, SIMD, WBITS, WSIGNED, IBITS, ISIGNED, NVEC, USE_ACT, OBITS, ACT_BIAS, NT)
-    # NT = thresholds given (< 2**OBITS-1 exercises the padding), None = all
-    "w4i4_acc": (16, 8, 2, 4, 4, 1, 4, 0, 4, 0, 0, 0, None),
-    "w8i8_acc_simd3": (12, 6, 3, 3, 8, 1, 8, 1, 3, 0, 0, 0, None),
-    "w4i4_act4": (16, 8, 4, 8, 4, 1, 4, 0, 4, 1, 4, 0, None),
-    "w2i2_act2_bias_folded": (6, 4, 1, 1, 2, 1, 2, 1, 2, 1, 2, -2, None),
-    "w1i8_act3_pad_parallel": (8, 4, 4, 8, 1, 0, 8, 0, 8, 1, 3, 0, 5),
+    "w4i4_acc": _mv(16, 8, 2, 4, 4, 1, 4, 0, nvec=4),
+    "w8i8_acc_simd3_dsp": _mv(12, 6, 3, 3, 8, 1, 8, 1, nvec=3),
+    "w4i4_act4": _mv(16, 8, 4, 8, 4, 1, 4, 0, nvec=4, obits=4),
+    "w2i2_act2_bias_folded": _mv(6, 4, 1, 1, 2, 1, 2, 1, nvec=2, obits=2, bias=-2),
+    "w1i8_act3_pad_parallel": _mv(8, 4, 4, 8, 1, 0, 8, 0, nvec=8, obits=3, nt=5),
+    "w8i3s_lutmul_acc": _mv(10, 4, 2, 5, 8, 1, 3, 1, nvec=3, mul_style=1),
 }
 
 
 def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    mw, mh, pe, simd, wbits, wsigned, ibits, isigned, nvec, use_act, obits, bias, nt = MVAU_CASES[
-        name
-    ]
+    c = MVAU_CASES[name]
+    mw, mh, pe, simd = c["mw"], c["mh"], c["pe"], c["simd"]
+    wbits, wsigned, ibits, isigned = c["wbits"], c["wsigned"], c["ibits"], c["isigned"]
+    obits, bias = c["obits"], c["bias"]
+    use_act = int(obits > 0)
     rng = np.random.default_rng(sum(map(ord, name)))  # stable across runs
     case_dir = DATA_ROOT / f"mvau_{name}"
     w = golden.random_ints(rng, (mh, mw), wbits, bool(wsigned))
@@ -115,22 +126,10 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     wlo, whi = golden.int_range(wbits, bool(wsigned))
     amax = mw * max(abs(a * b) for a in (xlo, xhi) for b in (wlo, whi))
     accbits = int(amax).bit_length() + 2
-    hdl: dict[str, Any] = dict(
-        MW=mw,
-        MH=mh,
-        PE=pe,
-        SIMD=simd,
-        WBITS=wbits,
-        WSIGNED=wsigned,
-        IBITS=ibits,
-        ISIGNED=isigned,
-        ACCBITS=accbits,
-        NVEC=nvec,
-        USE_ACT=use_act,
-        OBITS=obits if use_act else 4,
-        OSIGNED=int(bias < 0),
-        ACT_BIAS=bias,
-    )
+    hdl: dict[str, Any] = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, WBITS=wbits, WSIGNED=wsigned,
+                               IBITS=ibits, ISIGNED=isigned, ACCBITS=accbits, NVEC=c["nvec"],
+                               USE_ACT=use_act, OBITS=obits if use_act else 4,
+                               OSIGNED=int(bias < 0), ACT_BIAS=bias, MUL_STYLE=c["mul_style"])
     hdl["WEIGHT_FILE"] = golden.write_mvau_weights(case_dir / "weights.hex", w, pe, simd, wbits)
     np.save(case_dir / "weights.npy", w)
     tb: dict[str, Any] = {"weights_npy": str(case_dir / "weights.npy"), "seed": 5, "frames": 4}
@@ -140,7 +139,7 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         xs = golden.random_ints(rng, (64, mw), ibits, bool(isigned))
         acc = golden.matmul(xs, w)
         lo, hi = int(acc.min()) - 2, int(acc.max()) + 2
-        n = nt if nt is not None else (1 << obits) - 1
+        n = c["nt"] if c["nt"] is not None else (1 << obits) - 1
         t = golden.random_thresholds(rng, mh, n, lo, hi)
         prefix = case_dir / "thresh"
         golden.write_thresholds(prefix, t, pe, obits, accbits)

@@ -20,6 +20,8 @@
 //   NVEC              vectors per frame (e.g. OH*OW); informational, the unit is frame-agnostic
 //   USE_ACT, OBITS, OSIGNED, ACT_BIAS   fused thresholding (OSIGNED is informational: the
 //                     count + bias is emitted as OBITS-bit two's complement either way)
+//   MUL_STYLE         0 = auto (LUT shift-and-add if WBITS or IBITS <= 4, else "*"),
+//                     1 = LUT shift-and-add, 2 = "*" (DSP blocks where the flow maps them)
 //   WEIGHT_FILE       $readmemh file, NF*SF words of PE*SIMD*WBITS bits: word nf*SF + sf holds
 //                     W[nf*PE+p][sf*SIMD+s] at bits [(p*SIMD+s)*WBITS +: WBITS]
 //   THRESH_FILE       prefix of the OBITS threshold stage files (see thresh_search.v), the
@@ -47,6 +49,7 @@ module mvau #(
     parameter OSIGNED = 0,
     /* verilator lint_on UNUSEDPARAM */
     parameter ACT_BIAS = 0,
+    parameter MUL_STYLE = 0,
     parameter WEIGHT_FILE = "",
     parameter THRESH_FILE = ""
 ) (
@@ -75,6 +78,11 @@ module mvau #(
     localparam LEVELS = $clog2(SIMD);
     localparam SIMDP = 1 << LEVELS;
     localparam PW = IBITS + WBITS + 2;       // exact signed product width
+    // Multipliers: "*" (DSP blocks where available) or shift-and-add in LUTs. Auto picks
+    // LUTs when one operand has <= 4 bits, where a DSP block would be mostly wasted.
+    localparam LUTMUL = (MUL_STYLE == 1) || (MUL_STYLE == 0 && (WBITS <= 4 || IBITS <= 4));
+    localparam NB = (WBITS <= IBITS) ? WBITS : IBITS;      // shift-and-add steps
+    localparam B_SIGNED = (WBITS <= IBITS) ? (WSIGNED != 0) : (ISIGNED != 0);
     localparam D = 3 + LEVELS;               // issue -> adder-tree root, in cycles
     // Issue -> FIFO write: D + 1 (accumulator) [+ thresh_search latency].
     localparam LAT = D + 1 + (USE_ACT ? 2 * OBITS + 2 : 0);
@@ -138,8 +146,10 @@ module mvau #(
     end
 
     // ------------------------------------------------------------------ stage 1: memories
+    /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
     (* ram_style = "block" *)
     reg  [WW-1:0] wrom [0:WDEPTH-1];
+    /* verilator lint_on UNDRIVEN */
     // Guarded so that elaborating with default parameters (e.g. a plain Yosys read_verilog)
     // does not try to open a file.
     generate
@@ -201,7 +211,38 @@ module mvau #(
                     // declared signedness, so a single signed multiplier covers all cases.
                     wire signed [IBITS:0] xs = {(ISIGNED != 0) ? xe[IBITS-1] : 1'b0, xe};
                     wire signed [WBITS:0] ws = {(WSIGNED != 0) ? we[WBITS-1] : 1'b0, we};
-                    wire signed [PW-1:0] prod = xs * ws;
+                    wire signed [PW-1:0] prod;
+                    if (LUTMUL) begin : g_lut
+                        // Shift-and-add over the bits of the narrower operand: small
+                        // products in LUTs/carry chains instead of scarce DSP blocks.
+                        wire [PW-1:0] a;      // wider operand, sign-extended to PW
+                        wire [NB-1:0] b;      // narrower operand (multiplier bits)
+                        if (WBITS <= IBITS) begin : g_wb
+                            assign a = {{(PW-IBITS-1){xs[IBITS]}}, xs};
+                            assign b = we;
+                        end else begin : g_ib
+                            assign a = {{(PW-WBITS-1){ws[WBITS]}}, ws};
+                            assign b = xe;
+                        end
+                        wire [NB*PW-1:0] chain;   // running partial sums
+                        genvar bi;
+                        for (bi = 0; bi < NB; bi = bi + 1) begin : g_pp
+                            wire [PW-1:0] pp = b[bi] ? (a << bi) : {PW{1'b0}};
+                            // The MSB of a signed multiplier weighs -2^(NB-1).
+                            if (bi == 0 && NB == 1 && B_SIGNED) begin : g_neg0
+                                assign chain[0 +: PW] = {PW{1'b0}} - pp;
+                            end else if (bi == 0) begin : g_first
+                                assign chain[0 +: PW] = pp;
+                            end else if (bi == NB - 1 && B_SIGNED) begin : g_neg
+                                assign chain[bi*PW +: PW] = chain[(bi-1)*PW +: PW] - pp;
+                            end else begin : g_add
+                                assign chain[bi*PW +: PW] = chain[(bi-1)*PW +: PW] + pp;
+                            end
+                        end
+                        assign prod = chain[(NB-1)*PW +: PW];
+                    end else begin : g_dsp
+                        assign prod = xs * ws;
+                    end
                     if (ACCBITS > PW) begin : g_ext
                         assign leaves[s*ACCBITS +: ACCBITS] = {{(ACCBITS-PW){prod[PW-1]}}, prod};
                     end else begin : g_trunc

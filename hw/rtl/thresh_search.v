@@ -90,7 +90,9 @@ module thresh_search #(
                 end else begin : g_aj1
                     assign addr = pre[j-1:0];
                 end
+                /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
                 reg [PE*DBITS-1:0] mem [0:DEPTH-1];
+                /* verilator lint_on UNDRIVEN */
                 reg [DBITS-1:0] q;
                 if (THRESH_FILE != "") begin : g_init   // no file access at default params
                     initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
