@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BOARD  ?= ulx3s-85f
-FREQ   ?= 100
-MODEL  ?= mlp
+FREQ   ?=
+MODEL  ?=
 
 .PHONY: setup demo test test-all sim bitstream bench lint clean
 
@@ -35,7 +35,7 @@ sim: $(STAMP)
 	$(BIN)/python -m pytest -q -m sim
 
 bitstream: $(STAMP)
-	$(BIN)/python -m netfabric.bitstream --model $(MODEL) --board $(BOARD) --freq $(FREQ)
+	$(BIN)/python -m netfabric.bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ))
 
 bench: $(STAMP)
 	$(BIN)/python bench/cpu_engine.py

@@ -22,8 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily: the numpy reference must run without it (boards)
+    from torch import Tensor
 
 __all__ = [
     "IntSoftmaxParams",
@@ -150,7 +154,7 @@ def int_softmax_ref(
     return np.minimum(p, params.out_max)
 
 
-def int_softmax_torch(scores_int, mask, params: IntSoftmaxParams):
+def int_softmax_torch(scores_int: Tensor, mask: Tensor | None, params: IntSoftmaxParams) -> Tensor:
     """The same integers as :func:`int_softmax_ref`, on torch tensors (int64 in, int64 out).
 
     No range checks on the hot path beyond what the QAT quantizer already guarantees; tests
@@ -175,7 +179,7 @@ def int_softmax_torch(scores_int, mask, params: IntSoftmaxParams):
     return p.clamp_(max=params.out_max)
 
 
-def masked_softmax(x, mask):
+def masked_softmax(x: Tensor, mask: Tensor | None) -> Tensor:
     """Float softmax over the last axis; masked positions (and fully masked rows) give 0."""
     import torch
 
@@ -186,7 +190,12 @@ def masked_softmax(x, mask):
     return torch.softmax(filled, dim=-1) * mask
 
 
-def int_softmax_ste(scores, score_scale, mask, params_base: IntSoftmaxParams | None = None):
+def int_softmax_ste(
+    scores: Tensor,
+    score_scale: Tensor | float,
+    mask: Tensor | None,
+    params_base: IntSoftmaxParams | None = None,
+) -> Tensor:
     """QAT softmax: forward = integer softmax probabilities (p * 2**-P), backward = float softmax.
 
     ``scores``: float tensor holding ``q * score_scale`` (the output of the score quantizer);

@@ -16,6 +16,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def fit(
     lr: float,
     tc: TransformerTrainConfig,
     desc: str,
-    on_epoch=None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> None:
     """AdamW with one-cycle schedule; ``on_epoch(epoch)`` runs after every epoch (checkpoints)."""
     if epochs == 0:
@@ -105,7 +106,14 @@ def fit(
                 on_epoch(epoch)
 
 
-def _checkpoint(cfg, tc, float_model, qat_model, metrics, stage) -> dict:
+def _checkpoint(
+    cfg: TransformerConfig,
+    tc: TransformerTrainConfig,
+    float_model: nn.Module | None,
+    qat_model: nn.Module | None,
+    metrics: dict,
+    stage: str,
+) -> dict:
     return {
         "kind": CHECKPOINT_KIND,
         "config": cfg.to_dict(),
@@ -182,9 +190,7 @@ def train_transformer(
     )
     metrics["int8_acc"] = evaluate(qat_model, xt, yt)
     metrics["train_seconds"] = round(time.time() - t0, 1)
-    metrics["command"] = command or "python -m netfabric.models.train_transformer " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:]
-    )
+    metrics["command"] = command or shlex.join(sys.argv)
     ckpt = _checkpoint(qcfg, tc, float_model, qat_model, metrics, "done")
     if out:
         atomic_save(ckpt, out)
@@ -192,8 +198,10 @@ def train_transformer(
     return ckpt
 
 
-def _saver(out: Path | None, cfg: TransformerConfig, tc: TransformerTrainConfig, metrics: dict):
-    def save(float_model, qat_model, stage: str) -> None:
+def _saver(
+    out: Path | None, cfg: TransformerConfig, tc: TransformerTrainConfig, metrics: dict
+) -> Callable[[nn.Module, nn.Module | None, str], None]:
+    def save(float_model: nn.Module, qat_model: nn.Module | None, stage: str) -> None:
         if out is not None:
             atomic_save(_checkpoint(cfg, tc, float_model, qat_model, metrics, stage), out)
 
@@ -288,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         limit=a.limit,
         augment=not a.no_augment,
     )
-    ckpt = train_transformer(cfg, tc, a.out)
+    argv = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "-m", "netfabric.models.train_transformer", *argv])
+    ckpt = train_transformer(cfg, tc, a.out, command=command)
     print(json.dumps(summary(ckpt), indent=2))
     return 0
 

@@ -64,6 +64,7 @@ __all__ = [
     "SegmentTransformer",
     "build_transformer",
     "evaluate",
+    "predict_logits",
     "segmented_attention",
 ]
 
@@ -300,7 +301,9 @@ class SegmentedAttention(nn.Module):
         ctx = ctx.transpose(1, 2).reshape(b, n, d)
         return self.o(self.ctx_quant(ctx))
 
-    def _quant_attention(self, q, k, v, key_mask):
+    def _quant_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         geo = SegmentGeometry(q.shape[2], self.segment, self.shift)
         mask = key_mask_segments(geo, key_mask, q.device)
         qs, ks, vs = (to_segments(t, geo) for t in (q, k, v))  # zero pads are on every grid
@@ -354,7 +357,9 @@ class Block(nn.Module):
         return self.mlp(self.mlp_norm_quant(self.mlp_norm(x)))
 
 
-def residual_add(x: torch.Tensor, branch: torch.Tensor, q_in: nn.Module, q_out: nn.Module):
+def residual_add(
+    x: torch.Tensor, branch: torch.Tensor, q_in: nn.Module, q_out: nn.Module
+) -> torch.Tensor:
     """q_out(x + q_in(branch)). ``q_in`` produced x, so both addends share its scale and the add
     is INT8 + INT8 -> INT9 in hardware, followed by one requantization to the next INT8 scale."""
     return q_out(x + q_in(branch))

@@ -19,8 +19,12 @@ from pathlib import Path
 from . import flow
 
 # Folding per board: a throughput target (frames/s at the clock) that fits the device.
-FOLDING_FPS = {"ulx3s-85f": 100_000, "icebreaker": 2_000, "pynq-z2": 100_000}
-SHIPPED = {"mlp": "mlp_w8a8.pt", "cnn": "cnn_w8a8.pt"}
+FOLDING_FPS = {"ulx3s-85f": 100_000, "icebreaker": 20_000, "pynq-z2": 100_000}
+SHIPPED = {"mlp": "mlp_w8a8.pt", "cnn": "cnn_w8a8.pt", "digits": "mlp_digits_w4a4.pt"}
+# The MNIST MLP's 400 kbit of weights exceed an iCE40 UP5K's 120 kbit of block RAM: the
+# icebreaker gets the 4-bit 8x8-digits MLP (64-32-32-10) by default.
+DEFAULT_MODEL = {"icebreaker": "digits"}
+DEFAULT_MHZ = {"ulx3s-85f": 100.0, "icebreaker": 24.0, "pynq-z2": 100.0}
 
 
 def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float | None = None,
@@ -92,13 +96,17 @@ def _vivado_boundary(graph: Path, freq_mhz: float, out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="mlp", help="shipped model: mlp or cnn")
+    ap.add_argument("--model", default=None, help="shipped model: mlp, cnn or digits "
+                    "(default: mlp; digits on icebreaker)")
     ap.add_argument("--graph", type=Path, default=None, help="a compiled HW-layer graph instead")
     ap.add_argument("--board", default="ulx3s-85f")
-    ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz")
+    ap.add_argument("--freq", type=float, default=None,
+                    help="target clock, MHz (default: 100; 24 on icebreaker)")
     ap.add_argument("--target-fps", type=float, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    args.model = args.model or DEFAULT_MODEL.get(args.board, "mlp")
+    args.freq = args.freq or DEFAULT_MHZ.get(args.board, 100.0)
     out = args.out or Path("build") / "bitstream" / f"{args.model}-{args.board}"
     return build(args.model, args.board, args.freq, out, args.target_fps, args.graph)
 

@@ -171,12 +171,13 @@ def run(graph, backend, dataset, count, input_npy) -> None:
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("build/demo"))
 @click.option("--train", "retrain", is_flag=True, help="train the MLP instead of using the shipped one")
+@click.option("--bitstream/--no-bitstream", default=True, help="also build the ECP5 bitstream")
 @_guard
-def demo(out, retrain) -> None:
+def demo(out, retrain, bitstream) -> None:
     """The main job end to end on the shipped INT8 MLP."""
     from netfabric.demo import run_demo
 
-    sys.exit(run_demo(out, retrain=retrain))
+    sys.exit(run_demo(out, retrain=retrain, bitstream_board="ulx3s-85f" if bitstream else None))
 
 
 if __name__ == "__main__":

@@ -184,12 +184,10 @@ module mvau #(
     endgenerate
 
     // ------------------------------------------------------------------ stage 2: operands
-    reg [IW-1:0] x_r;
+    // (input operands are registered per PE below: one copy next to each PE's multipliers
+    // instead of one register fanning out across the chip)
     reg [WW-1:0] w_r;
-    always @(posedge clk) begin
-        x_r <= x_sel;
-        w_r <= w_q;
-    end
+    always @(posedge clk) w_r <= w_q;
 
     // ------------------------------------------------------------------ stages 3..: MAC
     wire [PE*ACCBITS-1:0] res_all;
@@ -202,6 +200,8 @@ module mvau #(
     genvar p, s;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
+            (* keep *) reg [IW-1:0] x_r;   // keep: stop synthesis from merging the copies
+            always @(posedge clk) x_r <= x_sel;
             wire [SIMDP*ACCBITS-1:0] leaves;
             for (s = 0; s < SIMDP; s = s + 1) begin : g_mul
                 if (s < SIMD) begin : g_real
