@@ -60,6 +60,7 @@ def _peak_mb() -> float:
 def worker(method: str, n: int, segment: int, dim: int, heads: int, repeats: int, threads: int):
     """One measurement point; prints a JSON line. Runs in its own process."""
     import torch
+
     from netfabric.models.transformer import segmented_attention
 
     torch.set_num_threads(threads)

@@ -94,12 +94,12 @@ def main() -> None:
 
     import onnxruntime as ort
     import torch
+
+    from netfabric import flow
     from netfabric.hls.frontend import CompileConfig
     from netfabric.host.cpu_engine import CpuEngine
     from netfabric.models.data import load_mnist
     from netfabric.models.train import load_checkpoint, model_from_checkpoint
-
-    from netfabric import flow
 
     torch.set_num_threads(1)
     x_test, y_test = load_mnist("test")

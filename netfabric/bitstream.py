@@ -70,10 +70,10 @@ def _vivado_boundary(graph: Path, freq_mhz: float, out: Path) -> int:
     from netfabric.hls.finn_env import ensure_finn
 
     ensure_finn()
+    import os
+
     from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
     from qonnx.core.modelwrapper import ModelWrapper
-
-    import os
 
     hls_dir = out / "hls"
     hls_dir.mkdir(parents=True, exist_ok=True)

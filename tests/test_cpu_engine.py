@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from qonnx.core.modelwrapper import ModelWrapper
+
+from netfabric import flow
 from netfabric.hls.reference import reference_run
 from netfabric.host.cpu_engine import CpuEngine, two_level_tables
 from netfabric.host.hwgraph import load_hwgraph
 from netfabric.models.train import load_checkpoint, model_from_checkpoint
-from qonnx.core.modelwrapper import ModelWrapper
-
-from netfabric import flow
 
 
 def test_mlp_is_bit_exact_on_1000_mnist_images(mlp_logits_graph, mnist_test):

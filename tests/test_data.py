@@ -2,6 +2,7 @@ import gzip
 
 import numpy as np
 import pytest
+
 from netfabric.models import data
 
 

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from netfabric.hw.flow import (
     BOARDS,
     DesignDoesNotFitError,

@@ -2,12 +2,13 @@ import json
 
 import pytest
 import torch
+from torch import nn
+
 from netfabric.hls.errors import CompileError
 from netfabric.hls.frontend import CompileConfig, compile_qonnx
 from netfabric.host.hwgraph import load_hwgraph
 from netfabric.models.export import export_qonnx
 from netfabric.models.zoo import ModelConfig, PixelScale, build_model
-from torch import nn
 
 
 def _ops(graph_path):

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from netfabric.models.train import (
     CheckpointError,
     TrainConfig,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from netfabric.sim import golden
 from netfabric.sim.runner import BUILD_ROOT, RTL_DIR, rtl_sources, run_cocotb, verilator_env
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from netfabric.host.hwgraph import load_hwgraph
 from netfabric.hw.errors import StitchError
 from netfabric.hw.stitch import fifo_depth, load_manifest, plan_stages, stitch
-from netfabric.host.hwgraph import load_hwgraph
 from netfabric.sim import golden
 
 

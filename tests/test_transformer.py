@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from netfabric.models import transformer as tr
 from netfabric.models.int_softmax import int_softmax_ref
 from netfabric.models.segments import SegmentGeometry

@@ -200,8 +200,10 @@ module mvau #(
     genvar p, s;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            (* keep *) reg [IW-1:0] x_r;   // keep: stop synthesis from merging the copies
-            always @(posedge clk) x_r <= x_sel;
+            reg [IW-1:0] x_r;
+            // keep (on the process, i.e. on the flip-flops): stops Yosys from merging the
+            // per-PE copies back into one
+            (* keep *) always @(posedge clk) x_r <= x_sel;
             wire [SIMDP*ACCBITS-1:0] leaves;
             for (s = 0; s < SIMDP; s = s + 1) begin : g_mul
                 if (s < SIMD) begin : g_real

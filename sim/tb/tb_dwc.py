@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
+
 from netfabric.sim import golden
 from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 

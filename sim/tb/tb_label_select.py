@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
+
 from netfabric.sim import golden
 from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 
@@ -41,7 +42,7 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
         tb.log.info("label_select: steady-state %.1f cycles/frame, ideal %d", interval,
                     beats_per_frame)
         write_report(p, {"module": "label_select", "interval": interval,
-                         "ideal": beats_per_frame, "latency_total": timing.latency(),
+                         "ideal": beats_per_frame, "latency_total": timing.total_cycles(),
                          "frames": frames})
         assert interval <= 1.05 * beats_per_frame
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
+
 from netfabric.sim import golden
 from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 
@@ -48,10 +49,10 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
         interval = timing.steady_interval(out_beats)
         tb.log.info("swg: steady-state %.1f cycles/frame, ideal max(out %d, in %d) = %d "
                     "(%.3fx); first-in to last-out %d cycles for %d frames", interval,
-                    out_beats, h * w * (c // simd), ideal, interval / ideal, timing.latency(),
+                    out_beats, h * w * (c // simd), ideal, interval / ideal, timing.total_cycles(),
                     frames)
         write_report(p, {"module": "swg", "interval": interval, "ideal": ideal,
-                         "out_beats": out_beats, "latency_total": timing.latency(),
+                         "out_beats": out_beats, "latency_total": timing.total_cycles(),
                          "frames": frames})
         assert interval <= 1.05 * ideal, f"{interval} cycles/frame > 1.05 x ideal {ideal}"
 

@@ -59,16 +59,16 @@ class Timing:
         return self.out_cycles[beats_per_frame - 1::beats_per_frame]
 
     def steady_interval(self, beats_per_frame: int) -> float:
-        """Mean cycles between the last output beats of consecutive frames, skipping the
-        first two frames (pipeline fill)."""
+        """Mean cycles between the last output beats of consecutive frames, leaving out the
+        interval between frames 0 and 1 (it may still contain pipeline fill)."""
         ends = self.frame_ends(beats_per_frame)
         if len(ends) < 3:
             raise ValueError("need >= 3 frames to measure a steady-state interval")
         tail = ends[1:]
         return (tail[-1] - tail[0]) / (len(tail) - 1)
 
-    def latency(self) -> int:
-        """First input handshake to last output handshake."""
+    def total_cycles(self) -> int:
+        """First input handshake to last output handshake (all frames)."""
         return self.out_cycles[-1] - self.first_in
 
 
