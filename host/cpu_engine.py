@@ -8,7 +8,11 @@ kernels do the work while the integers stay exactly FINN's:
 - ConvolutionInputGenerator: im2col as one Gather with precomputed indices (window order ky, kx, c);
 - Pool (max): Reshape to (..., K*K, C) and ReduceMax;
 - LabelSelect: TopK (ties resolve to the lower index, as in FINN's own execution);
-- FIFOs and width converters do not change values: identities.
+- FIFOs, width converters and DuplicateStreams do not change values: identities;
+- the transformer's layers (ElementwiseAdd, GlobalAccPool, SegmentPad/Attention/Unpad) are in
+  ``cpu_lowering_transformer.py``.
+The graph is a DAG: a fork (DuplicateStreams) hands its input to several consumers, a join
+(ElementwiseAdd) reads two lowered streams.
 Activations travel as int32 between layers and are cast to 8 bits right before MatMulInteger.
 """
 
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cpu_lowering_transformer import TRANSFORMER_LOWERINGS
 from .hwgraph import GraphError, HWGraph, HWNode, apply_host_steps, load_hwgraph
 
 _I32, _I64 = 6, 7  # onnx TensorProto enums (INT32, INT64)
@@ -181,8 +186,15 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     # FINN's MVAU views its input as numInputVectors x MW (this absorbs a conv->FC flatten).
     vec_shape = [-1, *list(node.attr("numInputVectors", [1]))[1:], w.shape[0]]
     x = b.op("Reshape", [x, b.const(np.array(vec_shape), "shape")], node.name)
-    xq = _cast_8bit(b, x, itype, node.name)
-    acc = b.op("MatMulInteger", [xq, b.const(wq, f"{node.name}_w")], node.name)
+    if itype.bits > 8:  # e.g. a pooled sum: int32 MatMul, when the accumulator fits int32
+        bound = int(np.abs(wq.astype(np.int64)).sum(0).max()) * max(-itype.min, itype.max)
+        if bound >= 2**31:
+            raise GraphError(f"node {node.name}: {itype.name} inputs could overflow an int32 "
+                             "accumulator")
+        acc = b.op("MatMul", [x, b.const(wq.astype(np.int32), f"{node.name}_w")], node.name)
+    else:
+        xq = _cast_8bit(b, x, itype, node.name)
+        acc = b.op("MatMulInteger", [xq, b.const(wq, f"{node.name}_w")], node.name)
     if plan is None:
         return acc, None
     return _emit_thresholds(b, acc, plan, int(node.attr("ActVal", 0)), node.name), out_perm
@@ -241,6 +253,11 @@ def _identity(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
 
 # Layers that absorb an incoming channel permutation (others get the natural order back first).
 PERMUTATION_AWARE = {"MVAU": _mvau}
+# Layers whose every output is the input unchanged (the channel order travels along).
+PASS_THROUGH = {"DuplicateStreams"}
+# Layers with several stream inputs or outputs, or constant operands:
+# fn(b, {stream input: lowered tensor}, node, graph) -> [lowered outputs].
+MULTI_STREAM = dict(TRANSFORMER_LOWERINGS)
 LOWERINGS = {
     "Thresholding": _thresholding,
     "ConvolutionInputGenerator": _swg,
@@ -252,7 +269,8 @@ LOWERINGS = {
 
 
 def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
-    """Translate a HW-layer graph (a chain of streaming layers) into an integer ONNX model."""
+    """Translate a HW-layer graph (a DAG of streaming layers in topological order: forks,
+    joins such as residual adds) into an integer ONNX model."""
     from onnx import TensorProto, helper
 
     b = _Builder()
@@ -268,18 +286,27 @@ def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
             return tensor_map[name]
         return b.op("Gather", [tensor_map[name], b.const(np.argsort(perm), "unperm")], "unperm", axis=-1)
 
-    supported = sorted({*LOWERINGS, *PERMUTATION_AWARE})
+    supported = sorted({*LOWERINGS, *PERMUTATION_AWARE, *PASS_THROUGH, *MULTI_STREAM})
     for node in graph.nodes:
         if node.op_type not in supported:
             raise GraphError(
                 f"node {node.name} ({node.op_type}) has no CPU-engine lowering; "
                 f"supported: {', '.join(supported)}"
             )
-        src = node.inputs[0]
-        if src not in tensor_map:
-            raise GraphError(f"node {node.name}: input {src} is not produced earlier")
-        out = node.outputs[0]
-        if node.op_type in PERMUTATION_AWARE:
+        # stream inputs are the non-parameter ones; they must already be lowered
+        streams = [t for t in node.inputs if t and t not in graph.params]
+        missing = [t for t in streams if t not in tensor_map]
+        if not streams or missing:
+            raise GraphError(f"node {node.name}: input {(missing or node.inputs)[0]} is not "
+                             "produced earlier")
+        src, out = streams[0], node.outputs[0]
+        if node.op_type in PASS_THROUGH:
+            for name in node.outputs:
+                tensor_map[name], perms[name] = tensor_map[src], perms.get(src)
+        elif node.op_type in MULTI_STREAM:
+            lowered = MULTI_STREAM[node.op_type](b, {t: natural(t) for t in streams}, node, graph)
+            tensor_map.update(zip(node.outputs, lowered, strict=True))
+        elif node.op_type in PERMUTATION_AWARE:
             perm = perms.get(src)
             width = graph.params[node.inputs[1]].shape[0]
             if perm is not None and len(perm) != width:  # e.g. a flatten in between

@@ -243,14 +243,25 @@ def fifo_depth(consumer: Stage) -> int:
 
 
 def chain(stages: list[Stage], fifo_depths: dict[str, int] | None = None) -> list[Stage]:
-    """Insert FIFOs (and width converters) between consecutive layers."""
+    """Insert FIFOs (and width converters) between consecutive layers.
+
+    The FIFO sits on the *wide* side of a width converter: an MVAU reads its input in bursts
+    (one beat per cycle during its first fold, nothing while it replays the buffered vector),
+    and an up-converter in front of it can deliver only one wide beat per N cycles. With the
+    FIFO after the up-converter, the wide beats pile up during the replay and arrive one per
+    cycle in the burst; before it, the MVAU would be starved (measured: 1.27x the ideal cycles).
+    """
     out = [stages[0]]
     for k, dst in enumerate(stages[1:], start=1):
         src = out[-1]
         depth = (fifo_depths or {}).get(dst.name, fifo_depth(dst))
-        out.append(_fifo(f"fifo_{k}", src, depth))
-        if src.out_elems != dst.in_elems:
-            out.append(_dwc(f"dwc_{k}", out[-1], dst))
+        if src.out_elems < dst.in_elems:  # up-conversion: converter, then FIFO of wide beats
+            out.append(_dwc(f"dwc_{k}", src, dst))
+            out.append(_fifo(f"fifo_{k}", out[-1], depth))
+        else:
+            out.append(_fifo(f"fifo_{k}", src, depth))
+            if src.out_elems != dst.in_elems:
+                out.append(_dwc(f"dwc_{k}", out[-1], dst))
         out.append(dst)
     return out
 

@@ -64,9 +64,20 @@ def main() -> None:
 def train(arch, bits, dataset, epochs, qat_epochs, seed, threads, out) -> None:
     """Train the float twin, then QAT from it; print both accuracies."""
     if arch == "transformer":
-        from netfabric.models.transformer_cli import train_transformer_cli
+        from netfabric.models.train_transformer import TransformerTrainConfig, train_transformer
+        from netfabric.models.transformer import TransformerConfig
 
-        train_transformer_cli(bits=bits, epochs=epochs, seed=seed, threads=threads, out=out)
+        if bits != 8:
+            raise UserError("the transformer is INT8 only (its integer softmax is specified at 8 bits)")
+        tc = TransformerTrainConfig(dataset=dataset, seed=seed, threads=threads or 1)
+        if epochs is not None:
+            tc.float_epochs = epochs
+        if qat_epochs is not None:
+            tc.qat_epochs = qat_epochs
+        ckpt = train_transformer(TransformerConfig(), tc, out)
+        m = ckpt["metrics"]
+        click.echo(f"float twin {m['float_acc']:.2f}%  QAT INT8 {m['int8_acc']:.2f}%  "
+                   f"({m['train_seconds']:.0f} s) -> {out}")
         return
     from netfabric.models.train import TrainConfig
     from netfabric.models.train import train as run_train
@@ -87,7 +98,20 @@ def train(arch, bits, dataset, epochs, qat_epochs, seed, threads, out) -> None:
 @_guard
 def evaluate(checkpoint, dataset) -> None:
     """Float-twin vs QAT accuracy of a checkpoint on the test set."""
+    import torch
+
     from netfabric.models.data import load_dataset
+
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=False) if Path(checkpoint).is_file() else {}
+    if isinstance(raw, dict) and raw.get("kind") == "netfabric.transformer":
+        from netfabric.models.train_transformer import load_transformer
+        from netfabric.models.transformer import evaluate as tacc
+
+        x, y = load_dataset(dataset or "mnist", "test")
+        f = tacc(load_transformer(checkpoint, quant=False), x, y)
+        q = tacc(load_transformer(checkpoint, quant=True), x, y)
+        click.echo(f"float twin {f:.2f}%  QAT INT8 {q:.2f}%  (difference {f - q:+.2f} points)")
+        return
     from netfabric.models.train import evaluate as acc
     from netfabric.models.train import load_checkpoint, model_from_checkpoint
 

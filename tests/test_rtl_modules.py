@@ -94,12 +94,13 @@ def _run(
 
 def _mv(mw: int, mh: int, pe: int, simd: int, wbits: int, wsigned: int, ibits: int,
         isigned: int, nvec: int, obits: int = 0, bias: int = 0, nt: int | None = None,
-        mul_style: int = 0) -> dict[str, Any]:
+        mul_style: int = 0, accbits: int | None = None) -> dict[str, Any]:
     """One MVAU case; obits = 0 means no activation (accumulator output); nt < 2**obits-1
-    gives fewer thresholds, exercising the padding."""
+    gives fewer thresholds, exercising the padding; accbits overrides the safe width (a
+    narrower one makes the sums wrap, as the golden model does too)."""
     return dict(mw=mw, mh=mh, pe=pe, simd=simd, wbits=wbits, wsigned=wsigned, ibits=ibits,
                 isigned=isigned, nvec=nvec, obits=obits, bias=bias, nt=nt,
-                mul_style=mul_style)
+                mul_style=mul_style, accbits=accbits)
 
 
 MVAU_CASES = {
@@ -109,6 +110,7 @@ MVAU_CASES = {
     "w2i2_act2_bias_folded": _mv(6, 4, 1, 1, 2, 1, 2, 1, nvec=2, obits=2, bias=-2),
     "w1i8_act3_pad_parallel": _mv(8, 4, 4, 8, 1, 0, 8, 0, nvec=8, obits=3, nt=5),
     "w8i3s_lutmul_acc": _mv(10, 4, 2, 5, 8, 1, 3, 1, nvec=3, mul_style=1),
+    "w8i8_acc_wraps_12b": _mv(16, 4, 2, 8, 8, 1, 8, 0, nvec=2, accbits=12),
 }
 
 
@@ -126,7 +128,7 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     xlo, xhi = golden.int_range(ibits, bool(isigned))
     wlo, whi = golden.int_range(wbits, bool(wsigned))
     amax = mw * max(abs(a * b) for a in (xlo, xhi) for b in (wlo, whi))
-    accbits = int(amax).bit_length() + 2
+    accbits = c["accbits"] or int(amax).bit_length() + 2
     hdl: dict[str, Any] = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, WBITS=wbits, WSIGNED=wsigned,
                                IBITS=ibits, ISIGNED=isigned, ACCBITS=accbits, NVEC=c["nvec"],
                                USE_ACT=use_act, OBITS=obits if use_act else 4,

@@ -91,6 +91,20 @@ module mvau #(
     localparam ODEPTH = 1 << $clog2(LAT + 4);
     localparam CRW = $clog2(ODEPTH + 1);
 
+    // Bits needed by adder-tree node k (heap numbering): a node at depth d sums
+    // 2^(LEVELS-d) products of PW bits.
+    function integer node_width;
+        input integer k;
+        integer i, d;
+        begin
+            d = 0;
+            for (i = 1; i < 32; i = i + 1)
+                if (((k + 1) >> i) != 0) d = i;
+            node_width = PW + LEVELS - d;
+            if (node_width > ACCBITS) node_width = ACCBITS;
+        end
+    endfunction
+
     localparam integer SF_LAST_I = SF - 1;
     localparam integer NF_LAST_I = NF - 1;
     localparam integer WA_LAST_I = WDEPTH - 1;
@@ -230,15 +244,24 @@ module mvau #(
                         genvar bi;
                         for (bi = 0; bi < NB; bi = bi + 1) begin : g_pp
                             wire [PW-1:0] pp = b[bi] ? (a << bi) : {PW{1'b0}};
+                            wire [PW-1:0] psum;
                             // The MSB of a signed multiplier weighs -2^(NB-1).
                             if (bi == 0 && NB == 1 && B_SIGNED) begin : g_neg0
-                                assign chain[0 +: PW] = {PW{1'b0}} - pp;
+                                assign psum = {PW{1'b0}} - pp;
                             end else if (bi == 0) begin : g_first
-                                assign chain[0 +: PW] = pp;
+                                assign psum = pp;
                             end else if (bi == NB - 1 && B_SIGNED) begin : g_neg
-                                assign chain[bi*PW +: PW] = chain[(bi-1)*PW +: PW] - pp;
+                                assign psum = chain[(bi-1)*PW +: PW] - pp;
                             end else begin : g_add
-                                assign chain[bi*PW +: PW] = chain[(bi-1)*PW +: PW] + pp;
+                                assign psum = chain[(bi-1)*PW +: PW] + pp;
+                            end
+                            // Partial sum of bits 0..bi fits PW-NB+bi bits (signed): keep
+                            // those and sign-extend, so synthesis builds narrower adders.
+                            localparam CWB = (PW - NB + bi < PW) ? PW - NB + bi : PW;
+                            if (CWB < PW) begin : g_trim
+                                assign chain[bi*PW +: PW] = {{(PW-CWB){psum[CWB-1]}}, psum[CWB-1:0]};
+                            end else begin : g_keep
+                                assign chain[bi*PW +: PW] = psum;
                             end
                         end
                         assign prod = chain[(NB-1)*PW +: PW];
@@ -257,14 +280,23 @@ module mvau #(
 
             // Adder tree in heap layout: node k = node 2k+1 + node 2k+2, leaves at
             // SIMDP-1 .. 2*SIMDP-2, root at 0; every node is a register, so each tree level
-            // is one pipeline stage. Sums wrap at ACCBITS, which is exact two's complement.
+            // is one pipeline stage. A node only computes the bits its subtree can need
+            // (PW + levels below it) and sign-extends; synthesis trims the adders and merges
+            // the replicated sign flip-flops. Wrapping at ACCBITS stays exact two's
+            // complement when ACCBITS < that width.
             reg [(2*SIMDP-1)*ACCBITS-1:0] tree;
-            integer k;
-            always @(posedge clk) begin
-                for (k = 0; k < SIMDP - 1; k = k + 1)
-                    tree[k*ACCBITS +: ACCBITS] <= tree[(2*k+1)*ACCBITS +: ACCBITS]
-                                                 + tree[(2*k+2)*ACCBITS +: ACCBITS];
-                tree[(SIMDP-1)*ACCBITS +: SIMDP*ACCBITS] <= leaves;
+            always @(posedge clk) tree[(SIMDP-1)*ACCBITS +: SIMDP*ACCBITS] <= leaves;
+            genvar k;
+            for (k = 0; k < SIMDP - 1; k = k + 1) begin : g_node
+                localparam NW = node_width(k);
+                wire [ACCBITS-1:0] sum = tree[(2*k+1)*ACCBITS +: ACCBITS]
+                                         + tree[(2*k+2)*ACCBITS +: ACCBITS];
+                if (NW < ACCBITS) begin : g_narrow
+                    always @(posedge clk)
+                        tree[k*ACCBITS +: ACCBITS] <= {{(ACCBITS-NW){sum[NW-1]}}, sum[NW-1:0]};
+                end else begin : g_full
+                    always @(posedge clk) tree[k*ACCBITS +: ACCBITS] <= sum;
+                end
             end
 
             reg  [ACCBITS-1:0] acc;

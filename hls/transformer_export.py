@@ -1,0 +1,110 @@
+"""QONNX export of the QAT segmented-attention transformer.
+
+Brevitas' ``export_qonnx`` writes every quantizer as a QONNX ``Quant`` node and every linear
+layer, BatchNorm, residual add, head split and segment pad as standard ONNX. The one part it
+cannot express is the integer softmax (``int_softmax_ste``: LUT, integer division, shifts),
+which would otherwise be traced into a long float graph. During export each attention module
+therefore routes its softmax through ``torch.onnx.ops.symbolic``, which emits one
+``netfabric.hls.custom_ops::IntSoftmax`` node carrying the integer exp LUT and the widths, with
+the segment key mask as its second input. qonnx executes that node with the python
+implementation in ``hls/custom_ops/int_softmax.py`` (``execute_onnx`` works on the file).
+
+Faithfulness: the graph is the QAT model's float-interface computation; the only op with a
+non-standard definition is ``IntSoftmax``, whose integers are those of the QAT forward pass.
+Quant nodes round in float32 like Brevitas, so running the file reproduces Brevitas' float32
+rounding (including the ~0.12% one-LSB differences from ``integer_forward``), not the exact
+float64 tables of the HW-layer graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+INPUT_DTYPE = "UINT8"
+SOFTMAX_OP = "netfabric.hls.custom_ops::IntSoftmax"
+
+
+def _export_attention(self, q, k, v, key_mask):
+    """``SegmentedAttention._quant_attention`` with the softmax as one IntSoftmax node."""
+    import torch
+
+    from netfabric.models.segments import SegmentGeometry, from_segments, to_segments
+
+    if key_mask is not None:
+        raise ValueError("the QONNX export has no caller key mask (only segment padding)")
+    geo = SegmentGeometry(q.shape[2], self.segment, self.shift)
+    mask = geo.valid(q.device).view(1, 1, geo.num_segments, 1, geo.segment)
+    qs, ks, vs = (to_segments(t, geo) for t in (q, k, v))
+    raw = (qs @ ks.transpose(-1, -2)) * (self.head_dim**-0.5)
+    sq = self.score_quant(raw)
+    scores = sq.value if hasattr(sq, "value") else sq
+    probs = torch.onnx.ops.symbolic(SOFTMAX_OP, (scores, mask), self._nf_softmax_attrs,
+                                    dtype=scores.dtype, shape=scores.shape, version=1)
+    return from_segments(probs @ vs, geo)
+
+
+def _softmax_attrs(attn) -> dict:
+    from netfabric.models.int_softmax import build_lut
+
+    # the score scale is read here, outside tracing (a traced .item() is data dependent)
+    params = attn.cfg.softmax_params(float(attn.score_quant.act_quant.scale().detach()))
+    return {
+        "score_scale": params.score_scale,
+        "score_bits": params.score_bits,
+        "exp_bits": params.exp_bits,
+        "recip_bits": params.recip_bits,
+        "out_bits": params.out_bits,
+        "out_frac_bits": params.out_frac_bits,
+        "lut": [int(x) for x in build_lut(params)],
+    }
+
+
+@contextlib.contextmanager
+def _softmax_as_custom_node(model) -> Iterator[None]:
+    """Patch the attention modules of ``model`` for export; restore them afterwards."""
+    mods = model.attention_modules()
+    try:
+        for attn in mods:
+            attn._nf_softmax_attrs = _softmax_attrs(attn)
+            attn._quant_attention = types.MethodType(_export_attention, attn)
+        yield
+    finally:
+        for attn in mods:
+            attn.__dict__.pop("_quant_attention", None)
+            attn.__dict__.pop("_nf_softmax_attrs", None)
+
+
+def export_transformer_qonnx(model, out: Path) -> Path:
+    """Write the QAT transformer as QONNX to ``out`` (atomically); input annotated UINT8."""
+    import torch
+    from brevitas.export import export_qonnx
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    if not getattr(model.cfg, "quant", False):
+        raise ValueError("QONNX export needs the QAT transformer (config quant=True)")
+    cfg = model.cfg
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".onnx")
+    os.close(fd)
+    try:
+        with torch.no_grad(), _softmax_as_custom_node(model):
+            x = torch.zeros(1, cfg.in_chans, cfg.image_size, cfg.image_size)
+            export_qonnx(model, input_t=x, export_path=tmp)
+        wrapped = ModelWrapper(tmp)
+        wrapped.set_tensor_datatype(wrapped.graph.input[0].name, DataType[INPUT_DTYPE])
+        wrapped.set_metadata_prop("netfabric_kind", "netfabric.transformer")
+        wrapped.save(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
