@@ -205,10 +205,32 @@ def _thresholding(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     thr = graph.params[node.inputs[1]]
     channels = int(graph.shapes[node.outputs[0]][-1])
     in_type = graph.dtypes.get(node.inputs[0])
+    if in_type and in_type.max - in_type.min < LOOKUP_MAX:
+        return _threshold_lookup(b, x, thr, channels, in_type, int(node.attr("ActVal", 0)),
+                                 node.name)
     order, plan = _threshold_plan(thr, channels, in_type)
     if plan["kind"] == "mixed":  # a standalone layer keeps its channel order: table search
         plan = {"kind": "table", "thr": plan["thr"][np.argsort(order)], "pad": plan["pad"]}
     return _emit_thresholds(b, x, plan, int(node.attr("ActVal", 0)), node.name)
+
+
+LOOKUP_MAX = 4096  # inputs with fewer distinct values are thresholded by one table lookup
+
+
+def _threshold_lookup(b: _Builder, x: str, thr: np.ndarray, channels: int, in_type, act_val: int,
+                      hint: str) -> str:
+    """A narrow input (e.g. INT8/INT9) takes few values: tabulate count(v >= T[c]) + ActVal for
+    every value v once, then one Gather per element replaces the threshold search."""
+    values = np.arange(in_type.min, in_type.max + 1)
+    table = (values[None, :, None] >= thr[:, None, :]).sum(-1) + act_val  # [C or 1, R]
+    idx = b.op("Sub", [x, b.const(np.array(in_type.min, np.int32), "lo")], hint)
+    if table.shape[0] > 1:  # per channel: row c starts at c * R in the flattened table
+        if table.shape[0] != channels:
+            raise GraphError(f"node {hint}: {table.shape[0]} threshold rows for {channels} channels")
+        idx = b.op("Add", [idx, b.const((np.arange(channels) * len(values)).astype(np.int32),
+                                        f"{hint}_row")], hint)
+    return b.op("Gather", [b.const(table.reshape(-1).astype(np.int32), f"{hint}_lut"), idx], hint,
+                axis=0)
 
 
 def _im2col_indices(h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, int],

@@ -128,6 +128,14 @@ def evaluate(checkpoint, dataset) -> None:
 @_guard
 def export(checkpoint, out) -> None:
     """Export a QAT checkpoint to QONNX (input annotated as UINT8 pixels)."""
+    from netfabric.hls.transformer import is_transformer_checkpoint
+
+    if is_transformer_checkpoint(checkpoint):
+        from netfabric.hls.transformer_export import export_transformer_qonnx
+        from netfabric.models.train_transformer import load_transformer
+
+        click.echo(f"wrote {export_transformer_qonnx(load_transformer(checkpoint), out)}")
+        return
     click.echo(f"wrote {flow.export_checkpoint(checkpoint, out)}")
 
 
@@ -142,12 +150,18 @@ def export(checkpoint, out) -> None:
               help="end in a top-1 LabelSelect layer, or output integer logits")
 @_guard
 def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select) -> None:
-    """Compile QONNX with the FINN front end to a folded HW-layer graph."""
+    """Compile QONNX (or a transformer checkpoint) to a folded HW-layer graph."""
     from netfabric.hls.frontend import CompileConfig
+    from netfabric.hls.transformer import compile_transformer_cli, is_transformer_checkpoint
 
     cfg = CompileConfig(clock_mhz=clock_mhz, target_fps=target_fps, folding_json=folding,
                         label_select=label_select)
-    path = flow.compile_model(qonnx, out, cfg, progress=lambda s: click.echo(f"  step {s}"))
+    progress = lambda s: click.echo(f"  step {s}")  # noqa: E731
+    if is_transformer_checkpoint(qonnx):
+        # the transformer's HW graph is built from its integer parameters (hls/transformer.py)
+        path = compile_transformer_cli(qonnx, out, cfg, progress=progress)
+    else:
+        path = flow.compile_model(qonnx, out, cfg, progress=progress)
     est = json.loads((Path(out) / "estimates.json").read_text())
     for layer in est["layers"]:
         fold = " ".join(f"{k}={layer[k]}" for k in ("PE", "SIMD") if k in layer)

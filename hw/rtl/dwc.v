@@ -11,9 +11,8 @@
 //   up-conversion   (OUT = R*IN): R input beats are collected, the output beat appears the
 //                   cycle after the R-th input handshake; one input beat per cycle.
 //   down-conversion (IN = R*OUT): an input beat is split into R output beats, the first on
-//                   m_axis the cycle after the input handshake (two registered stages:
-//                   an input holding register and the shifting output register), one output
-//                   beat per cycle.
+//                   m_axis two cycles after the input handshake (an input holding register,
+//                   then the shifting output register), one output beat per cycle.
 //   IN = OUT:       wires (no register, zero latency).
 //   s_axis_tready depends on registers only.
 module dwc #(

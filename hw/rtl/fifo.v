@@ -9,11 +9,12 @@
 //   DEPTH     capacity in beats (>= 1)
 //   RAM_STYLE 0 = auto (block RAM when DEPTH >= 64), 1 = distributed/registers
 //             (asynchronous-read array: LUT RAM on ECP5, flip-flops on iCE40),
-//             2 = block RAM (synchronous read; one more beat of capacity in the
-//             output register, so the capacity is DEPTH + 1).
+//             2 = block RAM (synchronous read, ram_style="block"; one more beat of
+//             capacity in the output register, so the capacity is DEPTH + 1).
 // Latency: a beat written at clock edge t is visible on m_axis after edge t+1
-//   (distributed) or t+2 (block). Throughput one beat per cycle in both styles; s_axis_tready
-//   depends on registers only (no combinational path from m_axis_tready to s_axis_tready).
+//   (distributed) or t+2 (block). Throughput one beat per cycle in both styles when
+//   DEPTH >= 2 (a full DEPTH-1 FIFO takes no beat in the cycle it delivers one);
+//   s_axis_tready depends on registers only (no path from m_axis_tready to s_axis_tready).
 module fifo #(
     parameter WIDTH = 8,
     parameter DEPTH = 16,
@@ -89,7 +90,8 @@ module fifo #(
             assign rd_data = q;
             assign m_axis_tvalid = q_valid;
         end else begin : g_dist
-            (* ram_style = "distributed" *)
+            // No ram_style here: LUT RAM where the device has it (ECP5), flip-flops where not
+            // (iCE40 has no asynchronous-read RAM; forcing "distributed" fails there).
             reg  [WIDTH-1:0] mem [0:DEPTH-1];
             wire pop = m_axis_tvalid && m_axis_tready;
 

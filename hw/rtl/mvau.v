@@ -161,7 +161,6 @@ module mvau #(
 
     // ------------------------------------------------------------------ stage 1: memories
     /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
-    (* ram_style = "block" *)
     reg  [WW-1:0] wrom [0:WDEPTH-1];
     /* verilator lint_on UNDRIVEN */
     // Guarded so that elaborating with default parameters (e.g. a plain Yosys read_verilog)

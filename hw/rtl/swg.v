@@ -104,8 +104,7 @@ module swg #(
     localparam [OYW-1:0] OY_LAST = OY_LAST_I[OYW-1:0];
 
     // ------------------------------------------------------------------ buffer + writer
-    (* ram_style = "block" *)
-    reg  [DW-1:0] mem [0:N-1];
+    reg  [DW-1:0] mem [0:N-1];   // synchronous read: block RAM unless tiny
     reg  [AW-1:0] wr_ptr;
     reg  [OCW-1:0] occ;      // beats written beyond the current window origin (signed)
 

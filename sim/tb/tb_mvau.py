@@ -52,7 +52,8 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
                     "first-in to last-out %d cycles for %d frames",
                     interval, ideal, interval / ideal, timing.total_cycles(), frames)
         write_report(p, {"module": "mvau", "interval": interval, "ideal": ideal,
-                         "latency_total": timing.total_cycles(), "frames": frames})
+                         "latency_total": timing.total_cycles(), "frames": frames,
+                         "first_out": timing.out_cycles[0] - timing.first_in})
         assert interval <= 1.05 * ideal, f"{interval} cycles/frame > 1.05 x ideal {ideal}"
 
 

@@ -53,7 +53,8 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
                     frames)
         write_report(p, {"module": "swg", "interval": interval, "ideal": ideal,
                          "out_beats": out_beats, "latency_total": timing.total_cycles(),
-                         "frames": frames})
+                         "frames": frames,
+                         "first_out": timing.out_cycles[0] - timing.first_in})
         assert interval <= 1.05 * ideal, f"{interval} cycles/frame > 1.05 x ideal {ideal}"
 
 
