@@ -35,8 +35,9 @@ def measure(out: Path, segment: int, dim: int, heads: int) -> None:
             q, k, v = (torch.randn(1, heads, n, dim // heads, generator=g, device=dev, dtype=dtype)
                        for _ in range(3))
             for method in ("segmented", "full"):
-                fn = {"segmented": lambda: segmented_attention(q, k, v, segment),
-                      "full": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)}[method]
+                fns = {"segmented": lambda q=q, k=k, v=v: segmented_attention(q, k, v, segment),
+                       "full": lambda q=q, k=k, v=v: torch.nn.functional.scaled_dot_product_attention(q, k, v)}
+                fn = fns[method]
                 try:
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
