@@ -28,7 +28,7 @@
 //                     thresholds being ACCBITS-bit signed
 // Throughput: one (nf, sf) step per cycle, i.e. NVEC*SF*NF cycles per frame in steady state
 //   with no stalls while the sink keeps up (the output FIFO covers the pipeline latency).
-// Latency: LATENCY = 5 + clog2(SIMD) (+ 2*OBITS + 2 with USE_ACT) cycles from the handshake
+// Latency: LATENCY = 5 + clog2(SIMD) (+ 3*OBITS + 2 with USE_ACT) cycles from the handshake
 //   of the last input beat a result depends on to that result's first appearance on m_axis.
 //   Pipeline: weight ROM / input buffer read, operand registers, multipliers, registered
 //   adder tree (one level per cycle), accumulator, [threshold search], output FIFO.
@@ -85,7 +85,7 @@ module mvau #(
     localparam B_SIGNED = (WBITS <= IBITS) ? (WSIGNED != 0) : (ISIGNED != 0);
     localparam D = 3 + LEVELS;               // issue -> adder-tree root, in cycles
     // Issue -> FIFO write: D + 1 (accumulator) [+ thresh_search latency].
-    localparam LAT = D + 1 + (USE_ACT ? 2 * OBITS + 2 : 0);
+    localparam LAT = D + 1 + (USE_ACT ? 3 * OBITS + 2 : 0);
     // Output FIFO deep enough to cover the credit round trip, so that a sink which is always
     // ready never sees a stall. Distributed RAM / registers.
     localparam ODEPTH = 1 << $clog2(LAT + 4);

@@ -21,9 +21,13 @@
 //               NF*2^j words of PE*DBITS bits, word nf*2^j + P holds for lane p (at bits
 //               [p*DBITS +: DBITS]) T[nf*PE+p][P*2^(OBITS-j) + 2^(OBITS-j-1) - 1], where P
 //               is the value of the j count bits already decided (MSB first).
-// Latency: 2*OBITS + 2 cycles from in_valid to out_valid (input register, 2 per stage: a
-//   registered memory read then a registered comparison, output register with the bias
-//   add); one result per cycle. OBITS <= 10 (single-digit stage file names).
+// Latency: 3*OBITS + 2 cycles from in_valid to out_valid (input register, 3 per stage:
+//   the address register, the memory read register, a register on the read data, then the
+//   comparison writes the next stage's address register; output register with the bias
+//   add); one result per cycle. The register on the read data keeps a block RAM's slow
+//   clock-to-out (~6 ns on ECP5 DP16KD) out of the DBITS-wide comparison and the next
+//   address: every path is one memory access or one comparator plus routing.
+//   OBITS <= 10 (single-digit stage file names).
 module thresh_search #(
     parameter NF = 1,
     parameter PE = 1,
@@ -45,7 +49,10 @@ module thresh_search #(
     localparam integer BIAS_I = ACT_BIAS;
     localparam [OBITS-1:0] BIAS = BIAS_I[OBITS-1:0];
 
-    // Per stage j: "a" registers feed the memory address, "b" registers wait for the read.
+    // Per stage j, three register ranks travel in step:
+    //   "a": data, decided count bits and fold, feeding the memory address;
+    //   "b": wait for the registered memory read (q, inside the RAM);
+    //   "c": wait for the read data register (t_q).
     // Index j = OBITS of the "a" registers is the final count.
     reg [OBITS:0]                 v_a;
     reg [(OBITS+1)*PE*DBITS-1:0]  d_a;
@@ -55,7 +62,11 @@ module thresh_search #(
     reg [OBITS*PE*DBITS-1:0]      d_b;
     reg [OBITS*PE*OBITS-1:0]      p_b;
     reg [OBITS*NFW-1:0]           nf_b;
-    wire [OBITS*PE*DBITS-1:0]     t_q;   // threshold read by stage j for lane p
+    reg [OBITS-1:0]               v_c;
+    reg [OBITS*PE*DBITS-1:0]      d_c;
+    reg [OBITS*PE*OBITS-1:0]      p_c;
+    reg [OBITS*NFW-1:0]           nf_c;
+    wire [OBITS*PE*DBITS-1:0]     t_q;   // threshold read by stage j for lane p (registered)
 
     reg [NFW-1:0]                 nf_cnt;
     reg                           o_valid;
@@ -93,12 +104,16 @@ module thresh_search #(
                 /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
                 reg [PE*DBITS-1:0] mem [0:DEPTH-1];
                 /* verilator lint_on UNDRIVEN */
-                reg [DBITS-1:0] q;
+                reg [DBITS-1:0] q;     // synchronous read: block RAM (or LUT RAM + FFs)
+                reg [DBITS-1:0] q_r;   // fabric register: the comparison starts from a FF
                 if (THRESH_FILE != "") begin : g_init   // no file access at default params
                     initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
                 end
-                always @(posedge clk) q <= mem[addr][p*DBITS +: DBITS];
-                assign t_q[(j*PE + p)*DBITS +: DBITS] = q;
+                always @(posedge clk) begin
+                    q <= mem[addr][p*DBITS +: DBITS];
+                    q_r <= q;
+                end
+                assign t_q[(j*PE + p)*DBITS +: DBITS] = q_r;
             end
         end
     endgenerate
@@ -108,11 +123,11 @@ module thresh_search #(
     generate
         for (j = 0; j < OBITS; j = j + 1) begin : g_cmp
             for (p = 0; p < PE; p = p + 1) begin : g_lane
-                wire ge = $signed(d_b[(j*PE + p)*DBITS +: DBITS])
+                wire ge = $signed(d_c[(j*PE + p)*DBITS +: DBITS])
                           >= $signed(t_q[(j*PE + p)*DBITS +: DBITS]);
                 if (OBITS > 1) begin : g_shift
                     assign p_next[(j*PE + p)*OBITS +: OBITS] =
-                        {p_b[(j*PE + p)*OBITS +: OBITS-1], ge};
+                        {p_c[(j*PE + p)*OBITS +: OBITS-1], ge};
                 end else begin : g_bit
                     assign p_next[(j*PE + p)*OBITS +: OBITS] = ge;
                 end
@@ -122,7 +137,7 @@ module thresh_search #(
 
     integer s, l;
     always @(posedge clk) begin
-        // Data path registers: no reset needed, validity travels in v_a/v_b.
+        // Data path registers: no reset needed, validity travels in v_a/v_b/v_c.
         d_a[0 +: PE*DBITS] <= in_data;
         nf_a[0 +: NFW] <= nf_cnt;
         p_a[0 +: PE*OBITS] <= {PE*OBITS{1'b0}};
@@ -130,8 +145,11 @@ module thresh_search #(
             d_b[s*PE*DBITS +: PE*DBITS] <= d_a[s*PE*DBITS +: PE*DBITS];
             p_b[s*PE*OBITS +: PE*OBITS] <= p_a[s*PE*OBITS +: PE*OBITS];
             nf_b[s*NFW +: NFW] <= nf_a[s*NFW +: NFW];
-            d_a[(s+1)*PE*DBITS +: PE*DBITS] <= d_b[s*PE*DBITS +: PE*DBITS];
-            nf_a[(s+1)*NFW +: NFW] <= nf_b[s*NFW +: NFW];
+            d_c[s*PE*DBITS +: PE*DBITS] <= d_b[s*PE*DBITS +: PE*DBITS];
+            p_c[s*PE*OBITS +: PE*OBITS] <= p_b[s*PE*OBITS +: PE*OBITS];
+            nf_c[s*NFW +: NFW] <= nf_b[s*NFW +: NFW];
+            d_a[(s+1)*PE*DBITS +: PE*DBITS] <= d_c[s*PE*DBITS +: PE*DBITS];
+            nf_a[(s+1)*NFW +: NFW] <= nf_c[s*NFW +: NFW];
             p_a[(s+1)*PE*OBITS +: PE*OBITS] <= p_next[s*PE*OBITS +: PE*OBITS];
         end
         for (l = 0; l < PE; l = l + 1)
@@ -142,10 +160,12 @@ module thresh_search #(
         if (!rst_n) begin
             v_a <= {(OBITS+1){1'b0}};
             v_b <= {OBITS{1'b0}};
+            v_c <= {OBITS{1'b0}};
             o_valid <= 1'b0;
         end else begin
-            v_a <= {v_b, in_valid};
+            v_a <= {v_c, in_valid};
             v_b <= v_a[OBITS-1:0];
+            v_c <= v_b;
             o_valid <= v_a[OBITS];
         end
     end

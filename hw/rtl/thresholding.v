@@ -20,7 +20,7 @@
 //   NVEC              pixels per frame; informational (the unit is frame-agnostic)
 //   THRESH_FILE       threshold memory prefix, files "<prefix>_s<j>.hex" (thresh_search.v)
 // Throughput: one beat per cycle in and out.
-// Latency: 2*OBITS + 3 cycles from an input handshake to the beat appearing on m_axis.
+// Latency: 3*OBITS + 3 cycles from an input handshake to the beat appearing on m_axis.
 module thresholding #(
     parameter CHANNELS = 8,
     parameter PE = 2,
@@ -49,7 +49,7 @@ module thresholding #(
     localparam NF = CHANNELS / PE;
     localparam OW = PE * OBITS;
     localparam OPW = ((OW + 7) / 8) * 8;
-    localparam LAT = 2 * OBITS + 2;              // thresh_search latency
+    localparam LAT = 3 * OBITS + 2;              // thresh_search latency
     localparam ODEPTH = 1 << $clog2(LAT + 4);    // covers the credit round trip
     localparam CRW = $clog2(ODEPTH + 1);
     localparam integer ODEPTH_I = ODEPTH;
