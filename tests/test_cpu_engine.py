@@ -92,3 +92,36 @@ def test_corrupt_graph_is_reported(tmp_path):
     bad.write_bytes(b"nonsense")
     with pytest.raises(GraphError, match="not a readable ONNX"):
         CpuEngine(bad)
+
+
+def test_4bit_mlp_is_bit_exact(tmp_path, compile_helper):
+    """The shipped 4-bit digits MLP: 15 thresholds per channel, 4-bit weights."""
+    from netfabric.models.data import load_digits
+
+    qonnx = flow.export_checkpoint(flow.PRETRAINED / "mlp_digits_w4a4.pt", tmp_path / "m.onnx")
+    graph = compile_helper(qonnx, tmp_path / "hw", label_select=False)
+    g = load_hwgraph(graph)
+    assert g.nodes[0].attr("weightDataType") == "INT4" and g.nodes[0].attr("outputDataType") == "UINT4"
+    x, y = load_digits("test")
+    engine = CpuEngine(graph)
+    out = engine.run(x[:, None])
+    ref = reference_run(ModelWrapper(str(graph)), engine.check_input(x[:, None]).astype(np.float32))[0]
+    assert np.array_equal(out, ref.astype(np.int64))
+    assert (out.argmax(1) == y).mean() >= 0.93
+
+
+def test_4bit_cnn_is_bit_exact(tmp_path, mnist_test, compile_helper):
+    from netfabric.models.export import export_qonnx
+    from netfabric.models.zoo import ModelConfig, build_model
+
+    cfg = ModelConfig(arch="cnn", conv_channels=[4, 8, 8, 8], fc_hidden=16, weight_bits=4, act_bits=4)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model(torch.rand(16, 1, 28, 28) * 255)
+    graph = compile_helper(export_qonnx(model, (1, 28, 28), tmp_path / "c.onnx"), tmp_path / "hw",
+                           label_select=False)
+    x = mnist_test[0][:20, None]
+    engine = CpuEngine(graph)
+    out = engine.run(x)
+    ref = reference_run(ModelWrapper(str(graph)), engine.check_input(x).astype(np.float32))[0]
+    assert np.array_equal(out, ref.astype(np.int64))
