@@ -13,6 +13,7 @@ from .errors import CompileError
 def ensure_finn() -> None:
     """Import FINN once with dummy settings; a clear error when the compile extra is missing."""
     os.environ.setdefault("FINN_BUILD_DIR", os.path.join(tempfile.gettempdir(), "netfabric-finn"))
+    os.makedirs(os.environ["FINN_BUILD_DIR"], exist_ok=True)  # FINN refuses a missing one
     try:
         from finn.util.settings import initialize_dummy_settings
     except ImportError as exc:

@@ -70,19 +70,25 @@ def _vivado_boundary(graph: Path, freq_mhz: float, out: Path) -> int:
     from netfabric.hls.finn_env import ensure_finn
 
     ensure_finn()
-    import os
-
     from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
 
     hls_dir = out / "hls"
-    hls_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["FINN_BUILD_DIR"] = str(hls_dir.resolve())
+    if hls_dir.exists():
+        shutil.rmtree(hls_dir)
+    hls_dir.mkdir(parents=True)
     model = ModelWrapper(str(graph))
     model = model.transform(PrepareIP("xc7z020clg400-1", 1000.0 / freq_mhz))
+    # FINN generates each layer in its own build folder: collect them next to the graph
+    for node in model.graph.node:
+        src = getCustomOp(node).get_nodeattr("code_gen_dir_ipgen")
+        if src and Path(src).is_dir():
+            shutil.copytree(src, hls_dir / node.name)
+            getCustomOp(node).set_nodeattr("code_gen_dir_ipgen", str((hls_dir / node.name).resolve()))
     model.save(str(hls_dir / "hw_graph_ipgen.onnx"))
     n_src = sum(1 for _ in hls_dir.rglob("*.cpp"))
-    print(f"  wrote FINN HLS sources to {hls_dir} ({n_src} .cpp files)")
+    print(f"  wrote FINN HLS sources to {hls_dir} ({n_src} .cpp files, one folder per layer)")
     if shutil.which("vivado") is None or shutil.which("vitis_hls") is None:
         print("error: BOARD=pynq-z2 needs AMD Vivado and Vitis HLS on PATH (source "
               "settings64.sh of a Vivado/Vitis 2022.2+ install) to synthesize the HLS layers, "
