@@ -113,6 +113,8 @@ MVAU_CASES = {
     "w1i8_act3_pad_parallel": _mv(8, 4, 4, 8, 1, 0, 8, 0, nvec=8, obits=3, nt=5),
     "w8i3s_lutmul_acc": _mv(10, 4, 2, 5, 8, 1, 3, 1, nvec=3, mul_style=1),
     "w8i8_acc_wraps_12b": _mv(16, 4, 2, 8, 8, 1, 8, 0, nvec=2, accbits=12),
+    # 8-bit activation: long threshold pipeline, block-RAM output FIFO (64 entries)
+    "w8i8_act8_dsp_blockfifo": _mv(32, 8, 2, 8, 8, 1, 8, 0, nvec=4, obits=8),
 }
 
 
@@ -236,6 +238,8 @@ THRESH_CASES = {
     "u8_to_u4_pe2": (8, 2, 8, 0, 4, 0, 3, None),
     "s6_to_s3_bias_pe3": (6, 3, 6, 1, 3, -4, 4, None),
     "u4_to_u2_pad_pe1": (4, 1, 4, 0, 2, 0, 4, 2),
+    # NF=40: stage 7 has 5120 words (3 block-RAM banks, the last partial), stage 6 2 banks
+    "u8_to_u8_banked_pe2": (80, 2, 8, 0, 8, 0, 2, None),
 }
 
 

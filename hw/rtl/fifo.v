@@ -9,10 +9,11 @@
 //   DEPTH     capacity in beats (>= 1)
 //   RAM_STYLE 0 = auto (block RAM when DEPTH >= 64), 1 = distributed/registers
 //             (asynchronous-read array: LUT RAM on ECP5, flip-flops on iCE40),
-//             2 = block RAM (synchronous read, ram_style="block"; one more beat of
-//             capacity in the output register, so the capacity is DEPTH + 1).
+//             2 = block RAM (synchronous read, ram_style="block"; two more beats of
+//             capacity in the RAM's read register and a fabric output register, so the
+//             capacity is DEPTH + 2; m_axis_tdata comes from that flip-flop).
 // Latency: a beat written at clock edge t is visible on m_axis after edge t+1
-//   (distributed) or t+2 (block). Throughput one beat per cycle in both styles when
+//   (distributed) or t+3 (block). Throughput one beat per cycle in both styles when
 //   DEPTH >= 2 (a full DEPTH-1 FIFO takes no beat in the cycle it delivers one);
 //   s_axis_tready depends on registers only (no path from m_axis_tready to s_axis_tready).
 module fifo #(
@@ -47,7 +48,7 @@ module fifo #(
 
     reg  [AW-1:0] wr_ptr;
     reg  [AW-1:0] rd_ptr;
-    reg  [CW-1:0] count;      // beats held in the array (not counting the block output register)
+    reg  [CW-1:0] count;      // beats held in the array (not counting the block output stages)
 
     assign s_axis_tready = (count != FULL);
 
@@ -58,17 +59,27 @@ module fifo #(
         assign m_axis_tdata[WIDTH-1:0] = rd_data;
 
         if (BLOCK) begin : g_block
-            (* ram_style = "block" *)
+            // Two output stages after the array: the RAM's read register (q) and a fabric
+            // register (o) that drives m_axis. A block RAM's clock-to-out (~5.6 ns on ECP5
+            // DP16KD) then only reaches o, which can sit next to the RAM, and the consumer
+            // is fed from a flip-flop. Each stage refills when it is empty or emptying.
+            // no_rw_check (Yosys): a read never hits the address written in the same cycle
+            // (see rd below), so no collision bypass logic is needed after the RAM.
+            (* ram_style = "block", no_rw_check *)
             reg  [WIDTH-1:0] mem [0:DEPTH-1];
             reg  [WIDTH-1:0] q;
             reg              q_valid;
-            // Refill the output register whenever it is empty or being consumed; the read
-            // never hits the address written in the same cycle because count excludes it.
-            wire rd = (count != 0) && (!q_valid || m_axis_tready);
+            reg  [WIDTH-1:0] o;
+            reg              o_valid;
+            wire o_load = q_valid && (!o_valid || m_axis_tready);
+            // The read never hits the address written in the same cycle because count
+            // excludes it.
+            wire rd = (count != 0) && (!q_valid || o_load);
 
             always @(posedge clk) begin
                 if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
                 if (rd) q <= mem[rd_ptr];
+                if (o_load) o <= q;
             end
 
             always @(posedge clk) begin
@@ -77,18 +88,21 @@ module fifo #(
                     rd_ptr <= {AW{1'b0}};
                     count <= {CW{1'b0}};
                     q_valid <= 1'b0;
+                    o_valid <= 1'b0;
                 end else begin
                     if (push) wr_ptr <= (wr_ptr == LAST_ADDR) ? {AW{1'b0}} : wr_ptr + 1'b1;
                     if (rd) rd_ptr <= (rd_ptr == LAST_ADDR) ? {AW{1'b0}} : rd_ptr + 1'b1;
                     if (push && !rd) count <= count + ONE;
                     else if (!push && rd) count <= count - ONE;
                     if (rd) q_valid <= 1'b1;
-                    else if (m_axis_tready) q_valid <= 1'b0;
+                    else if (o_load) q_valid <= 1'b0;
+                    if (o_load) o_valid <= 1'b1;
+                    else if (m_axis_tready) o_valid <= 1'b0;
                 end
             end
 
-            assign rd_data = q;
-            assign m_axis_tvalid = q_valid;
+            assign rd_data = o;
+            assign m_axis_tvalid = o_valid;
         end else begin : g_dist
             // No ram_style here: LUT RAM where the device has it (ECP5), flip-flops where not
             // (iCE40 has no asynchronous-read RAM; forcing "distributed" fails there).

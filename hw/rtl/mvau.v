@@ -28,10 +28,13 @@
 //                     thresholds being ACCBITS-bit signed
 // Throughput: one (nf, sf) step per cycle, i.e. NVEC*SF*NF cycles per frame in steady state
 //   with no stalls while the sink keeps up (the output FIFO covers the pipeline latency).
-// Latency: LATENCY = 5 + clog2(SIMD) (+ 3*OBITS + 2 with USE_ACT) cycles from the handshake
+// Latency: LATENCY = 8 + clog2(SIMD) (+ 4*OBITS + 2 with USE_ACT) cycles from the handshake
 //   of the last input beat a result depends on to that result's first appearance on m_axis.
-//   Pipeline: weight ROM / input buffer read, operand registers, multipliers, registered
-//   adder tree (one level per cycle), accumulator, [threshold search], output FIFO.
+//   Pipeline: input buffer read, its data register / weight ROM read (address delayed one
+//   cycle), operand registers (per PE, then per multiplier), multipliers, product
+//   registers, registered adder tree (one level per cycle), accumulator, [threshold
+//   search], output FIFO. No block RAM or DSP output drives more than a register (their
+//   delays, ~6 ns / ~4 ns on ECP5, are most of a 10 ns cycle).
 module mvau #(
     parameter MW = 8,
     parameter MH = 8,
@@ -83,12 +86,15 @@ module mvau #(
     localparam LUTMUL = (MUL_STYLE == 1) || (MUL_STYLE == 0 && (WBITS <= 4 || IBITS <= 4));
     localparam NB = (WBITS <= IBITS) ? WBITS : IBITS;      // shift-and-add steps
     localparam B_SIGNED = (WBITS <= IBITS) ? (WSIGNED != 0) : (ISIGNED != 0);
-    localparam D = 3 + LEVELS;               // issue -> adder-tree root, in cycles
+    localparam D = 6 + LEVELS;               // issue -> adder-tree root, in cycles
     // Issue -> FIFO write: D + 1 (accumulator) [+ thresh_search latency].
-    localparam LAT = D + 1 + (USE_ACT ? 3 * OBITS + 2 : 0);
-    // Output FIFO deep enough to cover the credit round trip, so that a sink which is always
-    // ready never sees a stall. Distributed RAM / registers.
-    localparam ODEPTH = 1 << $clog2(LAT + 4);
+    localparam LAT = D + 1 + (USE_ACT ? 4 * OBITS + 2 : 0);
+    // Output FIFO deep enough to cover the credit round trip (LAT, the FIFO's own latency
+    // of up to 3 cycles, the credit return), so that a sink which is always ready never sees
+    // a stall. Automatic style: from 64 entries a block RAM with a registered output (an
+    // asynchronous-read array would be turned into a block RAM anyway, whose slow
+    // clock-to-out would then drive the next module's logic).
+    localparam ODEPTH = 1 << $clog2(LAT + 6);
     localparam CRW = $clog2(ODEPTH + 1);
 
     // Bits needed by adder-tree node k (heap numbering): a node at depth d sums
@@ -159,7 +165,10 @@ module mvau #(
         l_sr <= {l_sr[D-2:0], last_sf};
     end
 
-    // ------------------------------------------------------------------ stage 1: memories
+    // ------------------------------------------------------------------ stages 1-2: memories
+    // Block RAM outputs (~6 ns clock-to-out on ECP5 DP16KD) only ever feed a plain register:
+    // the input buffer is read at stage 1 and its data registered at stage 2; the weight ROM
+    // is read one cycle later (delayed address) so both operands reach stage 3 together.
     /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
     reg  [WW-1:0] wrom [0:WDEPTH-1];
     /* verilator lint_on UNDRIVEN */
@@ -170,39 +179,51 @@ module mvau #(
             initial $readmemh(WEIGHT_FILE, wrom);
         end
     endgenerate
-    reg  [WW-1:0] w_q;
-    always @(posedge clk) w_q <= wrom[waddr];   // synchronous read -> block RAM
+    reg  [WAW-1:0] waddr_d;
+    reg  [WW-1:0]  w_q;
+    always @(posedge clk) begin
+        waddr_d <= waddr;
+        w_q <= wrom[waddr_d];                   // synchronous read -> block RAM
+    end
 
     reg  [IW-1:0] xin_d;
+    reg  [IW-1:0] xin_dd;
     reg           sel_in_d;
+    reg           sel_in_dd;
     always @(posedge clk) begin
         xin_d <= s_axis_tdata[IW-1:0];
+        xin_dd <= xin_d;
         sel_in_d <= from_stream;
+        sel_in_dd <= sel_in_d;
     end
 
     wire [IW-1:0] x_sel;
     generate
         if (NF > 1) begin : g_ibuf
-            // Input vector buffer: written during fold 0, replayed for folds 1..NF-1.
+            // Input vector buffer: written during fold 0, replayed for folds 1..NF-1. Read
+            // only outside fold 0, so a read never meets a write and synthesis adds no
+            // collision bypass logic after the RAM output.
             reg [IW-1:0] ibuf [0:SF-1];
             reg [IW-1:0] ib_q;
+            reg [IW-1:0] ib_r;
             always @(posedge clk) begin
                 if (issue && from_stream) ibuf[sf] <= s_axis_tdata[IW-1:0];
-                ib_q <= ibuf[sf];
+                if (!from_stream) ib_q <= ibuf[sf];
+                ib_r <= ib_q;
             end
-            assign x_sel = sel_in_d ? xin_d : ib_q;
+            assign x_sel = sel_in_dd ? xin_dd : ib_r;
         end else begin : g_noibuf
-            assign x_sel = xin_d;
+            assign x_sel = xin_dd;
         end
     endgenerate
 
-    // ------------------------------------------------------------------ stage 2: operands
+    // ------------------------------------------------------------------ stage 3: operands
     // (input operands are registered per PE below: one copy next to each PE's multipliers
     // instead of one register fanning out across the chip)
     reg [WW-1:0] w_r;
     always @(posedge clk) w_r <= w_q;
 
-    // ------------------------------------------------------------------ stages 3..: MAC
+    // ------------------------------------------------------------------ stages 4..: MAC
     wire [PE*ACCBITS-1:0] res_all;
     reg                   res_v;
     always @(posedge clk) begin
@@ -220,8 +241,16 @@ module mvau #(
             wire [SIMDP*ACCBITS-1:0] leaves;
             for (s = 0; s < SIMDP; s = s + 1) begin : g_mul
                 if (s < SIMD) begin : g_real
-                    wire [IBITS-1:0] xe = x_r[s*IBITS +: IBITS];
-                    wire [WBITS-1:0] we = w_r[(p*SIMD + s)*WBITS +: WBITS];
+                    // Operand and product registers private to this multiplier: the
+                    // placer can put them right at a DSP block (fixed sites, often far from
+                    // the ROM and the adder tree), so the long wires run register to
+                    // register and the ~4 ns DSP delay sits between two short hops.
+                    reg [IBITS-1:0] xe;
+                    reg [WBITS-1:0] we;
+                    always @(posedge clk) begin
+                        xe <= x_r[s*IBITS +: IBITS];
+                        we <= w_r[(p*SIMD + s)*WBITS +: WBITS];
+                    end
                     // One extra bit turns both operands into signed numbers, whatever their
                     // declared signedness, so a single signed multiplier covers all cases.
                     wire signed [IBITS:0] xs = {(ISIGNED != 0) ? xe[IBITS-1] : 1'b0, xe};
@@ -267,10 +296,12 @@ module mvau #(
                     end else begin : g_dsp
                         assign prod = xs * ws;
                     end
+                    reg [PW-1:0] prod_r;
+                    always @(posedge clk) prod_r <= prod;
                     if (ACCBITS > PW) begin : g_ext
-                        assign leaves[s*ACCBITS +: ACCBITS] = {{(ACCBITS-PW){prod[PW-1]}}, prod};
+                        assign leaves[s*ACCBITS +: ACCBITS] = {{(ACCBITS-PW){prod_r[PW-1]}}, prod_r};
                     end else begin : g_trunc
-                        assign leaves[s*ACCBITS +: ACCBITS] = prod[ACCBITS-1:0];
+                        assign leaves[s*ACCBITS +: ACCBITS] = prod_r[ACCBITS-1:0];
                     end
                 end else begin : g_pad
                     assign leaves[s*ACCBITS +: ACCBITS] = {ACCBITS{1'b0}};
@@ -340,7 +371,7 @@ module mvau #(
     assign fifo_in[OW-1:0] = out_d;
 
     /* verilator lint_off PINCONNECTEMPTY */
-    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
+    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(0)) u_out (
         .clk(clk), .rst_n(rst_n),
         .s_axis_tdata(fifo_in), .s_axis_tvalid(out_v), .s_axis_tready(),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),

@@ -21,13 +21,13 @@
 //               NF*2^j words of PE*DBITS bits, word nf*2^j + P holds for lane p (at bits
 //               [p*DBITS +: DBITS]) T[nf*PE+p][P*2^(OBITS-j) + 2^(OBITS-j-1) - 1], where P
 //               is the value of the j count bits already decided (MSB first).
-// Latency: 3*OBITS + 2 cycles from in_valid to out_valid (input register, 3 per stage:
-//   the address register, the memory read register, a register on the read data, then the
-//   comparison writes the next stage's address register; output register with the bias
-//   add); one result per cycle. The register on the read data keeps a block RAM's slow
-//   clock-to-out (~6 ns on ECP5 DP16KD) out of the DBITS-wide comparison and the next
-//   address: every path is one memory access or one comparator plus routing.
-//   OBITS <= 10 (single-digit stage file names).
+// Latency: 4*OBITS + 2 cycles from in_valid to out_valid; one result per cycle. Input
+//   register, then 4 cycles per stage: the address register, the memory's read register, a
+//   register next to the memory (per bank for stages deeper than 2048 words), a register at
+//   the comparator (after the bank mux), and the comparison, which writes the next stage's
+//   address register; output register with the bias add. So a block RAM's slow
+//   clock-to-out (~5.6 ns on ECP5 DP16KD) only ever drives a register, and the DBITS-wide
+//   comparison starts from flip-flops. OBITS <= 10 (single-digit stage file names).
 module thresh_search #(
     parameter NF = 1,
     parameter PE = 1,
@@ -48,37 +48,41 @@ module thresh_search #(
     localparam [NFW-1:0] NF_LAST = NF_LAST_I[NFW-1:0];
     localparam integer BIAS_I = ACT_BIAS;
     localparam [OBITS-1:0] BIAS = BIAS_I[OBITS-1:0];
+    localparam RD = 3;          // address register -> threshold in the comparator's register
+    localparam DW = PE * DBITS;
+    localparam CW = PE * OBITS;
 
-    // Per stage j, three register ranks travel in step:
-    //   "a": data, decided count bits and fold, feeding the memory address;
-    //   "b": wait for the registered memory read (q, inside the RAM);
-    //   "c": wait for the read data register (t_q).
-    // Index j = OBITS of the "a" registers is the final count.
-    reg [OBITS:0]                 v_a;
-    reg [(OBITS+1)*PE*DBITS-1:0]  d_a;
-    reg [(OBITS+1)*PE*OBITS-1:0]  p_a;   // count bits decided so far (right-aligned)
-    reg [(OBITS+1)*NFW-1:0]       nf_a;
-    reg [OBITS-1:0]               v_b;
-    reg [OBITS*PE*DBITS-1:0]      d_b;
-    reg [OBITS*PE*OBITS-1:0]      p_b;
-    reg [OBITS*NFW-1:0]           nf_b;
-    reg [OBITS-1:0]               v_c;
-    reg [OBITS*PE*DBITS-1:0]      d_c;
-    reg [OBITS*PE*OBITS-1:0]      p_c;
-    reg [OBITS*NFW-1:0]           nf_c;
-    wire [OBITS*PE*DBITS-1:0]     t_q;   // threshold read by stage j for lane p (registered)
+    // Stage boundaries: index j holds the registers that address stage j's memories (j = 0:
+    // the input register), index OBITS the final count. Per element: valid, data, the count
+    // bits decided so far (right-aligned) and the channel fold.
+    wire [OBITS:0]            st_v;
+    wire [(OBITS+1)*DW-1:0]   st_d;
+    wire [(OBITS+1)*CW-1:0]   st_p;
+    wire [(OBITS+1)*NFW-1:0]  st_nf;
 
-    reg [NFW-1:0]                 nf_cnt;
-    reg                           o_valid;
-    reg [PE*OBITS-1:0]            o_data;
+    reg  [NFW-1:0]            nf_cnt;
+    reg                       in_v;
+    reg  [DW-1:0]             in_d;
+    reg  [NFW-1:0]            in_nf;
+    reg                       o_valid;
+    reg  [CW-1:0]             o_data;
 
     always @(posedge clk) begin
-        if (!rst_n) nf_cnt <= {NFW{1'b0}};
-        else if (in_valid) nf_cnt <= (nf_cnt == NF_LAST) ? {NFW{1'b0}} : nf_cnt + 1'b1;
+        if (!rst_n) begin
+            nf_cnt <= {NFW{1'b0}};
+            in_v <= 1'b0;
+        end else begin
+            if (in_valid) nf_cnt <= (nf_cnt == NF_LAST) ? {NFW{1'b0}} : nf_cnt + 1'b1;
+            in_v <= in_valid;
+        end
+        in_d <= in_data;
+        in_nf <= nf_cnt;
     end
+    assign st_v[0] = in_v;
+    assign st_d[0 +: DW] = in_d;
+    assign st_p[0 +: CW] = {CW{1'b0}};
+    assign st_nf[0 +: NFW] = in_nf;
 
-    // Threshold memories: one per (stage, lane), each holding the whole PE-wide stage word
-    // file but reading only its lane's slice (synthesis trims the unused bits).
     genvar j, p;
     generate
         for (j = 0; j < OBITS; j = j + 1) begin : g_stage
@@ -86,9 +90,35 @@ module thresh_search #(
             localparam AW = (DEPTH > 1) ? $clog2(DEPTH) : 1;
             localparam integer DIGIT_I = 48 + j;        // ASCII digit of the stage number
             localparam [7:0] DIGIT = DIGIT_I[7:0];
-            wire [NFW-1:0] nf_j = nf_a[j*NFW +: NFW];
+            wire [NFW-1:0] nf_j = st_nf[j*NFW +: NFW];
+            // Banks of 2^BANK_AW words for deep stages: 2048 is the depth of a 16 Kbit block RAM
+            // at 9 bits (ECP5 DP16KD 2048 x 9; iCE40 SB_RAM40_4K 2048 x 2), so a bank is
+            // block RAMs side by side with no output mux.
+            localparam BANK_AW = 11;
+            localparam NBANK = (DEPTH + (1 << BANK_AW) - 1) >> BANK_AW;
+
+            // The element waits RD cycles for its thresholds (shift registers, newest at
+            // the bottom). Data path registers need no reset: validity travels in v_w.
+            reg [RD-1:0]     v_w;
+            reg [RD*DW-1:0]  d_w;
+            reg [RD*CW-1:0]  p_w;
+            reg [RD*NFW-1:0] nf_w;
+            always @(posedge clk) begin
+                if (!rst_n) v_w <= {RD{1'b0}};
+                else v_w <= {v_w[RD-2:0], st_v[j]};
+                d_w <= {d_w[(RD-1)*DW-1:0], st_d[j*DW +: DW]};
+                p_w <= {p_w[(RD-1)*CW-1:0], st_p[j*CW +: CW]};
+                nf_w <= {nf_w[(RD-1)*NFW-1:0], nf_j};
+            end
+            wire [DW-1:0] d_c = d_w[(RD-1)*DW +: DW];
+            wire [CW-1:0] p_c = p_w[(RD-1)*CW +: CW];
+
+            wire [CW-1:0] p_next;
             for (p = 0; p < PE; p = p + 1) begin : g_lane
-                wire [OBITS-1:0] pre = p_a[(j*PE + p)*OBITS +: OBITS];
+                // Threshold memory: one per (stage, lane), each holding the whole PE-wide
+                // stage word file but reading only its lane's slice (synthesis trims the
+                // unused bits).
+                wire [OBITS-1:0] pre = st_p[(j*PE + p)*OBITS +: OBITS];
                 wire [AW-1:0] addr;
                 if (j == 0) begin : g_a0
                     if (NF > 1) begin : g_nf
@@ -101,73 +131,96 @@ module thresh_search #(
                 end else begin : g_aj1
                     assign addr = pre[j-1:0];
                 end
-                /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
-                reg [PE*DBITS-1:0] mem [0:DEPTH-1];
-                /* verilator lint_on UNDRIVEN */
-                reg [DBITS-1:0] q;     // synchronous read: block RAM (or LUT RAM + FFs)
-                reg [DBITS-1:0] q_r;   // fabric register: the comparison starts from a FF
-                if (THRESH_FILE != "") begin : g_init   // no file access at default params
-                    initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                reg [DBITS-1:0] q_c;    // the threshold at the comparator
+                if (NBANK == 1) begin : g_one_bank
+                    /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
+                    reg [DW-1:0] mem [0:DEPTH-1];
+                    /* verilator lint_on UNDRIVEN */
+                    if (THRESH_FILE != "") begin : g_init   // no file access at default params
+                        initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                    end
+                    reg [DBITS-1:0] q;      // synchronous read: block RAM (or LUT RAM + FFs)
+                    reg [DBITS-1:0] q_m;    // next to the memory
+                    always @(posedge clk) begin
+                        q <= mem[addr][p*DBITS +: DBITS];
+                        q_m <= q;
+                        q_c <= q_m;
+                    end
+                end else begin : g_banks
+                    // A stage deeper than one block RAM: one memory per bank of BANK words.
+                    // Each bank loads the whole file but reads with its bank number as
+                    // constant upper address bits, so synthesis keeps only that bank's
+                    // block RAMs. Every bank output gets its own register next to it, and
+                    // the bank mux runs in the next cycle (from flip-flops), instead of a
+                    // mux right after the RAM outputs.
+                    localparam BSW = $clog2(NBANK);
+                    wire [BSW-1:0] bsel = addr[AW-1:BANK_AW];
+                    reg  [BSW-1:0] bsel_q;
+                    reg  [BSW-1:0] bsel_m;
+                    wire [(1<<BSW)*DBITS-1:0] q_all;
+                    genvar b;
+                    for (b = 0; b < (1 << BSW); b = b + 1) begin : g_bank
+                        if (b < NBANK) begin : g_real
+                            localparam integer B_I = b;
+                            localparam [AW-BANK_AW-1:0] BNUM = B_I[AW-BANK_AW-1:0];
+                            /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
+                            reg [DW-1:0] mem [0:DEPTH-1];
+                            /* verilator lint_on UNDRIVEN */
+                            if (THRESH_FILE != "") begin : g_init
+                                initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                            end
+                            reg [DBITS-1:0] q;
+                            reg [DBITS-1:0] q_m;
+                            always @(posedge clk) begin
+                                q <= mem[{BNUM, addr[BANK_AW-1:0]}][p*DBITS +: DBITS];
+                                q_m <= q;
+                            end
+                            assign q_all[b*DBITS +: DBITS] = q_m;
+                        end else begin : g_none
+                            assign q_all[b*DBITS +: DBITS] = {DBITS{1'b0}};
+                        end
+                    end
+                    always @(posedge clk) begin
+                        bsel_q <= bsel;
+                        bsel_m <= bsel_q;
+                        q_c <= q_all[bsel_m*DBITS +: DBITS];
+                    end
                 end
-                always @(posedge clk) begin
-                    q <= mem[addr][p*DBITS +: DBITS];
-                    q_r <= q;
-                end
-                assign t_q[(j*PE + p)*DBITS +: DBITS] = q_r;
-            end
-        end
-    endgenerate
 
-    // Comparison of stage j, lane p: appends the decided bit to the count prefix.
-    wire [OBITS*PE*OBITS-1:0] p_next;
-    generate
-        for (j = 0; j < OBITS; j = j + 1) begin : g_cmp
-            for (p = 0; p < PE; p = p + 1) begin : g_lane
-                wire ge = $signed(d_c[(j*PE + p)*DBITS +: DBITS])
-                          >= $signed(t_q[(j*PE + p)*DBITS +: DBITS]);
+                // The comparison appends the decided bit to the count prefix.
+                wire ge = $signed(d_c[p*DBITS +: DBITS]) >= $signed(q_c);
                 if (OBITS > 1) begin : g_shift
-                    assign p_next[(j*PE + p)*OBITS +: OBITS] =
-                        {p_c[(j*PE + p)*OBITS +: OBITS-1], ge};
+                    assign p_next[p*OBITS +: OBITS] = {p_c[p*OBITS +: OBITS-1], ge};
                 end else begin : g_bit
-                    assign p_next[(j*PE + p)*OBITS +: OBITS] = ge;
+                    assign p_next[p*OBITS +: OBITS] = ge;
                 end
             end
+
+            // Next stage's address registers.
+            reg           v_o;
+            reg [DW-1:0]  d_o;
+            reg [CW-1:0]  p_o;
+            reg [NFW-1:0] nf_o;
+            always @(posedge clk) begin
+                if (!rst_n) v_o <= 1'b0;
+                else v_o <= v_w[RD-1];
+                d_o <= d_c;
+                p_o <= p_next;
+                nf_o <= nf_w[(RD-1)*NFW +: NFW];
+            end
+            assign st_v[j+1] = v_o;
+            assign st_d[(j+1)*DW +: DW] = d_o;
+            assign st_p[(j+1)*CW +: CW] = p_o;
+            assign st_nf[(j+1)*NFW +: NFW] = nf_o;
         end
     endgenerate
 
-    integer s, l;
+    integer l;
     always @(posedge clk) begin
-        // Data path registers: no reset needed, validity travels in v_a/v_b/v_c.
-        d_a[0 +: PE*DBITS] <= in_data;
-        nf_a[0 +: NFW] <= nf_cnt;
-        p_a[0 +: PE*OBITS] <= {PE*OBITS{1'b0}};
-        for (s = 0; s < OBITS; s = s + 1) begin
-            d_b[s*PE*DBITS +: PE*DBITS] <= d_a[s*PE*DBITS +: PE*DBITS];
-            p_b[s*PE*OBITS +: PE*OBITS] <= p_a[s*PE*OBITS +: PE*OBITS];
-            nf_b[s*NFW +: NFW] <= nf_a[s*NFW +: NFW];
-            d_c[s*PE*DBITS +: PE*DBITS] <= d_b[s*PE*DBITS +: PE*DBITS];
-            p_c[s*PE*OBITS +: PE*OBITS] <= p_b[s*PE*OBITS +: PE*OBITS];
-            nf_c[s*NFW +: NFW] <= nf_b[s*NFW +: NFW];
-            d_a[(s+1)*PE*DBITS +: PE*DBITS] <= d_c[s*PE*DBITS +: PE*DBITS];
-            nf_a[(s+1)*NFW +: NFW] <= nf_c[s*NFW +: NFW];
-            p_a[(s+1)*PE*OBITS +: PE*OBITS] <= p_next[s*PE*OBITS +: PE*OBITS];
-        end
+        if (!rst_n) o_valid <= 1'b0;
+        else o_valid <= st_v[OBITS];
         for (l = 0; l < PE; l = l + 1)
-            o_data[l*OBITS +: OBITS] <= p_a[(OBITS*PE + l)*OBITS +: OBITS] + BIAS;
-    end
-
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            v_a <= {(OBITS+1){1'b0}};
-            v_b <= {OBITS{1'b0}};
-            v_c <= {OBITS{1'b0}};
-            o_valid <= 1'b0;
-        end else begin
-            v_a <= {v_c, in_valid};
-            v_b <= v_a[OBITS-1:0];
-            v_c <= v_b;
-            o_valid <= v_a[OBITS];
-        end
+            o_data[l*OBITS +: OBITS] <= st_p[(OBITS*PE + l)*OBITS +: OBITS] + BIAS;
     end
 
     assign out_valid = o_valid;

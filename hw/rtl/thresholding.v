@@ -20,7 +20,7 @@
 //   NVEC              pixels per frame; informational (the unit is frame-agnostic)
 //   THRESH_FILE       threshold memory prefix, files "<prefix>_s<j>.hex" (thresh_search.v)
 // Throughput: one beat per cycle in and out.
-// Latency: 3*OBITS + 3 cycles from an input handshake to the beat appearing on m_axis.
+// Latency: 4*OBITS + 3 cycles from an input handshake to the beat appearing on m_axis.
 module thresholding #(
     parameter CHANNELS = 8,
     parameter PE = 2,
@@ -49,8 +49,10 @@ module thresholding #(
     localparam NF = CHANNELS / PE;
     localparam OW = PE * OBITS;
     localparam OPW = ((OW + 7) / 8) * 8;
-    localparam LAT = 3 * OBITS + 2;              // thresh_search latency
-    localparam ODEPTH = 1 << $clog2(LAT + 4);    // covers the credit round trip
+    localparam LAT = 4 * OBITS + 2;              // thresh_search latency
+    // Output FIFO covering the credit round trip (see mvau.v); automatic style: block RAM
+    // with a registered output from 64 entries.
+    localparam ODEPTH = 1 << $clog2(LAT + 6);
     localparam CRW = $clog2(ODEPTH + 1);
     localparam integer ODEPTH_I = ODEPTH;
     localparam integer ONE_I = 1;
@@ -104,7 +106,7 @@ module thresholding #(
     assign fifo_in[OW-1:0] = out_d;
 
     /* verilator lint_off PINCONNECTEMPTY */
-    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
+    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(0)) u_out (
         .clk(clk), .rst_n(rst_n),
         .s_axis_tdata(fifo_in), .s_axis_tvalid(out_v), .s_axis_tready(),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
