@@ -74,7 +74,10 @@ def open_flow(board: str, model: str, mhz: float, work: Path) -> dict:
         row["fmax_mhz"] = rep.get("fmax_mhz")
         row["timing_met"] = rep.get("timing_met")
         row["resources"] = {r["kind"]: f"{r['used']}/{r['available']}" for r in rep.get("resources", [])}
-        row["steps_s"] = {s["name"]: round(s["seconds"], 1) for s in rep.get("steps", [])}
+        steps = rep.get("steps", {})
+        items = steps.items() if isinstance(steps, dict) else ((st["name"], st["seconds"]) for st in steps)
+        row["steps_s"] = {k: round(float(v if not isinstance(v, dict) else v.get("seconds", 0)), 1)
+                          for k, v in items}
     print(row)
     return row
 
@@ -83,11 +86,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-bitstream", action="store_true")
+    ap.add_argument("--reuse-sims", action="store_true",
+                    help="take the simulation rows from the last run (build/bench_rtl/sims.json)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="nf-bench-rtl-", dir="build") as tmp:
-        work = Path(tmp)
-        sims = [cycles_and_speed(m, work, args.quick) for m in MODELS]
-        flows = [] if args.no_bitstream else [open_flow(b, m, f, work) for b, m, f in BOARDS]
+    work = Path("build") / "bench_rtl"  # kept: the bitstreams and reports are worth opening
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / "sims.json"
+    if args.reuse_sims and cache.is_file():
+        sims = json.loads(cache.read_text())
+    else:
+        with tempfile.TemporaryDirectory(prefix="sim-", dir=work) as tmp:
+            sims = [cycles_and_speed(m, Path(tmp), args.quick) for m in MODELS]
+        cache.write_text(json.dumps(sims))
+    flows = [] if args.no_bitstream else [open_flow(b, m, f, work) for b, m, f in BOARDS]
     cmd = "python bench/rtl.py" + (" --quick" if args.quick else "") + \
         (" --no-bitstream" if args.no_bitstream else "")
     write_json("rtl", {"command": cmd, "machine": machine(), "simulation": sims, "open_flow": flows})

@@ -22,12 +22,12 @@
 //               [p*DBITS +: DBITS]) T[nf*PE+p][P*2^(OBITS-j) + 2^(OBITS-j-1) - 1], where P
 //               is the value of the j count bits already decided (MSB first).
 // Latency: 4*OBITS + 2 cycles from in_valid to out_valid; one result per cycle. Input
-//   register, then 4 cycles per stage: the address register, the memory's read register, a
-//   register next to the memory (per bank for stages deeper than 2048 words), a register at
-//   the comparator (after the bank mux), and the comparison, which writes the next stage's
-//   address register; output register with the bias add. So a block RAM's slow
-//   clock-to-out (~5.6 ns on ECP5 DP16KD) only ever drives a register, and the DBITS-wide
-//   comparison starts from flip-flops. OBITS <= 10 (single-digit stage file names).
+//   register, then 4 registers per stage: the address register (written by the previous
+//   stage's comparison), the memory's read register, a register next to the memory (one
+//   per bank for stages deeper than 2048 words) and a register at the comparator (after
+//   the bank mux); output register with the bias add. So a block RAM's slow clock-to-out
+//   (~5.6 ns on ECP5 DP16KD) only ever drives a register, and the DBITS-wide comparison
+//   starts and ends at flip-flops. OBITS <= 10 (single-digit stage file names).
 module thresh_search #(
     parameter NF = 1,
     parameter PE = 1,
@@ -91,9 +91,9 @@ module thresh_search #(
             localparam integer DIGIT_I = 48 + j;        // ASCII digit of the stage number
             localparam [7:0] DIGIT = DIGIT_I[7:0];
             wire [NFW-1:0] nf_j = st_nf[j*NFW +: NFW];
-            // Banks of 2^BANK_AW words for deep stages: 2048 is the depth of a 16 Kbit block RAM
-            // at 9 bits (ECP5 DP16KD 2048 x 9; iCE40 SB_RAM40_4K 2048 x 2), so a bank is
-            // block RAMs side by side with no output mux.
+            // Deep stages are split into banks of 2^BANK_AW words: 2048 is the deepest aspect
+            // of the usual block RAMs at >= 2 bits (ECP5 DP16KD 2048 x 9, iCE40 SB_RAM40_4K
+            // 2048 x 2), so a bank is block RAMs side by side, with no output mux.
             localparam BANK_AW = 11;
             localparam NBANK = (DEPTH + (1 << BANK_AW) - 1) >> BANK_AW;
 
@@ -147,7 +147,7 @@ module thresh_search #(
                         q_c <= q_m;
                     end
                 end else begin : g_banks
-                    // A stage deeper than one block RAM: one memory per bank of BANK words.
+                    // A stage deeper than one bank: one memory per bank of 2^BANK_AW words.
                     // Each bank loads the whole file but reads with its bank number as
                     // constant upper address bits, so synthesis keeps only that bank's
                     // block RAMs. Every bank output gets its own register next to it, and
