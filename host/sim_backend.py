@@ -35,8 +35,10 @@ class SimBackend:
         self.graph = self._checker.graph
         digest = hashlib.sha256(graph_path.read_bytes()).hexdigest()[:12]
         folder = Path(project_dir) if project_dir else REPO_BUILD / "rtl" / digest
-        if not (folder / "manifest.json").is_file():
-            stitch(graph_path, folder)
+        # Always regenerate: stitching takes well under a second, and a folder left from an
+        # older graph or RTL library must never be simulated (Verilator builds stay cached by
+        # content, so an unchanged project costs nothing).
+        stitch(graph_path, folder)
         self.project = folder.resolve()
         self.manifest = json.loads((folder / "manifest.json").read_text())
         self.simulator = simulator

@@ -127,15 +127,23 @@ module mvau #(
     reg  [NFW-1:0] nf;
     reg  [WAW-1:0] waddr;        // = nf*SF + sf
     reg  [CRW-1:0] credits;      // results issued and not yet taken from m_axis
+    // Flags kept as registers (computed from the next counter values), so s_axis_tready and
+    // issue are one small LUT level from flip-flops: tready fans out into the producer.
+    reg            last_sf;      // sf == SF-1
+    reg            from_stream;  // nf == 0: fold 0 takes the input stream
+    reg            cr_full;      // credits == ODEPTH
 
-    wire last_sf = (sf == SF_LAST);
     // Only the step that completes an output needs a free FIFO slot reserved.
-    wire can_go = !last_sf || (credits != CR_FULL);
-    wire from_stream = (nf == {NFW{1'b0}});
+    wire can_go = !last_sf || !cr_full;
     assign s_axis_tready = from_stream && can_go;
     wire issue = can_go && (!from_stream || s_axis_tvalid);
     wire take = issue && last_sf;
     wire give = m_axis_tvalid && m_axis_tready;
+
+    wire [SFW-1:0] sf_next = last_sf ? {SFW{1'b0}} : sf + 1'b1;
+    wire [NFW-1:0] nf_next = (nf == NF_LAST) ? {NFW{1'b0}} : nf + 1'b1;
+    wire [CRW-1:0] cr_next = (take && !give) ? credits + CR_ONE :
+                             (!take && give) ? credits - CR_ONE : credits;
 
     always @(posedge clk) begin
         if (!rst_n) begin
@@ -143,14 +151,21 @@ module mvau #(
             nf <= {NFW{1'b0}};
             waddr <= {WAW{1'b0}};
             credits <= {CRW{1'b0}};
+            last_sf <= (SF == 1);
+            from_stream <= 1'b1;
+            cr_full <= 1'b0;
         end else begin
             if (issue) begin
-                sf <= last_sf ? {SFW{1'b0}} : sf + 1'b1;
-                if (last_sf) nf <= (nf == NF_LAST) ? {NFW{1'b0}} : nf + 1'b1;
+                sf <= sf_next;
+                last_sf <= (sf_next == SF_LAST);
+                if (last_sf) begin
+                    nf <= nf_next;
+                    from_stream <= (nf_next == {NFW{1'b0}});
+                end
                 waddr <= (waddr == WA_LAST) ? {WAW{1'b0}} : waddr + 1'b1;
             end
-            if (take && !give) credits <= credits + CR_ONE;
-            else if (!take && give) credits <= credits - CR_ONE;
+            credits <= cr_next;
+            cr_full <= (cr_next == CR_FULL);
         end
     end
 
