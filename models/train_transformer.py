@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import load_dataset
-from .train import atomic_save
+from .train import _shift, atomic_save
 from .transformer import SegmentTransformer, TransformerConfig, build_transformer, evaluate
 
 CHECKPOINT_KIND = "netfabric.transformer"
@@ -51,14 +51,6 @@ class TransformerTrainConfig:
             raise ValueError("epoch counts must be >= 0")
         if self.batch_size <= 0 or self.lr <= 0 or self.qat_lr <= 0:
             raise ValueError("batch_size and learning rates must be positive")
-
-
-def _shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.Tensor:
-    """Translate the whole batch by up to ``max_shift`` pixels (zero fill)."""
-    dx, dy = torch.randint(-max_shift, max_shift + 1, (2,), generator=gen).tolist()
-    pad = nn.functional.pad(x, (max_shift,) * 4)
-    h, w = x.shape[-2:]
-    return pad[..., max_shift + dy : max_shift + dy + h, max_shift + dx : max_shift + dx + w]
 
 
 def fit(
