@@ -87,15 +87,11 @@ def matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def multithreshold(v: np.ndarray, thresholds: np.ndarray, act_bias: int = 0) -> np.ndarray:
-    """FINN MultiThreshold: out[..., c] = #{k : v[..., c] >= T[c, k]} + act_bias.
+    """FINN MultiThreshold: out[..., c] = #{k : v[..., c] >= T[c, k]} + act_bias (channels
+    last; [1, NT] thresholds broadcast). One definition: ``netfabric.ops.kernels``."""
+    from netfabric.ops.kernels import threshold_count
 
-    ``v`` has channels last; ``thresholds`` is [C, NT] (or [1, NT], broadcast).
-    """
-    v = np.asarray(v, dtype=np.int64)
-    t = np.asarray(thresholds, dtype=np.int64)
-    if t.shape[0] == 1 and v.shape[-1] != 1:
-        t = np.broadcast_to(t, (v.shape[-1], t.shape[1]))
-    return (v[..., :, None] >= t).sum(axis=-1).astype(np.int64) + act_bias
+    return threshold_count(v, np.asarray(thresholds, dtype=np.int64), act_bias)
 
 
 def mvau(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None,

@@ -10,7 +10,7 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 
 from netfabric import flow
-from netfabric.hls.custom_ops.kernels import int_softmax_lut
+from netfabric.ops.kernels import int_softmax_lut
 from netfabric.hls.errors import CompileError
 from netfabric.hls.frontend import CompileConfig
 from netfabric.hls.reference import reference_run

@@ -13,7 +13,7 @@ from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
-from .kernels import int_softmax_lut
+from netfabric.ops.kernels import int_softmax_lut
 
 
 class IntSoftmax(CustomOp):

@@ -25,7 +25,7 @@ import numpy as np
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from qonnx.core.datatype import DataType
 
-from .kernels import segment_attention, segment_pad, segment_unpad, segment_valid
+from netfabric.ops.kernels import segment_attention, segment_pad, segment_unpad, segment_valid
 
 
 def _ints(x: np.ndarray, what: str) -> np.ndarray:
