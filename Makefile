@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 BOARD  ?= ulx3s-85f
 FREQ   ?=
 MODEL  ?=
+V      ?=  # V=1: third-party warnings and tool output on the terminal, not in a log file
 
 .PHONY: setup demo test test-all sim bitstream bench lint clean
 
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml requirements/base.txt requirements/sim.txt requirements
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/netfabric demo
+	$(BIN)/netfabric $(if $(V),-v) demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -35,7 +36,7 @@ sim: $(STAMP)
 	$(BIN)/python -m pytest -q -m sim
 
 bitstream: $(STAMP)
-	$(BIN)/python -m netfabric.bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ))
+	$(BIN)/netfabric $(if $(V),-v) bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ))
 
 bench: $(STAMP)
 	$(BIN)/python bench/cpu_engine.py

@@ -7,8 +7,9 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from netfabric.files import atomic_write
 
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
@@ -25,18 +26,9 @@ def machine() -> dict:
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write_json(name: str, data: dict) -> Path:
     path = BENCH / "results" / f"{name}.json"
-    _atomic_write(path, json.dumps(data, indent=2))
+    atomic_write(path, json.dumps(data, indent=2))
     return path
 
 
@@ -50,4 +42,4 @@ def write_section(name: str, markdown: str) -> None:
         if pattern.search(text)
         else f"{text.rstrip()}\n\n{block}\n"
     )
-    _atomic_write(RESULTS_MD, text)
+    atomic_write(RESULTS_MD, text)

@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from netfabric.files import atomic_write
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MD = HERE / "RESULTS.md"
@@ -188,9 +190,7 @@ def update_results_md(section: str) -> None:
         text = pattern.sub(lambda _: block, text)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = MD.with_name(MD.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, MD)
+    atomic_write(MD, text)
 
 
 def _cpu_name() -> str:
@@ -263,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / "attention.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, RESULTS / "attention.json")
+    atomic_write(RESULTS / "attention.json", json.dumps(result, indent=2) + "\n")
     plot(points, RESULTS / "attention.png", cfg)
     section = (
         "## Segmented vs full attention (CPU)\n\n"

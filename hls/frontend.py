@@ -15,24 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .backhalf import BACK_HALF, estimate, run_steps
 from .errors import CompileError
 from .finn_env import ensure_finn
 
 log = logging.getLogger(__name__)
 
-# HW-layer op types netfabric's backends implement (generic names; specialized variants carry an
-# _hls/_rtl suffix). Anything else stops the compile with the node named.
-SUPPORTED_HW_OPS = {
-    "MVAU",
-    "Thresholding",
-    "ConvolutionInputGenerator",
-    "Pool",
-    "StreamingMaxPool",
-    "LabelSelect",
-    "StreamingFIFO",
-    "StreamingDataWidthConverter",
-    "FMPadding",
-}
 # Plain ONNX layout ops at the graph edges become host-side steps (see _move_edge_ops_to_host).
 EDGE_OPS = {"Transpose", "Reshape"}
 MAX_BITS = 8
@@ -150,49 +138,17 @@ def step_convert_to_hw(model, cfg: CompileConfig):
     return model
 
 
-def step_specialize(model, cfg: CompileConfig):
-    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
-    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
-
-    model = model.transform(RoundAndClipThresholds())
-    model = model.transform(SpecializeLayers(cfg.fpga_part))
-    return step_tidy_up(model, cfg)
-
-
-def step_folding(model, cfg: CompileConfig):
-    from finn.transformation.fpgadataflow.minimize_accumulator_width import (
-        MinimizeAccumulatorWidth,
-    )
-    from finn.transformation.fpgadataflow.set_folding import SetFolding
-    from finn.transformation.general import ApplyConfig
-
-    if cfg.folding_json:
-        path = Path(cfg.folding_json)
-        if not path.is_file():
-            raise CompileError(f"folding config {path} does not exist")
-        try:
-            json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CompileError(f"folding config {path} is not valid JSON: {exc}") from exc
-        model = model.transform(ApplyConfig(str(path)))
-    elif cfg.target_fps:
-        model = model.transform(
-            SetFolding(cfg.target_cycles(), mvau_wwidth_max=cfg.mvau_wwidth_max, two_pass_relaxation=True)
-        )
-    model = model.transform(MinimizeAccumulatorWidth())
-    return model
-
-
+# The front half is FINN's streamliner; the back half (specialize, fold, check) is shared
+# with the transformer's front end (backhalf.py).
 DEFAULT_STEPS = ["tidy_up", "qonnx_to_finn", "output_head", "streamline", "convert_to_hw",
-                 "specialize", "folding"]
+                 "specialize", "fold", "check"]
 STEPS: dict[str, Callable] = {
     "tidy_up": step_tidy_up,
     "qonnx_to_finn": step_qonnx_to_finn,
     "output_head": step_output_head,
     "streamline": step_streamline,
     "convert_to_hw": step_convert_to_hw,
-    "specialize": step_specialize,
-    "folding": step_folding,
+    **BACK_HALF,
 }
 
 
@@ -279,10 +235,14 @@ def _move_edge_ops_to_host(model):
 
 
 def check_supported(model) -> None:
-    """Every node must be a supported HW layer (edge layout ops were moved to the host)."""
+    """Every node must be a registered HW op (edge layout ops were moved to the host): FINN
+    layers netfabric has no semantics or CPU lowering for (StreamingMaxPool, FMPadding...)
+    stop here, instead of failing at run time."""
+    from netfabric.ops.registry import require
+
     for node in model.graph.node:
-        base = node.op_type.removesuffix("_hls").removesuffix("_rtl")
-        if node.domain.startswith("finn.custom_op.fpgadataflow") and base in SUPPORTED_HW_OPS:
+        if node.domain.startswith("finn.custom_op.fpgadataflow"):
+            require(node.op_type, ("cpu",), node.name)
             continue
         raise CompileError(
             f"node {node.name} ({node.op_type}) could not be mapped to a hardware layer: "
@@ -322,67 +282,8 @@ def compile_qonnx(qonnx_path: Path, cfg: CompileConfig, progress: Callable | Non
         model = ModelWrapper(str(path))
     except Exception as exc:
         raise CompileError(f"{path} is not a readable ONNX model: {exc}") from exc
-    for name in cfg.steps:
-        if name not in STEPS:
-            raise CompileError(f"unknown compile step {name!r}; known: {', '.join(STEPS)}")
-        if progress:
-            progress(name)
-        kept = {p.key: p.value for p in model.graph.metadata_props}
-        try:
-            model = STEPS[name](model, cfg)
-            # Some FINN passes rebuild the ModelProto and drop metadata: carry ours over.
-            for key, value in kept.items():
-                if model.get_metadata_prop(key) is None:
-                    model.set_metadata_prop(key, value)
-        except CompileError:
-            raise
-        except Exception as exc:
-            raise CompileError(f"compile step {name} failed: {type(exc).__name__}: {exc}") from exc
+    unknown = [name for name in cfg.steps if name not in STEPS]
+    if unknown:
+        raise CompileError(f"unknown compile step {unknown[0]!r}; known: {', '.join(STEPS)}")
+    model = run_steps(model, {name: STEPS[name] for name in cfg.steps}, cfg, progress)
     return CompileResult(model=model, estimates=estimate(model, cfg))
-
-
-def estimate(model, cfg: CompileConfig) -> dict:
-    """FINN's per-layer cycle and resource estimates plus folding, for the report."""
-    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
-    from finn.analysis.fpgadataflow.res_estimation import res_estimation
-    from qonnx.custom_op.registry import getCustomOp
-
-    cycles = model.analysis(exp_cycles_per_layer)
-    try:
-        resources = model.analysis(lambda m: res_estimation(m, cfg.fpga_part))
-    except Exception as exc:  # estimates are advisory; never fail a compile on them
-        log.warning("resource estimation failed: %s", exc)
-        resources = {}
-    layers = []
-    for node in model.graph.node:
-        if node.name not in cycles:
-            continue
-        inst = getCustomOp(node)
-        attrs = {a: inst.get_nodeattr(a) for a in ("PE", "SIMD") if _has_attr(inst, a)}
-        layers.append({"name": node.name, "op_type": node.op_type, **attrs,
-                       "cycles": int(cycles[node.name]), "resources": resources.get(node.name, {})})
-    bottleneck = max((layer["cycles"] for layer in layers), default=0)
-    return {
-        "clock_mhz": cfg.clock_mhz,
-        "layers": layers,
-        "bottleneck_cycles": bottleneck,
-        "est_fps": cfg.clock_mhz * 1e6 / bottleneck if bottleneck else None,
-        "total_resources": _sum_resources(resources),
-    }
-
-
-def _has_attr(inst, name: str) -> bool:
-    try:
-        inst.get_nodeattr(name)
-        return True
-    except Exception:
-        return False
-
-
-def _sum_resources(resources: dict) -> dict:
-    total: dict[str, float] = {}
-    for per_layer in resources.values():
-        for key, value in per_layer.items():
-            if isinstance(value, (int, float)):
-                total[key] = total.get(key, 0) + value
-    return total

@@ -9,6 +9,13 @@ therefore routes its softmax through ``torch.onnx.ops.symbolic``, which emits on
 the segment key mask as its second input. qonnx executes that node with the python
 implementation in ``hls/custom_ops/int_softmax.py`` (``execute_onnx`` works on the file).
 
+Batch: the graph is traced with a symbolic batch dimension, so every Reshape carries -1 for the
+batch and nothing folds the batch into another axis (the token norm is exported as BatchNorm on
+[B, d, n] instead of the model's [B*n, d] reshape, the same per-channel affine map). The file
+declares batch 1 on its input and output, as qonnx expects; qonnx's ``ChangeBatchSize(n)``
+(which rewrites dim 0 of the graph input/output and of every constant Reshape shape) turns it
+into a batch-n graph.
+
 Faithfulness: the graph is the QAT model's float-interface computation; the only op with a
 non-standard definition is ``IntSoftmax``, whose integers are those of the QAT forward pass.
 Quant nodes round in float32 like Brevitas, so running the file reproduces Brevitas' float32
@@ -27,6 +34,9 @@ from pathlib import Path
 
 INPUT_DTYPE = "UINT8"
 SOFTMAX_OP = "netfabric.hls.custom_ops::IntSoftmax"
+# Batch of the example input. Any size > 1: torch.export specialises a dimension of size 1,
+# which would bake it into the graph again.
+TRACE_BATCH = 2
 
 
 def _export_attention(self, q, k, v, key_mask):
@@ -64,19 +74,49 @@ def _softmax_attrs(attn) -> dict:
     }
 
 
+def _export_token_norm(self, x):
+    """``TokenNorm.forward`` without the [B*n, d] reshape, which would fold the batch into the
+    token axis (qonnx's ChangeBatchSize sets dim 0 of every constant Reshape shape to the batch)."""
+    return self.bn(x.transpose(1, 2)).transpose(1, 2)
+
+
 @contextlib.contextmanager
-def _softmax_as_custom_node(model) -> Iterator[None]:
-    """Patch the attention modules of ``model`` for export; restore them afterwards."""
+def _export_patches(model) -> Iterator[None]:
+    """Patch ``model`` for export (softmax as one IntSoftmax node, token norm without a batch-
+    folding reshape); restore it afterwards."""
+    from netfabric.models.transformer import TokenNorm
+
     mods = model.attention_modules()
+    norms = [m for m in model.modules() if isinstance(m, TokenNorm)]
     try:
         for attn in mods:
             attn._nf_softmax_attrs = _softmax_attrs(attn)
             attn._quant_attention = types.MethodType(_export_attention, attn)
+        for norm in norms:
+            norm.forward = types.MethodType(_export_token_norm, norm)
         yield
     finally:
         for attn in mods:
             attn.__dict__.pop("_quant_attention", None)
             attn.__dict__.pop("_nf_softmax_attrs", None)
+        for norm in norms:
+            norm.__dict__.pop("forward", None)
+
+
+def _declare_batch(model, batch: int):
+    """Give the graph input and output a fixed batch (qonnx's execute_onnx checks it); the
+    intermediate shapes, traced with a symbolic batch, are inferred again from it."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    inits = {t.name for t in model.graph.initializer}
+    for vi in (*model.graph.input, *model.graph.output):
+        if vi.name in inits:  # weights listed as inputs (keep_initializers_as_inputs)
+            continue
+        dim = vi.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = batch
+    del model.graph.value_info[:]
+    return model.transform(InferShapes())
 
 
 def export_transformer_qonnx(model, out: Path) -> Path:
@@ -95,10 +135,11 @@ def export_transformer_qonnx(model, out: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".onnx")
     os.close(fd)
     try:
-        with torch.no_grad(), _softmax_as_custom_node(model):
-            x = torch.zeros(1, cfg.in_chans, cfg.image_size, cfg.image_size)
-            export_qonnx(model, input_t=x, export_path=tmp)
-        wrapped = ModelWrapper(tmp)
+        with torch.no_grad(), _export_patches(model):
+            x = torch.zeros(TRACE_BATCH, cfg.in_chans, cfg.image_size, cfg.image_size)
+            export_qonnx(model, input_t=x, export_path=tmp,
+                         dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+        wrapped = _declare_batch(ModelWrapper(tmp), 1)
         wrapped.set_tensor_datatype(wrapped.graph.input[0].name, DataType[INPUT_DTYPE])
         wrapped.set_metadata_prop("netfabric_kind", "netfabric.transformer")
         wrapped.save(tmp)

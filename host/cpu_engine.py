@@ -11,6 +11,10 @@ kernels do the work while the integers stay exactly FINN's:
 - FIFOs, width converters and DuplicateStreams do not change values: identities;
 - the transformer's layers (ElementwiseAdd, GlobalAccPool, SegmentPad/Attention/Unpad) are in
   ``cpu_lowering_transformer.py``.
+Each lowering is the op's ``cpu`` piece in the op registry (``netfabric/ops``); its ``kind``
+says how it is called: "single" ``fn(b, x, node, graph) -> out`` on the natural channel order,
+"perm" also takes and returns a channel permutation, "multi" ``fn(b, {input: x}, node, graph)
+-> [outs]``, "pass" forwards its input (the channel order travels along).
 The graph is a DAG: a fork (DuplicateStreams) hands its input to several consumers, a join
 (ElementwiseAdd) reads two lowered streams.
 Activations travel as int32 between layers and are cast to 8 bits right before MatMulInteger.
@@ -23,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cpu_lowering_transformer import TRANSFORMER_LOWERINGS
+from netfabric.ops.registry import register_piece, require
+
 from .hwgraph import GraphError, HWGraph, HWNode, apply_host_steps, load_hwgraph
 
 _I32, _I64 = 6, 7  # onnx TensorProto enums (INT32, INT64)
@@ -53,12 +58,34 @@ class _Builder:
         return out
 
 
-def _cast_8bit(b: _Builder, x: str, dtype, what: str) -> str:
+def _cast_8bit(b: _Builder, x: str, dtype, what: str) -> tuple[str, str]:
+    """An int32 tensor of a <= 8-bit type as a UINT8 MatMulInteger operand and its zero point.
+
+    Every MatMulInteger here is unsigned x unsigned: signed values are offset by 128 and the
+    zero point takes the offset back out. onnxruntime's u8 x s8 kernel on AVX2 CPUs without
+    VNNI sums pairs of products in int16 with saturation (vpmaddubsw), so 255 * 127 + 255 * 127
+    comes out wrong; its u8 x u8 kernel widens to 16 bits first and is exact."""
     from onnx import TensorProto
 
     if dtype.bits > 8:
         raise GraphError(f"{what}: {dtype.name} operands are wider than the 8 bits MatMulInteger takes")
-    return b.op("Cast", [x], what, to=TensorProto.INT8 if dtype.signed else TensorProto.UINT8)
+    if dtype.signed:
+        x = b.op("Add", [x, b.const(np.array(128, np.int32), "off")], what)
+    zero = b.const(np.array(128 if dtype.signed else 0, np.uint8), "zp")
+    return b.op("Cast", [x], what, to=TensorProto.UINT8), zero
+
+
+def _u8_weights(w: np.ndarray, signed: bool) -> tuple[np.ndarray, int]:
+    """Integer weights as UINT8 plus their zero point (see ``_cast_8bit``)."""
+    return (np.asarray(w, np.int16) + (128 if signed else 0)).astype(np.uint8), 128 if signed else 0
+
+
+def matmul_integer(b: _Builder, x: str, x_type, w: np.ndarray, w_signed: bool, what: str) -> str:
+    """Exact int32 x @ w for <= 8-bit operands (unsigned kernel, zero points; ``_cast_8bit``)."""
+    xq, x_zero = _cast_8bit(b, x, x_type, what)
+    wq, w_zero = _u8_weights(w, w_signed)
+    return b.op("MatMulInteger", [xq, b.const(wq, f"{what}_w"), x_zero,
+                                  b.const(np.array(w_zero, np.uint8), "zp")], what)
 
 
 def _threshold_plan(thr: np.ndarray, channels: int, acc_type) -> tuple[np.ndarray, dict]:
@@ -159,6 +186,7 @@ def _threshold_two_level(b: _Builder, acc: str, thr: np.ndarray, hint: str, pad_
     return b.op("Add", [scaled, within], hint)
 
 
+@register_piece("cpu", "MVAU", kind="perm")
 def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     """MatMulInteger + thresholds. ``perm`` is the channel order the input arrives in; it is
     absorbed into the weight rows, and the output leaves in the threshold plan's order (the next
@@ -193,13 +221,13 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
                              "accumulator")
         acc = b.op("MatMul", [x, b.const(wq.astype(np.int32), f"{node.name}_w")], node.name)
     else:
-        xq = _cast_8bit(b, x, itype, node.name)
-        acc = b.op("MatMulInteger", [xq, b.const(wq, f"{node.name}_w")], node.name)
+        acc = matmul_integer(b, x, itype, wq, wtype.signed, node.name)
     if plan is None:
         return acc, None
     return _emit_thresholds(b, acc, plan, int(node.attr("ActVal", 0)), node.name), out_perm
 
 
+@register_piece("cpu", "Thresholding", kind="single")
 def _thresholding(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     """Standalone thresholds on the input values (FINN's Thresholding layer)."""
     thr = graph.params[node.inputs[1]]
@@ -243,6 +271,7 @@ def _im2col_indices(h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, in
     return flat.reshape(oh, ow, k[0] * k[1] * c).astype(np.int64)
 
 
+@register_piece("cpu", "ConvolutionInputGenerator", kind="single")
 def _swg(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     h, w = node.attr("IFMDim")
     c = node.attr("IFMChannels")
@@ -252,6 +281,7 @@ def _swg(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return b.op("Gather", [flat, b.const(idx, f"{node.name}_idx")], node.name, axis=1)
 
 
+@register_piece("cpu", "Pool", kind="single")
 def _pool(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     if node.attr("Function") != "MaxPool":
         raise GraphError(f"node {node.name}: only MaxPool is supported, not {node.attr('Function')}")
@@ -262,6 +292,7 @@ def _pool(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return b.op("ReduceMax", [r, b.const(np.array([3]), "ax")], node.name, keepdims=0)
 
 
+@register_piece("cpu", "LabelSelect", kind="single")
 def _label_select(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     k = b.const(np.array([int(node.attr("K"))]), "k")
     topk = b.helper.make_node("TopK", [x, k], [f"{node.name}_val", f"{node.name}_idx"], axis=-1)
@@ -269,25 +300,11 @@ def _label_select(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return f"{node.name}_idx"
 
 
+@register_piece("cpu", "StreamingFIFO", kind="pass")
+@register_piece("cpu", "StreamingDataWidthConverter", kind="pass")
+@register_piece("cpu", "DuplicateStreams", kind="pass")
 def _identity(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return x
-
-
-# Layers that absorb an incoming channel permutation (others get the natural order back first).
-PERMUTATION_AWARE = {"MVAU": _mvau}
-# Layers whose every output is the input unchanged (the channel order travels along).
-PASS_THROUGH = {"DuplicateStreams"}
-# Layers with several stream inputs or outputs, or constant operands:
-# fn(b, {stream input: lowered tensor}, node, graph) -> [lowered outputs].
-MULTI_STREAM = dict(TRANSFORMER_LOWERINGS)
-LOWERINGS = {
-    "Thresholding": _thresholding,
-    "ConvolutionInputGenerator": _swg,
-    "Pool": _pool,
-    "LabelSelect": _label_select,
-    "StreamingFIFO": _identity,
-    "StreamingDataWidthConverter": _identity,
-}
 
 
 def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
@@ -308,13 +325,9 @@ def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
             return tensor_map[name]
         return b.op("Gather", [tensor_map[name], b.const(np.argsort(perm), "unperm")], "unperm", axis=-1)
 
-    supported = sorted({*LOWERINGS, *PERMUTATION_AWARE, *PASS_THROUGH, *MULTI_STREAM})
     for node in graph.nodes:
-        if node.op_type not in supported:
-            raise GraphError(
-                f"node {node.name} ({node.op_type}) has no CPU-engine lowering; "
-                f"supported: {', '.join(supported)}"
-            )
+        piece = require(node.op_type, ("cpu",), node.name).piece("cpu")
+        kind = piece.options["kind"]
         # stream inputs are the non-parameter ones; they must already be lowered
         streams = [t for t in node.inputs if t and t not in graph.params]
         missing = [t for t in streams if t not in tensor_map]
@@ -322,23 +335,21 @@ def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
             raise GraphError(f"node {node.name}: input {(missing or node.inputs)[0]} is not "
                              "produced earlier")
         src, out = streams[0], node.outputs[0]
-        if node.op_type in PASS_THROUGH:
+        if kind == "pass":
             for name in node.outputs:
                 tensor_map[name], perms[name] = tensor_map[src], perms.get(src)
-        elif node.op_type in MULTI_STREAM:
-            lowered = MULTI_STREAM[node.op_type](b, {t: natural(t) for t in streams}, node, graph)
+        elif kind == "multi":
+            lowered = piece.fn(b, {t: natural(t) for t in streams}, node, graph)
             tensor_map.update(zip(node.outputs, lowered, strict=True))
-        elif node.op_type in PERMUTATION_AWARE:
+        elif kind == "perm":
             perm = perms.get(src)
             width = graph.params[node.inputs[1]].shape[0]
             if perm is not None and len(perm) != width:  # e.g. a flatten in between
-                tensor_map[out], perms[out] = PERMUTATION_AWARE[node.op_type](
-                    b, natural(src), None, node, graph)
+                tensor_map[out], perms[out] = piece.fn(b, natural(src), None, node, graph)
             else:
-                tensor_map[out], perms[out] = PERMUTATION_AWARE[node.op_type](
-                    b, tensor_map[src], perm, node, graph)
+                tensor_map[out], perms[out] = piece.fn(b, tensor_map[src], perm, node, graph)
         else:
-            tensor_map[out] = LOWERINGS[node.op_type](b, natural(src), node, graph)
+            tensor_map[out] = piece.fn(b, natural(src), node, graph)
     outputs = [graph.output_name, *(extra_outputs or [])]
     final_nodes = []
     out_infos = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from netfabric.ops.registry import register_piece
+
 from .hwgraph import GraphError, HWGraph, HWNode, IntType
 
 _I32, _I64, _U8, _I8 = 6, 7, 2, 3  # onnx TensorProto enums
@@ -32,12 +34,14 @@ def _operand(b, streams: dict, graph: HWGraph, name: str, what: str) -> str:
     return b.const(value.astype(np.int32), f"{what}_const")
 
 
+@register_piece("cpu", "ElementwiseAdd", kind="multi")
 def elementwise_add(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """FINN ElementwiseAdd: lhs + rhs (either may be a constant, e.g. the position table)."""
     lhs, rhs = (_operand(b, streams, graph, t, node.name) for t in node.inputs[:2])
     return [b.op("Add", [lhs, rhs], node.name)]
 
 
+@register_piece("cpu", "GlobalAccPool", kind="multi")
 def global_acc_pool(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """FINN GlobalAccPool: integer sum over the two spatial axes of [N, H, W, C]."""
     x = streams[node.inputs[0]]
@@ -52,6 +56,7 @@ def _geometry(node: HWNode) -> tuple[int, int, int, int, int]:
     return n, s, shift, right, (shift + n + right) // s
 
 
+@register_piece("cpu", "SegmentPad", kind="multi")
 def segment_pad(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """[N, n, 1, C] -> [N, m, s, C]: Shift zero tokens in front, zeros behind."""
     n, s, shift, right, m = _geometry(node)
@@ -61,6 +66,7 @@ def segment_pad(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     return [b.op("Reshape", [x, b.const(np.array([-1, m, s, c]), "shape")], node.name)]
 
 
+@register_piece("cpu", "SegmentUnpad", kind="multi")
 def segment_unpad(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """[N, m, s, C] -> [N, n, 1, C]: the padded rows dropped."""
     n, s, shift, right, m = _geometry(node)
@@ -82,6 +88,7 @@ def _requant(b, acc: str, thr: np.ndarray, acc_type: IntType, act_val: int, hint
     return _emit_thresholds(b, acc, plan, act_val, hint)
 
 
+@register_piece("cpu", "SegmentAttention", kind="multi")
 def segment_attention(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """netfabric SegmentAttention: q.k^T -> thresholds -> integer softmax (masked) -> p.v ->
     thresholds, all segments and heads at once: [N, m, s, 3d] -> [N, m, s, d]."""
@@ -99,17 +106,22 @@ def segment_attention(b, streams: dict, node: HWNode, graph: HWGraph) -> list[st
         raise GraphError(f"node {name}: exp LUT has shape {lut.shape}, expected "
                          f"[{1 << score_type.bits}] for {score_type.name} scores")
 
-    x = b.op("Cast", [streams[node.inputs[0]]], name, to=_I8)
+    # every operand as UINT8 with a zero point: onnxruntime's signed kernels saturate on AVX2
+    # CPUs without VNNI (see cpu_engine._cast_8bit)
+    x = b.op("Add", [streams[node.inputs[0]], b.const(np.array(128, np.int32), "off")], name)
+    x = b.op("Cast", [x], name, to=_U8)
+    zp128, zp0 = (b.const(np.array(v, np.uint8), "zp") for v in (128, 0))
     x = b.op("Reshape", [x, b.const(np.array([-1, m, s, 3, heads, dh]), "shape")], name)
     x = b.op("Transpose", [x], name, perm=[3, 0, 1, 4, 2, 5])  # [3, N, m, H, s, dh]
     q, k, v = (b.op("Gather", [x, b.const(np.array(i), "idx")], name, axis=0) for i in range(3))
     k_t = b.op("Transpose", [k], name, perm=[0, 1, 2, 4, 3])
-    acc = b.op("MatMulInteger", [q, k_t], name)  # [N, m, H, s, s]
+    acc = b.op("MatMulInteger", [q, k_t, zp128, zp128], name)  # [N, m, H, s, s]
     scores = _requant(b, acc, score_thr, IntType(node.attr("accQKDataType")),
                       int(node.attr("ScoreActVal")), f"{name}_qk")
 
     probs = _int_softmax(b, scores, node, lut, score_type, prob_type, (n, s, shift, right, m))
-    acc = b.op("MatMulInteger", [b.op("Cast", [probs], name, to=_U8), v], name)  # [N,m,H,s,dh]
+    acc = b.op("MatMulInteger", [b.op("Cast", [probs], name, to=_U8), v, zp0, zp128],
+               name)  # [N, m, H, s, dh]
     ctx = _requant(b, acc, ctx_thr, IntType(node.attr("accAVDataType")),
                    int(node.attr("CtxActVal")), f"{name}_av")
     ctx = b.op("Transpose", [ctx], name, perm=[0, 1, 3, 2, 4])
@@ -149,13 +161,3 @@ def _int_softmax(b, scores: str, node: HWNode, lut: np.ndarray, score_type: IntT
     p = b.op("Cast", [b.op("Div", [num, b.const(np.array(1 << shift_bits, np.int64), "pow")],
                            name)], name, to=_I32)
     return b.op("Min", [p, b.const(np.array(prob_type.max, np.int32), "pmax")], name)
-
-
-# op type -> lowering, registered by cpu_engine.MULTI_STREAM
-TRANSFORMER_LOWERINGS = {
-    "ElementwiseAdd": elementwise_add,
-    "GlobalAccPool": global_acc_pool,
-    "SegmentPad": segment_pad,
-    "SegmentUnpad": segment_unpad,
-    "SegmentAttention": segment_attention,
-}

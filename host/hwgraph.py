@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class GraphError(RuntimeError):
-    """The HW-layer graph file is missing, corrupt or uses something the host cannot run."""
+from netfabric.errors import GraphError  # the host's graph errors share the netfabric root
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,6 @@ class HWGraph:
 def load_hwgraph(path: str | Path) -> HWGraph:
     """Parse a HW-layer ONNX file; clear errors for a missing or corrupt file."""
     import onnx
-    from onnx import helper, numpy_helper
 
     path = Path(path)
     if not path.is_file():
@@ -101,9 +98,17 @@ def load_hwgraph(path: str | Path) -> HWGraph:
         model = onnx.load(str(path))
     except Exception as exc:
         raise GraphError(f"{path} is not a readable ONNX file: {exc}") from exc
+    return hwgraph_from_proto(model, str(path))
+
+
+def hwgraph_from_proto(model, what: str = "the HW-layer graph") -> HWGraph:
+    """The same view of an in-memory ``onnx.ModelProto`` (e.g. a qonnx ModelWrapper's
+    ``.model`` during compilation)."""
+    from onnx import helper, numpy_helper
+
     g = model.graph
     if not g.input or not g.output:
-        raise GraphError(f"{path} has no graph input or output")
+        raise GraphError(f"{what} has no graph input or output")
     shapes: dict[str, list[int]] = {}
     for vi in list(g.input) + list(g.output) + list(g.value_info):
         dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]

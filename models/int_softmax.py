@@ -1,4 +1,4 @@
-"""Integer softmax: one exact definition shared by the QAT model, the reference and hardware.
+"""Integer softmax: one exact definition shared by the QAT model, the reference and the HW graph.
 
 The spec is ``models/INT_SOFTMAX.md``. In short, for each row of signed ``score_bits`` integer
 scores ``q`` (real logit = ``q * score_scale``) and a validity mask:
@@ -100,8 +100,9 @@ def _lut_cached(score_scale: float, score_bits: int, exp_bits: int) -> np.ndarra
 def build_lut(params: IntSoftmaxParams) -> np.ndarray:
     """The exp table ``LUT[i] = floor((2**E - 1) * exp(-i * s) + 1/2)``, int64, 2**score_bits long.
 
-    Computed in IEEE float64 from the float score scale; the integers are the contract (a
-    hardware block stores them; entries past the first zero are all zero and may be dropped).
+    Computed in IEEE float64 from the float score scale; the integers are the contract (the
+    HW-layer graph carries them, and an RTL block would store them; entries past the first zero
+    are all zero and may be dropped).
     """
     return _lut_cached(float(params.score_scale), params.score_bits, params.exp_bits)
 
@@ -215,5 +216,6 @@ def int_softmax_ste(
         p_int = int_softmax_torch(q, mask, params)
         p_hw = p_int.to(scores.dtype) * params.out_scale
     soft = masked_softmax(scores, mask)
-    # Straight-through: the value is the hardware's, the gradient the float softmax's.
+    # Straight-through: the value is the integer softmax's (the HW graph's), the gradient the
+    # float softmax's.
     return soft + (p_hw - soft).detach()

@@ -6,9 +6,6 @@ A checkpoint holds both models (they are small), the config and the measured acc
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from netfabric import logs  # progress bars reach the terminal while third-party output is logged
+from netfabric.errors import CheckpointError
+from netfabric.files import atomic_path
 
 from .data import load_dataset
 from .zoo import ModelConfig, build_model
@@ -33,27 +34,6 @@ class TrainConfig:
     augment: bool = True  # random shifts of up to 2 pixels
     threads: int | None = None
     limit: int | None = None  # train on the first N images only (smoke tests)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable or not a netfabric checkpoint."""
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            buf = io.BytesIO()
-            torch.save(obj, buf)
-            fh.write(buf.getvalue())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -111,7 +91,8 @@ def _fit(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, tc: TrainC
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = _to_tensor(x), torch.from_numpy(y)
     # disable=None: a live bar on a terminal, silence in CI logs
-    with tqdm(total=steps, desc=desc, unit="batch", dynamic_ncols=True, disable=None) as bar:
+    with tqdm(total=steps, desc=desc, unit="batch", dynamic_ncols=True, disable=None,
+              file=logs.stream(err=True)) as bar:
         for _ in range(epochs):
             model.train()
             perm = torch.randperm(len(yt), generator=gen)
@@ -167,5 +148,6 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, out: Path) -> dict:
             "train_seconds": round(time.time() - t0, 1),
         },
     }
-    atomic_save(ckpt, out)
+    with atomic_path(out) as tmp:
+        torch.save(ckpt, tmp)
     return ckpt

@@ -3,7 +3,7 @@
     python -m netfabric.models.train_transformer --out models/pretrained/transformer_int8.pt
 
 The checkpoint holds the config, both state dicts and the measured accuracies; it is rewritten
-atomically (temp file + os.replace) after every epoch, so an interrupted run leaves the last
+atomically (:mod:`netfabric.files`) after every epoch, so an interrupted run leaves the last
 complete epoch. A JSON summary (accuracies, seed, epochs, command) is written beside it.
 """
 
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,8 +23,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from netfabric import logs  # progress bars reach the terminal while third-party output is logged
+from netfabric.errors import CheckpointError
+from netfabric.files import atomic_path, atomic_write
+
 from .data import load_dataset
-from .train import _shift, atomic_save
+from .train import _shift
 from .transformer import SegmentTransformer, TransformerConfig, build_transformer, evaluate
 
 CHECKPOINT_KIND = "netfabric.transformer"
@@ -80,7 +82,8 @@ def fit(
     x_all = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)  # raw pixels 0..255
     y_all = torch.from_numpy(labels)
     loss_fn = nn.CrossEntropyLoss()
-    with tqdm(total=epochs * per_epoch, desc=desc, unit="batch", dynamic_ncols=True) as bar:
+    with tqdm(total=epochs * per_epoch, desc=desc, unit="batch", dynamic_ncols=True,
+              file=logs.stream(err=True)) as bar:
         for epoch in range(epochs):
             model.train()
             perm = torch.randperm(len(y_all), generator=gen)
@@ -185,8 +188,8 @@ def train_transformer(
     metrics["command"] = command or shlex.join(sys.argv)
     ckpt = _checkpoint(qcfg, tc, float_model, qat_model, metrics, "done")
     if out:
-        atomic_save(ckpt, out)
-        _write_json(out.with_suffix(".json"), summary(ckpt))
+        _save(ckpt, out)
+        atomic_write(out.with_suffix(".json"), json.dumps(summary(ckpt), indent=2) + "\n")
     return ckpt
 
 
@@ -195,7 +198,7 @@ def _saver(
 ) -> Callable[[nn.Module, nn.Module | None, str], None]:
     def save(float_model: nn.Module, qat_model: nn.Module | None, stage: str) -> None:
         if out is not None:
-            atomic_save(_checkpoint(cfg, tc, float_model, qat_model, metrics, stage), out)
+            _save(_checkpoint(cfg, tc, float_model, qat_model, metrics, stage), out)
 
     return save
 
@@ -222,17 +225,10 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; this is a shipped, readable artefact
-    os.replace(tmp, path)
-
-
-class CheckpointError(RuntimeError):
-    """Not a readable transformer checkpoint."""
+def _save(ckpt: dict, out: Path) -> None:
+    """Write the checkpoint whole or not at all: a run interrupted mid-save keeps the last one."""
+    with atomic_path(out) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_transformer(path: Path, quant: bool = True) -> SegmentTransformer:
@@ -246,7 +242,7 @@ def load_transformer(path: Path, quant: bool = True) -> SegmentTransformer:
         raise CheckpointError(f"{path} is corrupt or not a torch file: {exc}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path} is not a netfabric transformer checkpoint")
-    state = ckpt["qat_state"] if quant else ckpt["float_state"]
+    state = ckpt.get("qat_state" if quant else "float_state")
     if state is None:
         raise CheckpointError(f"{path} has no {'QAT' if quant else 'float'} weights yet")
     model = build_transformer({**ckpt["config"], "quant": quant})

@@ -1,54 +1,75 @@
-"""`netfabric train | export | compile | run | demo` — the stages from the command line.
+"""`netfabric train | evaluate | export | compile | run | bitstream | demo`: the stages from the
+command line.
 
-Errors that come from bad input (missing or corrupt files, unsupported layers, wrong shapes)
-are printed as one clear line and exit with status 2, never as a traceback.
+Errors a user can act on (every :class:`netfabric.errors.NetfabricError`, and bad values or
+missing files) are printed as one line and exit with status 2, never as a traceback; the
+traceback goes to the log file. Third-party warnings, logs and tool output go to that log file
+too (:mod:`netfabric.logs`), unless ``netfabric -v`` is given.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from . import flow
+from . import flow, logs
+from .errors import NetfabricError
+
+USER_ERRORS = (NetfabricError, ValueError, FileNotFoundError)
 
 
 class UserError(click.ClickException):
     exit_code = 2
 
 
-def _user_errors():
-    """Exception types that mean 'the input is wrong', imported lazily."""
-    from netfabric.hls.errors import CompileError
-    from netfabric.host.hwgraph import GraphError
-    from netfabric.host.runtime import BackendUnavailable
-    from netfabric.models.data import DataError
-    from netfabric.models.train import CheckpointError
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line; a long multi-line one (a tool's log tail) is cut
+    to its first line, the rest being in the log file."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    if len(lines) > 6 or sum(map(len, lines)) > 400:
+        where = f" (details: {logs.log_path()})" if logs.log_path() else ""
+        return lines[0] + where
+    text = lines[0]
+    for ln in lines[1:]:
+        text += (" " if text.endswith(":") else "; ") + ln
+    return text
 
-    return (CompileError, GraphError, BackendUnavailable, DataError, CheckpointError, ValueError,
-            FileNotFoundError)
 
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command body with third-party output captured, and user errors as one line."""
 
-def _guard(fn):
-    def wrapper(*args, **kwargs):
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with logs.captured():
+                return fn(*args, **kwargs)
         except click.ClickException:
             raise
-        except _user_errors() as exc:
-            raise UserError(str(exc)) from exc
+        except USER_ERRORS as exc:
+            logs.log.debug("%s failed", fn.__name__, exc_info=True)
+            raise UserError(one_line(exc)) from exc
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
     return wrapper
 
 
+echo = logs.echo  # netfabric's own output: reaches the terminal while third-party output is logged
+
+
 @click.group()
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="show third-party warnings, logs and tool output here instead of in a log file")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """netfabric: quantized networks from Brevitas training to FPGA hardware."""
+    logs.start(verbose)
+    ctx.call_on_close(logs.finish)
 
 
 @main.command()
@@ -76,7 +97,7 @@ def train(arch, bits, dataset, epochs, qat_epochs, seed, threads, out) -> None:
             tc.qat_epochs = qat_epochs
         ckpt = train_transformer(TransformerConfig(), tc, out)
         m = ckpt["metrics"]
-        click.echo(f"float twin {m['float_acc']:.2f}%  QAT INT8 {m['int8_acc']:.2f}%  "
+        echo(f"float twin {m['float_acc']:.2f}%  QAT INT8 {m['int8_acc']:.2f}%  "
                    f"({m['train_seconds']:.0f} s) -> {out}")
         return
     from netfabric.models.train import TrainConfig
@@ -88,7 +109,7 @@ def train(arch, bits, dataset, epochs, qat_epochs, seed, threads, out) -> None:
                      qat_epochs=qat_epochs or defaults[1], seed=seed, threads=threads)
     ckpt = run_train(ModelConfig(arch=arch, weight_bits=bits, act_bits=bits), tc, out)
     m = ckpt["metrics"]
-    click.echo(f"float twin {m['float_acc']:.2f}%  QAT w{bits}a{bits} {m['qat_acc']:.2f}%  "
+    echo(f"float twin {m['float_acc']:.2f}%  QAT w{bits}a{bits} {m['qat_acc']:.2f}%  "
                f"({m['train_seconds']:.0f} s) -> {out}")
 
 
@@ -102,15 +123,19 @@ def evaluate(checkpoint, dataset) -> None:
 
     from netfabric.models.data import load_dataset
 
-    raw = torch.load(checkpoint, map_location="cpu", weights_only=False) if Path(checkpoint).is_file() else {}
+    try:
+        raw = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception:  # missing or corrupt: load_checkpoint below says which, in one line
+        raw = {}
     if isinstance(raw, dict) and raw.get("kind") == "netfabric.transformer":
         from netfabric.models.train_transformer import load_transformer
         from netfabric.models.transformer import evaluate as tacc
 
+        float_model = load_transformer(checkpoint, quant=False)
+        qat_model = load_transformer(checkpoint, quant=True)
         x, y = load_dataset(dataset or "mnist", "test")
-        f = tacc(load_transformer(checkpoint, quant=False), x, y)
-        q = tacc(load_transformer(checkpoint, quant=True), x, y)
-        click.echo(f"float twin {f:.2f}%  QAT INT8 {q:.2f}%  (difference {f - q:+.2f} points)")
+        f, q = tacc(float_model, x, y), tacc(qat_model, x, y)
+        echo(f"float twin {f:.2f}%  QAT INT8 {q:.2f}%  (difference {f - q:+.2f} points)")
         return
     from netfabric.models.train import evaluate as acc
     from netfabric.models.train import load_checkpoint, model_from_checkpoint
@@ -119,7 +144,7 @@ def evaluate(checkpoint, dataset) -> None:
     x, y = load_dataset(dataset or ckpt["metrics"]["dataset"], "test")
     f = acc(model_from_checkpoint(ckpt, quant=False), x, y)
     q = acc(model_from_checkpoint(ckpt, quant=True), x, y)
-    click.echo(f"float twin {f:.2f}%  QAT {q:.2f}%  (difference {f - q:+.2f} points)")
+    echo(f"float twin {f:.2f}%  QAT {q:.2f}%  (difference {f - q:+.2f} points)")
 
 
 @main.command()
@@ -134,9 +159,9 @@ def export(checkpoint, out) -> None:
         from netfabric.hls.transformer_export import export_transformer_qonnx
         from netfabric.models.train_transformer import load_transformer
 
-        click.echo(f"wrote {export_transformer_qonnx(load_transformer(checkpoint), out)}")
+        echo(f"wrote {export_transformer_qonnx(load_transformer(checkpoint), out)}")
         return
-    click.echo(f"wrote {flow.export_checkpoint(checkpoint, out)}")
+    echo(f"wrote {flow.export_checkpoint(checkpoint, out)}")
 
 
 @main.command(name="compile")
@@ -156,7 +181,7 @@ def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select) -> Non
 
     cfg = CompileConfig(clock_mhz=clock_mhz, target_fps=target_fps, folding_json=folding,
                         label_select=label_select)
-    progress = lambda s: click.echo(f"  step {s}")  # noqa: E731
+    progress = lambda s: echo(f"  step {s}")  # noqa: E731
     if is_transformer_checkpoint(qonnx):
         # the transformer's HW graph is built from its integer parameters (hls/transformer.py)
         path = compile_transformer_cli(qonnx, out, cfg, progress=progress)
@@ -165,9 +190,9 @@ def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select) -> Non
     est = json.loads((Path(out) / "estimates.json").read_text())
     for layer in est["layers"]:
         fold = " ".join(f"{k}={layer[k]}" for k in ("PE", "SIMD") if k in layer)
-        click.echo(f"  {layer['name']:<34} {fold:<14} {layer['cycles']:>8} cycles")
+        echo(f"  {layer['name']:<34} {fold:<14} {layer['cycles']:>8} cycles")
     fps = est["est_fps"]
-    click.echo(f"wrote {path}  (FINN estimate: {est['bottleneck_cycles']} cycles/frame, "
+    echo(f"wrote {path}  (FINN estimate: {est['bottleneck_cycles']} cycles/frame, "
                f"{fps:,.0f} frames/s at {clock_mhz:g} MHz)" if fps else f"wrote {path}")
 
 
@@ -199,11 +224,33 @@ def run(graph, backend, dataset, count, input_npy) -> None:
     out = engine.run(x)
     dt = time.perf_counter() - t0
     pred = flow.predictions(out)
-    click.echo(f"backend {engine.name}: {len(pred)} inputs in {dt:.3f} s "
+    echo(f"backend {engine.name}: {len(pred)} inputs in {dt:.3f} s "
                f"({len(pred) / dt:,.0f} inputs/s)")
-    click.echo(f"predictions[:20] {pred[:20].tolist()}")
+    echo(f"predictions[:20] {pred[:20].tolist()}")
     if y is not None:
-        click.echo(f"accuracy {100.0 * float((pred == y).mean()):.2f}%")
+        echo(f"accuracy {100.0 * float((pred == y).mean()):.2f}%")
+
+
+@main.command(name="bitstream")
+@click.option("--model", type=click.Choice(["mlp", "cnn", "digits"]), default=None,
+              help="shipped model (default: mlp; digits on icebreaker)")
+@click.option("--graph", type=click.Path(path_type=Path), default=None,
+              help="a compiled HW-layer graph instead of a shipped model")
+@click.option("--board", default="ulx3s-85f", show_default=True,
+              help="ulx3s-85f | icebreaker | pynq-z2")
+@click.option("--freq", type=float, default=None,
+              help="target clock, MHz (default: 100; 24 on icebreaker)")
+@click.option("--target-fps", type=float, default=None, help="fold to reach this throughput")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="output folder (default: build/bitstream/<model>-<board>)")
+@_guard
+def bitstream_cmd(model, graph, board, freq, target_fps, out) -> None:
+    """Shipped model (or a HW-layer graph) -> RTL project -> FPGA bitstream."""
+    from netfabric import bitstream as bs
+
+    model = model or bs.DEFAULT_MODEL.get(board, "mlp")
+    freq = freq or bs.DEFAULT_MHZ.get(board, 100.0)
+    bs.build(model, board, freq, out or bs.default_out(model, board), target_fps, graph)
 
 
 @main.command()

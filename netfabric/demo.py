@@ -1,29 +1,159 @@
-"""`make demo`: the shipped INT8 MLP through every stage that exists, printing what it measured."""
+"""`make demo`: the shipped INT8 MLP through every stage that exists, printing what it measured.
+
+Each stage passes, is skipped (a tool it needs is not installed here, e.g. Verilator or Yosys),
+or fails: an error, a result that does not match, timing not met. The summary marks every
+stage; any failure makes the demo exit with status 1, so scripts and CI can trust a 0. A stage
+whose inputs an earlier failure did not produce is marked "not run".
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
-from . import flow
+from . import flow, logs
+from .errors import NetfabricError
 
-console = Console()
+log = logging.getLogger(__name__)
 
 
-def _stage(title: str) -> None:
-    console.rule(f"[bold]{title}")
+class StageFailed(NetfabricError):
+    """A stage ran but its check did not pass (mismatch, timing not met)."""
+
+
+class StageSkipped(Exception):
+    """A stage cannot run on this machine (a tool is not installed); not a failure."""
+
+
+@dataclass
+class DemoState:
+    """What the stages hand each other; a stage's inputs are attributes set by earlier ones."""
+
+    out: Path
+    retrain: bool = False
+    reference_count: int = 200
+    sim_count: int = 50
+    board: str | None = "ulx3s-85f"
+    rows: list[tuple[str, str]] = field(default_factory=list)  # the measured-values table
+    ckpt_path: Path | None = None
+    qat_model: Any = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    qonnx: Path | None = None
+    graph: Path | None = None
+    est: dict | None = None
+    engine: Any = None
+    logits_name: str | None = None
+    labels: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    project: Path | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    title: str
+    run: Callable[[DemoState], None]
+    requires: tuple[str, ...] = ()  # DemoState attributes an earlier stage must have set
+
+
+@dataclass(frozen=True)
+class Outcome:
+    title: str
+    status: str  # "ok" | "skipped" | "FAILED" | "not run"
+    detail: str = ""
 
 
 def run_demo(out: Path, retrain: bool = False, reference_count: int = 200,
-             sim_count: int = 50, bitstream_board: str | None = "ulx3s-85f") -> int:
-    from netfabric.hls.frontend import CompileConfig
-    from netfabric.hls.reference import reference_run
-    from netfabric.host.cpu_engine import CpuEngine
+             sim_count: int = 50, bitstream_board: str | None = "ulx3s-85f",
+             stages: Sequence[Stage] | None = None) -> int:
+    """Run the stages, print the measurements and each stage's outcome; 0 only if none failed."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = DemoState(out, retrain, reference_count, sim_count, bitstream_board)
+    console = logs.console()
+    if logs.log_path() is not None:
+        console.print(f"[dim]full log (third-party warnings, tool output): {logs.log_path()}[/]")
+    outcomes = run_stages(stages if stages is not None else default_stages(state), state)
+    console.print(summary_table(state.rows, outcomes))
+    failed = [o.title for o in outcomes if o.status == "FAILED"]
+    if failed:
+        console.print(f"[bold red]demo FAILED[/]: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def run_stages(stages: Sequence[Stage], state: DemoState) -> list[Outcome]:
+    """Run each stage, catching its failure so the rest still run (and get marked)."""
+    console = logs.console()
+    outcomes = []
+    for i, stage in enumerate(stages, 1):
+        title = f"{i}. {stage.title}"
+        missing = [name for name in stage.requires if getattr(state, name) is None]
+        if missing:
+            outcomes.append(Outcome(title, "not run", "an earlier stage failed"))
+            continue
+        console.rule(f"[bold]{title}")
+        try:
+            stage.run(state)
+        except StageSkipped as exc:
+            outcomes.append(Outcome(title, "skipped", str(exc)))
+        except NetfabricError as exc:
+            log.debug("stage %s failed", title, exc_info=True)
+            outcomes.append(Outcome(title, "FAILED", str(exc).splitlines()[0] if str(exc) else ""))
+        except Exception as exc:  # a bug, not bad input: the traceback goes to the log
+            log.exception("stage %s failed", title)
+            outcomes.append(Outcome(title, "FAILED", f"{type(exc).__name__}: {exc}"))
+        else:
+            outcomes.append(Outcome(title, "ok"))
+        if outcomes[-1].status != "ok":
+            console.print(f"{_STYLE[outcomes[-1].status]} {outcomes[-1].detail}")
+    return outcomes
+
+
+_STYLE = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]",
+          "not run": "[red]not run[/]"}
+
+
+def summary_table(rows: list[tuple[str, str]], outcomes: list[Outcome]) -> Table:
+    table = Table(title="netfabric demo: shipped INT8 MLP", show_lines=False)
+    table.add_column("measured")
+    table.add_column("value", justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    table.add_section()
+    for o in outcomes:
+        table.add_row(f"stage {o.title}", _STYLE[o.status] + (f": {o.detail}" if o.detail else ""))
+    return table
+
+
+def default_stages(state: DemoState) -> list[Stage]:
+    stages = [
+        Stage("model", _model),
+        Stage("export to QONNX", _export, ("ckpt_path",)),
+        Stage("FINN front end -> HW-layer graph", _compile, ("qonnx",)),
+        Stage("exact CPU engine", _cpu_engine, ("graph", "x_test", "qat_model")),
+        Stage(f"bit-exact check against FINN's reference on {state.reference_count} images",
+              _reference, ("engine", "labels")),
+        Stage("RTL: stitched accelerator", _stitch, ("graph",)),
+        Stage(f"RTL: cycle-accurate simulation of {state.sim_count} images", _rtl_sim,
+              ("project", "labels")),
+        Stage("runtime: automatic backend choice on this machine", _runtime, ("graph", "labels")),
+    ]
+    if state.board:
+        stages.append(Stage(f"bitstream for {state.board} (Yosys + nextpnr)", _bitstream,
+                            ("project",)))
+    return stages
+
+
+def _model(s: DemoState) -> None:
     from netfabric.models.data import load_mnist
     from netfabric.models.train import (
         TrainConfig,
@@ -34,132 +164,147 @@ def run_demo(out: Path, retrain: bool = False, reference_count: int = 200,
     )
     from netfabric.models.zoo import ModelConfig
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[str, str]] = []
-
-    _stage("1. model")
     ckpt_path = flow.DEFAULT_CHECKPOINT
-    if retrain:
-        ckpt_path = out / "mlp_w8a8.pt"
+    if s.retrain:
+        ckpt_path = s.out / "mlp_w8a8.pt"
         train(ModelConfig(arch="mlp"), TrainConfig(float_epochs=40, qat_epochs=20), ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     x_test, y_test = load_mnist("test")
     float_acc = evaluate(model_from_checkpoint(ckpt, quant=False), x_test, y_test)
     qat_model = model_from_checkpoint(ckpt, quant=True)
     qat_acc = evaluate(qat_model, x_test, y_test)
-    console.print(f"checkpoint {ckpt_path.name}: {ckpt['config']['arch']} "
-                  f"w{ckpt['config']['weight_bits']}a{ckpt['config']['act_bits']}")
-    rows += [("float twin accuracy (MNIST test, 10k)", f"{float_acc:.2f}%"),
-             ("QAT INT8 accuracy", f"{qat_acc:.2f}%")]
+    logs.console().print(f"checkpoint {ckpt_path.name}: {ckpt['config']['arch']} "
+                         f"w{ckpt['config']['weight_bits']}a{ckpt['config']['act_bits']}")
+    s.rows += [("float twin accuracy (MNIST test, 10k)", f"{float_acc:.2f}%"),
+               ("QAT INT8 accuracy", f"{qat_acc:.2f}%")]
+    s.ckpt_path, s.qat_model, s.x_test, s.y_test = ckpt_path, qat_model, x_test, y_test
 
-    _stage("2. export to QONNX")
-    qonnx = flow.export_checkpoint(ckpt_path, out / "mlp_w8a8.qonnx.onnx")
-    console.print(f"wrote {qonnx}")
 
-    _stage("3. FINN front end -> HW-layer graph")
+def _export(s: DemoState) -> None:
+    s.qonnx = flow.export_checkpoint(s.ckpt_path, s.out / "mlp_w8a8.qonnx.onnx")
+    logs.console().print(f"wrote {s.qonnx}")
+
+
+def _compile(s: DemoState) -> None:
+    from netfabric.hls.frontend import CompileConfig
+
+    console = logs.console()
     t0 = time.perf_counter()
     cfg = CompileConfig(clock_mhz=100.0, target_fps=100_000)
-    graph = flow.compile_model(qonnx, out / "hw", cfg, progress=lambda s: console.print(f"  step {s}"))
-    est = json.loads((out / "hw" / "estimates.json").read_text())
+    graph = flow.compile_model(s.qonnx, s.out / "hw", cfg,
+                               progress=lambda step: console.print(f"  step {step}"))
+    s.est = json.loads((s.out / "hw" / "estimates.json").read_text())
     console.print(f"wrote {graph} in {time.perf_counter() - t0:.1f} s")
-    rows.append(("HW layers", ", ".join(layer["op_type"] for layer in est["layers"])))
-    rows.append(("FINN estimate, cycles/frame", f"{est['bottleneck_cycles']}"))
+    s.rows.append(("HW layers", ", ".join(layer["op_type"] for layer in s.est["layers"])))
+    s.rows.append(("FINN estimate, cycles/frame", f"{s.est['bottleneck_cycles']}"))
+    s.graph = graph
 
-    _stage("4. exact CPU engine")
-    from netfabric.host.hwgraph import load_hwgraph
 
-    g = load_hwgraph(graph)
-    logits_name = g.nodes[-1].inputs[0] if g.nodes[-1].op_type == "LabelSelect" else g.output_name
-    engine = CpuEngine(graph, extra_outputs=[logits_name])
-    t0 = time.perf_counter()
-    labels, logits = engine.run_all(x_test[:, None])
-    dt = time.perf_counter() - t0
-    labels = labels.reshape(-1)
-    int_acc = 100.0 * float((labels == y_test).mean())
+def _cpu_engine(s: DemoState) -> None:
     import torch
 
-    with torch.no_grad():
-        qat_pred = qat_model(torch.from_numpy(x_test[:, None].astype(np.float32))).argmax(1).numpy()
-    agree = 100.0 * float((qat_pred == labels).mean())
-    rows += [("integer accuracy (CPU engine, 10k)", f"{int_acc:.2f}%"),
-             ("predictions equal to QAT model", f"{agree:.2f}%"),
-             ("CPU engine throughput (1 thread)", f"{len(labels) / dt:,.0f} images/s")]
+    from netfabric.host.cpu_engine import CpuEngine
+    from netfabric.host.hwgraph import load_hwgraph
 
-    _stage(f"5. bit-exact check against FINN's reference on {reference_count} images")
+    g = load_hwgraph(s.graph)
+    s.logits_name = g.nodes[-1].inputs[0] if g.nodes[-1].op_type == "LabelSelect" else g.output_name
+    s.engine = CpuEngine(s.graph, extra_outputs=[s.logits_name])
+    t0 = time.perf_counter()
+    labels, s.logits = s.engine.run_all(s.x_test[:, None])
+    dt = time.perf_counter() - t0
+    s.labels = labels.reshape(-1)
+    int_acc = 100.0 * float((s.labels == s.y_test).mean())
+    with torch.no_grad():
+        x = torch.from_numpy(s.x_test[:, None].astype(np.float32))
+        qat_pred = s.qat_model(x).argmax(1).numpy()
+    agree = 100.0 * float((qat_pred == s.labels).mean())
+    s.rows += [("integer accuracy (CPU engine, 10k)", f"{int_acc:.2f}%"),
+               ("predictions equal to QAT model", f"{agree:.2f}%"),
+               ("CPU engine throughput (1 thread)", f"{len(s.labels) / dt:,.0f} images/s")]
+
+
+def _reference(s: DemoState) -> None:
     from qonnx.core.modelwrapper import ModelWrapper
 
-    xs = engine.check_input(x_test[:reference_count, None]).astype(np.float32)
-    ref_labels, ref_logits = reference_run(ModelWrapper(str(graph)), xs, tensors=[logits_name])
-    exact = np.array_equal(ref_labels.reshape(-1), labels[:reference_count]) and np.array_equal(
-        ref_logits.reshape(reference_count, -1), logits[:reference_count].reshape(reference_count, -1))
-    rows.append((f"CPU engine == FINN reference ({reference_count} images, logits + labels)",
-                 "[green]bit-exact[/]" if exact else "[red]MISMATCH[/]"))
+    from netfabric.hls.reference import reference_run
 
-    _stage(f"6. RTL: stitched accelerator, cycle-accurate simulation of {sim_count} images")
-    sim_ok = _rtl_stage(graph, out, x_test[:sim_count, None], labels[:sim_count], est, rows)
-
-    _stage("7. runtime: automatic backend choice on this machine")
-    from netfabric.host.runtime import open_backend
-
-    auto = open_backend("auto", graph)
-    auto_labels = auto.run(x_test[:100, None]).reshape(-1)
-    console.print(f"auto picked the [bold]{auto.name}[/] backend (no FPGA board or GPU here)")
-    rows.append(("runtime 'auto' backend on this machine",
-                 f"{auto.name} ({'same labels' if np.array_equal(auto_labels, labels[:100]) else 'DIFFERENT'})"))
-
-    bit_ok = True
-    if bitstream_board:
-        _stage(f"8. bitstream for {bitstream_board} (Yosys + nextpnr)")
-        bit_ok = _bitstream_stage(graph, out, bitstream_board, rows)
-
-    table = Table(title="netfabric demo: shipped INT8 MLP", show_lines=False)
-    table.add_column("measured")
-    table.add_column("value", justify="right")
-    for k, v in rows:
-        table.add_row(k, v)
-    console.print(table)
-    return 0 if exact and sim_ok and bit_ok else 1
+    n = s.reference_count
+    xs = s.engine.check_input(s.x_test[:n, None]).astype(np.float32)
+    ref_labels, ref_logits = reference_run(ModelWrapper(str(s.graph)), xs, tensors=[s.logits_name])
+    exact = np.array_equal(ref_labels.reshape(-1), s.labels[:n]) and np.array_equal(
+        ref_logits.reshape(n, -1), s.logits[:n].reshape(n, -1))
+    s.rows.append((f"CPU engine == FINN reference ({n} images, logits + labels)",
+                   "[green]bit-exact[/]" if exact else "[red]MISMATCH[/]"))
+    if not exact:
+        raise StageFailed(f"the CPU engine differs from FINN's reference on {n} images")
 
 
-def _rtl_stage(graph: Path, out: Path, x: np.ndarray, cpu_labels: np.ndarray, est: dict,
-               rows: list) -> bool:
+def _stitch(s: DemoState) -> None:
+    from netfabric.hw.stitch import stitch
+
+    project = stitch(s.graph, s.out / "rtl")
+    logs.console().print(f"wrote {project.folder} ({len(project.manifest['layers'])} modules)")
+    s.project = Path(project.folder)
+
+
+def _rtl_sim(s: DemoState) -> None:
     from netfabric.host.sim_backend import SimBackend
     from netfabric.sim.runner import SimulatorNotFound
 
-    try:
-        sim = SimBackend(graph, project_dir=out / "rtl")
-    except SimulatorNotFound as exc:
-        rows.append(("RTL simulation", f"[yellow]skipped: {exc}[/]"))
-        return True
+    x, cpu_labels = s.x_test[:s.sim_count, None], s.labels[:s.sim_count]
+    sim = SimBackend(s.graph, project_dir=s.out / "rtl")
     t0 = time.perf_counter()
-    sim_labels = sim.run(x).reshape(-1)
+    try:
+        sim_labels = sim.run(x).reshape(-1)
+    except SimulatorNotFound as exc:
+        s.rows.append(("RTL simulation", f"[yellow]skipped: {exc}[/]"))
+        raise StageSkipped(str(exc)) from exc
     dt = time.perf_counter() - t0
     same = np.array_equal(sim_labels, cpu_labels)
     m = sim.last_metrics
-    console.print(f"project {sim.project} simulated in {dt:.1f} s (Verilator build included)")
-    rows += [(f"RTL simulation == CPU engine ({len(x)} images)",
-              "[green]bit-exact[/]" if same else "[red]MISMATCH[/]"),
-             ("cycles/frame: measured / ideal / FINN estimate",
-              f"{m.get('interval', float('nan')):.0f} / {sim.manifest['ideal_cycles_per_frame']} / "
-              f"{est['bottleneck_cycles']}"),
-             ("first-frame latency (cycles)", f"{m['first_frame_latency']}")]
-    return same
+    logs.console().print(f"project {sim.project} simulated in {dt:.1f} s "
+                         "(Verilator build included)")
+    s.rows += [(f"RTL simulation == CPU engine ({len(x)} images)",
+                "[green]bit-exact[/]" if same else "[red]MISMATCH[/]"),
+               ("cycles/frame: measured / ideal / FINN estimate",
+                f"{m.get('interval', float('nan')):.0f} / {sim.manifest['ideal_cycles_per_frame']}"
+                f" / {s.est['bottleneck_cycles'] if s.est else '?'}"),
+               ("first-frame latency (cycles)", f"{m.get('first_frame_latency', '?')}")]
+    if not same:
+        raise StageFailed(f"the RTL simulation's labels differ from the CPU engine's on {len(x)} "
+                          "images")
 
 
-def _bitstream_stage(graph: Path, out: Path, board: str, rows: list) -> bool:
-    from netfabric.hw.flow import build_bitstream
-    from netfabric.hw.flow.errors import FlowError
+def _runtime(s: DemoState) -> None:
+    from netfabric.host.runtime import open_backend
 
+    auto = open_backend("auto", s.graph)
+    same = np.array_equal(auto.run(s.x_test[:100, None]).reshape(-1), s.labels[:100])
+    logs.console().print(f"auto picked the [bold]{auto.name}[/] backend")
+    s.rows.append(("runtime 'auto' backend on this machine",
+                   f"{auto.name} ({'same labels' if same else '[red]DIFFERENT[/]'})"))
+    if not same:
+        raise StageFailed(f"the {auto.name} backend's labels differ from the CPU engine's")
+
+
+def _bitstream(s: DemoState) -> None:
+    from netfabric.hw.flow import ToolNotFoundError, build_bitstream
+    from netfabric.hw.flow.progress import ConsoleProgress
+
+    board, target = s.board, 100.0
     try:
-        report = build_bitstream(out / "rtl", board, out / "bitstream", freq_mhz=100.0)
-    except FlowError as exc:
-        rows.append((f"bitstream ({board})", f"[yellow]not built: {exc}[/]"))
-        return True
+        report = build_bitstream(s.project, board, s.out / "bitstream", freq_mhz=target,
+                                 progress=ConsoleProgress(total=3, stream=logs.stream()))
+    except ToolNotFoundError as exc:
+        s.rows.append((f"bitstream ({board})", f"[yellow]skipped: {exc}[/]"))
+        raise StageSkipped(str(exc)) from exc
     util = ", ".join(f"{k} {report.resource(k).used}" for k in ("LUT4", "FF", "DSP", "BRAM")
                      if report.resource(k) is not None)
-    rows += [(f"bitstream ({board})", str(report.bitstream)),
-             ("Fmax vs 100 MHz target", f"{report.fmax_mhz:.1f} MHz "
-              f"({'[green]met[/]' if report.timing_met else '[red]not met[/]'})"),
-             ("utilisation", util)]
-    return True
+    fmax = f"{report.fmax_mhz:.1f} MHz" if report.fmax_mhz else "not analysed"
+    met = report.timing_met is True
+    s.rows += [(f"bitstream ({board})", str(report.bitstream)),
+               (f"Fmax vs {target:g} MHz target",
+                f"{fmax} ({'[green]met[/]' if met else '[red]not met[/]'})"),
+               ("utilisation", util)]
+    if not met:
+        raise StageFailed(f"timing not met: Fmax {fmax} vs the {target:g} MHz target")

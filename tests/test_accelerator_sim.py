@@ -11,6 +11,7 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 
 from netfabric.hls.reference import reference_run
+from netfabric.host.cpu_engine import CpuEngine
 from netfabric.host.sim_backend import SimBackend
 
 pytestmark = pytest.mark.sim
@@ -79,3 +80,88 @@ def test_stitched_cnn_is_bit_exact_on_50_images(tmp_path, mnist_test, compile_he
     assert np.array_equal(out, _reference(graph, sim, x).reshape(out.shape))
     print(f"CNN: {sim.last_metrics['interval']:.0f} cycles/frame measured, "
           f"ideal {sim.manifest['ideal_cycles_per_frame']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-built graphs: a residual block (fork + join), UINT8 thresholds, a constant add; checked
+# against the CPU engine (netfabric's onnxruntime lowering of the same graph)
+
+
+@pytest.fixture(scope="module")
+def residual(tmp_path_factory):
+    from test_stitch import residual_block_graph
+
+    folder = tmp_path_factory.mktemp("residual")
+    graph = residual_block_graph(folder / "res.onnx")
+    x = np.random.default_rng(1).integers(0, 16, size=(6, 7, 32))
+    return graph, x, CpuEngine(graph).run(x)
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_residual_block_bit_exact_under_stalls(residual, simulator, tmp_path):
+    """MVAU -> fork -> (MVAU) + (skip) -> add -> thresholds, 6 frames of 7 tokens, random
+    source idles and sink backpressure."""
+    if simulator == "icarus" and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog not installed")
+    graph, x, expected = residual
+    sim = SimBackend(graph, simulator=simulator, project_dir=tmp_path / "rtl", src_idle=0.3,
+                     sink_stall=0.5, seed=3)
+    assert np.array_equal(sim.run(x), expected)
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_residual_block_runs_at_the_bottleneck_rate(residual, tmp_path):
+    """Without stalls the block runs at its slowest layer (each MVAU: 7 tokens x 8 x 8 =
+    448 cycles per frame): the analysed skip FIFO covers what the branch holds."""
+    from test_stitch import residual_bottleneck_cycles
+
+    graph, x, expected = residual
+    sim = SimBackend(graph, simulator="icarus", project_dir=tmp_path / "rtl")
+    assert np.array_equal(sim.run(x), expected)
+    bottleneck = residual_bottleneck_cycles(graph)
+    print(f"residual block: {sim.last_metrics['interval']:.1f} cycles/frame, bottleneck {bottleneck}")
+    assert bottleneck == 448
+    assert bottleneck <= sim.last_metrics["interval"] <= 1.05 * bottleneck
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_residual_block_with_a_shallow_skip_fifo_deadlocks(residual, tmp_path):
+    """The analysed skip depth (32 beats) is needed: at 8 beats (16 elements) the skip path
+    cannot hold the 32-element vector the branch MVAU reads before its first output, the fork
+    stops, the branch starves, and nothing comes out. (At 16 beats it runs, but at 609
+    instead of 448 cycles/frame: the latency term of the rule.)"""
+    from netfabric.errors import SimulationError
+
+    graph, x, _ = residual
+    sim = SimBackend(graph, simulator="icarus", project_dir=tmp_path / "rtl",
+                     fifo_depths={"a1": 8}, stall_cycles=3000)
+    with pytest.raises(SimulationError, match="stalled: no output beat for 3000 cycles after 0 of"):
+        sim.run(x[:2])
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_uint8_thresholds_bit_exact(tmp_path):
+    """UINT8 inputs up to 255 against thresholds 255, 256 and 300 (clipped to 256)."""
+    from test_stitch import uint8_threshold_graph
+
+    graph = uint8_threshold_graph(tmp_path / "t.onnx")
+    x = np.random.default_rng(2).integers(0, 256, size=(5, 4, 8))
+    x[0, 0, :] = 255
+    x[1, 0, :] = 0
+    sim = SimBackend(graph, simulator="icarus", project_dir=tmp_path / "rtl", src_idle=0.2,
+                     sink_stall=0.3)
+    out = sim.run(x)
+    assert np.array_equal(out, CpuEngine(graph).run(x))
+    assert out[0, 0, 0] == 0 and out[1, 0, 1] == 15  # 256 is never reached, 0 always is
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_constant_add_bit_exact(tmp_path):
+    """A stream plus a constant table (position-embedding style): the ROM replays per frame."""
+    from test_stitch import const_add_graph
+
+    graph = const_add_graph(tmp_path / "c.onnx")
+    x = np.random.default_rng(4).integers(0, 256, size=(4, 7, 8))
+    sim = SimBackend(graph, simulator="icarus", project_dir=tmp_path / "rtl", src_idle=0.3,
+                     sink_stall=0.4)
+    assert np.array_equal(sim.run(x), CpuEngine(graph).run(x))

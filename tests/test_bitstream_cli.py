@@ -1,23 +1,59 @@
-"""`make bitstream` entry point: the Vivado boundary for pynq-z2 (no Vivado here)."""
+"""`netfabric bitstream` (what `make bitstream` runs): options, errors as one line, and the
+Vivado boundary for pynq-z2 (no Vivado here)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from netfabric import bitstream
+from netfabric.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _logs_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["bitstream", *map(str, args)])
+
+
+def test_help_lists_the_options():
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for option in ("--model", "--graph", "--board", "--freq", "--target-fps", "--out"):
+        assert option in res.output
+
+
+def test_make_bitstream_calls_the_cli():
+    recipe = (REPO / "Makefile").read_text().split("\nbitstream:")[1].split("\n\n")[0]
+    assert "/netfabric" in recipe and " bitstream " in recipe
+    assert "python -m netfabric.bitstream" not in recipe
+
+
+def test_unknown_board_is_one_line_exit_2(tmp_path):
+    res = invoke("--board", "de10-nano", "--out", tmp_path)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "de10-nano" in lines[0] and "ulx3s-85f" in lines[0]
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "hw").exists()  # rejected before exporting or compiling anything
+
+
+def test_unknown_model_is_rejected_by_the_option():
+    res = invoke("--model", "resnet")
+    assert res.exit_code == 2 and "resnet" in res.stderr
 
 
 @pytest.mark.skipif(shutil.which("vivado") is not None, reason="Vivado is installed here")
-def test_pynq_z2_writes_hls_sources_then_names_what_is_missing(mlp_graph, tmp_path, capsys):
-    rc = bitstream.main(["--graph", str(mlp_graph), "--board", "pynq-z2", "--out", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert "Vivado" in err and "Vitis HLS" in err and "Traceback" not in err
+def test_pynq_z2_writes_hls_sources_then_names_what_is_missing(mlp_graph, tmp_path):
+    res = invoke("--graph", mlp_graph, "--board", "pynq-z2", "--out", tmp_path)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Vivado" in lines[0] and "Vitis HLS" in lines[0]
+    assert "Traceback" not in res.output
     cpp = list((tmp_path / "hls").rglob("*.cpp"))
     assert len(cpp) >= 3  # one per HLS layer (MVAUs, LabelSelect)
-
-
-def test_unknown_board_is_reported(mlp_graph, tmp_path, capsys):
-    rc = bitstream.main(["--graph", str(mlp_graph), "--board", "de10-nano", "--out", str(tmp_path)])
-    assert rc == 2
-    assert "de10-nano" in capsys.readouterr().err

@@ -12,7 +12,9 @@ def netfabric(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("cmd", ["train", "evaluate", "export", "compile", "run", "demo"])
+@pytest.mark.parametrize(
+    "cmd", ["train", "evaluate", "export", "compile", "run", "bitstream", "demo"]
+)
 def test_every_command_has_help(cmd):
     res = netfabric(cmd, "--help")
     assert res.returncode == 0 and "Usage:" in res.stdout

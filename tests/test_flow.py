@@ -30,7 +30,6 @@ from netfabric.hw.flow import (
     vivado,
 )
 from netfabric.hw.flow import __main__ as cli
-from netfabric.hw.flow.files import atomic_copy, atomic_write_text
 from netfabric.hw.flow.manifest import parse_manifest
 from netfabric.hw.flow.pack import pack_args
 from netfabric.hw.flow.pll import ecp5_pll, ice40_pll, plan_clock, xc7_pll
@@ -435,14 +434,6 @@ def test_cli_unknown_board_and_list(capsys, tiny: Path):
     assert "known boards" in capsys.readouterr().err
     assert cli.main(["--list-boards"]) == 0
     assert "icebreaker" in capsys.readouterr().out
-
-
-def test_atomic_writes_leave_no_temporaries(tmp_path: Path):
-    atomic_write_text(tmp_path / "a.txt", "hello")
-    atomic_copy(tmp_path / "a.txt", tmp_path / "out" / "b.txt")
-    assert (tmp_path / "out" / "b.txt").read_text() == "hello"
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.txt", "b.txt", "out"]
-    assert (tmp_path / "out" / "b.txt").stat().st_mode & 0o044  # readable by others, not 0600
 
 
 # --- the real flow -------------------------------------------------------------------------------

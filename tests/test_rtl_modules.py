@@ -1,15 +1,16 @@
 """RTL module library (hw/rtl) against the numpy golden models, through cocotb.
 
-Every case builds one parameter set (cached under build/sim/) and runs four cocotb tests,
-all compared bit-exactly with the golden model: random source idles + sink backpressure, a
-sink blocked for 400 cycles (internal buffers fill, the input must be held back), an idle
-source with an eager sink (read-before-write hazards), and a no-stall run that measures the
-steady-state cycles per frame and asserts <= 1.05 x the ideal.
+Every case builds one parameter set (cached under netfabric.sim.runner.BUILD_ROOT, in the
+user cache folder) and runs four cocotb tests, all compared bit-exactly with the golden model:
+random source idles + sink backpressure, a sink blocked for 400 cycles (internal buffers fill,
+the input must be held back), an idle source with an eager sink (read-before-write hazards),
+and a no-stall run that measures the steady-state cycles per frame and asserts <= 1.05 x the
+ideal.
 Verilator is the default simulator; one case per module also runs on Icarus, and every
 module is linted with verilator -Wall.
 
 Run: ``.venv/bin/python -m pytest tests/test_rtl_modules.py -m sim -x``
-Measured numbers are appended to build/sim/data/perf_log.jsonl.
+Measured numbers are appended to BUILD_ROOT/data/perf_log.jsonl.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ PERF_LOG = DATA_ROOT / "perf_log.jsonl"
 
 RTL_MODULES = {
     # toplevel: sources (dependencies included)
-    "mvau": ("mvau.v", "thresh_search.v", "fifo.v"),
-    "thresholding": ("thresholding.v", "thresh_search.v", "fifo.v"),
+    "mvau": ("mvau.v", "thresh_search.v", "axis_out_credit.v", "fifo.v"),
+    "thresholding": ("thresholding.v", "thresh_search.v", "axis_out_credit.v", "fifo.v"),
     "swg": ("swg.v",),
-    "maxpool": ("maxpool.v", "fifo.v"),
+    "maxpool": ("maxpool.v", "axis_out_credit.v", "fifo.v"),
     "fifo": ("fifo.v",),
     "dwc": ("dwc.v",),
-    "label_select": ("label_select.v", "fifo.v"),
+    "label_select": ("label_select.v", "axis_out_credit.v", "fifo.v"),
+    "axis_out_credit": ("axis_out_credit.v", "fifo.v"),
+    "thresh_search": ("thresh_search.v",),
 }
 
 
@@ -174,6 +177,8 @@ LINT_PARAMS: list[tuple[str, dict[str, int]]] = [
     ("swg", {"K": 1, "S": 2, "SIMD": 4}),
     ("dwc", {"IN_WIDTH": 6, "OUT_WIDTH": 2}),
     ("label_select", {"NLABELS": 7, "PE": 1}),
+    ("axis_out_credit", {"WIDTH": 16, "DEPTH": 64}),
+    ("thresh_search", {"NF": 3, "PE": 2, "OBITS": 1}),
 ]
 
 

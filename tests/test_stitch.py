@@ -1,14 +1,119 @@
-"""The stitcher's project folder, without simulating it (see test_accelerator_sim.py for that)."""
+"""The stitcher's project folder, without simulating it (see test_accelerator_sim.py for that).
+
+``residual_block_graph`` and ``uint8_threshold_graph`` build small hand-made HW-layer graphs
+that test_accelerator_sim.py simulates too.
+"""
+
+from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from netfabric.errors import StitchError, UnsupportedOpError
 from netfabric.host.hwgraph import load_hwgraph
-from netfabric.hw.errors import StitchError
-from netfabric.hw.stitch import fifo_depth, load_manifest, plan_stages, stitch
+from netfabric.hw.stitch import RTL_DIR, load_manifest, plan_stages, rtl_dependencies, stitch
+from netfabric.ops.graphbuild import HWGraphBuilder
 from netfabric.sim import golden
+
+# ---------------------------------------------------------------------------------------------
+# hand-built graphs
+
+
+def residual_block_graph(path: Path, channels: int = 32, tokens: int = 7, seed: int = 0,
+                         simd: int = 4, pe: int = 4, fork_pe: int = 2, add_pe: int = 2) -> Path:
+    """x -> MVAU -> DuplicateStreams -> (MVAU) + (skip) -> ElementwiseAdd -> Thresholding.
+
+    ``tokens`` vectors of ``channels`` UINT4 per frame; both MVAUs C x C with INT4 weights and
+    UINT4 activations, the add UINT4 + UINT4 -> UINT5, requantized back to UINT4."""
+    rng = np.random.default_rng(seed)
+    c, vec, shape = channels, [1, tokens], [1, tokens, channels]
+    b = HWGraphBuilder("residual_block")
+    x = b.input("x", shape, "UINT4")
+
+    def mvau(name: str, inp: str, out: str) -> str:
+        w = rng.integers(-8, 8, size=(c, c))  # FINN layout (MW, MH)
+        acc = rng.integers(0, 16, size=(256, c)) @ w
+        t = np.sort(rng.integers(int(acc.min()), int(acc.max()) + 1, size=(c, 15)), axis=1)
+        b.node("MVAU", [inp, b.param(f"{name}_w", w, "INT4"), b.param(f"{name}_t", t)],
+               [(out, shape, "UINT4")], name=name, MW=c, MH=c, SIMD=simd, PE=pe,
+               inputDataType="UINT4", weightDataType="INT4", outputDataType="UINT4",
+               accDataType="INT16", ActVal=0, noActivation=0, binaryXnorMode=0, numInputVectors=vec)
+        return out
+
+    a = mvau("MVAU_0", x, "a")
+    b.node("DuplicateStreams", [a], [("a0", shape, "UINT4"), ("a1", shape, "UINT4")], name="fork",
+           NumChannels=c, PE=fork_pe, NumOutputStreams=2, inputDataType="UINT4", numInputVectors=vec)
+    r = mvau("MVAU_1", "a0", "r")
+    b.node("ElementwiseAdd", [r, "a1"], [("s", shape, "UINT5")], name="add", lhs_dtype="UINT4",
+           rhs_dtype="UINT4", out_dtype="UINT5", lhs_shape=shape, rhs_shape=shape, out_shape=shape,
+           lhs_style="input", rhs_style="input", PE=add_pe)
+    t = np.sort(rng.integers(0, 32, size=(c, 15)), axis=1)
+    b.node("Thresholding", ["s", b.param("requant_t", t)], [("y", shape, "UINT4")], name="requant",
+           NumChannels=c, PE=add_pe, numSteps=15, inputDataType="UINT5", weightDataType="UINT5",
+           outputDataType="UINT4", ActVal=0, numInputVectors=vec)
+    b.output("y")
+    return b.save(path)
+
+
+def residual_bottleneck_cycles(path: Path) -> int:
+    """The expected cycles per frame, from the graph's attributes alone (no stitcher, no
+    registry): the slowest layer. An MVAU does one (SIMD x PE) block per cycle:
+    vectors * MW/SIMD * MH/PE; the streaming layers one beat per cycle: elements / PE."""
+    g = load_hwgraph(path)
+    cycles = []
+    for n in g.nodes:
+        vectors = int(np.prod(g.shapes[n.outputs[0]][:-1]))
+        if n.op_type == "MVAU":
+            cycles.append(vectors * n.attr("MW") // n.attr("SIMD") * n.attr("MH") // n.attr("PE"))
+        else:
+            cycles.append(vectors * g.shapes[n.outputs[0]][-1] // n.attr("PE"))
+    return max(cycles)
+
+
+def uint8_threshold_graph(path: Path, channels: int = 8, tokens: int = 4, pe: int = 2) -> Path:
+    """UINT8 -> Thresholding -> UINT4 with thresholds at the top of the input range: 255,
+    256 (reached by no input) and 300 (clipped to 256)."""
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.integers(0, 257, size=(channels, 15)), axis=1)
+    t[:, -3:] = [255, 256, 300]
+    t[0, :] = 256  # a channel that never fires
+    t[1, :] = 0  # one that always fires fully
+    shape = [1, tokens, channels]
+    b = HWGraphBuilder("uint8_thresholds")
+    b.input("x", shape, "UINT8")
+    b.node("Thresholding", ["x", b.param("t", t)], [("y", shape, "UINT4")], name="Thresholding_0",
+           NumChannels=channels, PE=pe, numSteps=15, inputDataType="UINT8", weightDataType="UINT9",
+           outputDataType="UINT4", ActVal=0, numInputVectors=[1, tokens])
+    b.output("y")
+    return b.save(path)
+
+
+def const_add_graph(path: Path, channels: int = 8, tokens: int = 7, pe: int = 2) -> Path:
+    """x (UINT8 stream) + a constant INT6 table [1, tokens, channels] (a position embedding)."""
+    rng = np.random.default_rng(9)
+    shape = [1, tokens, channels]
+    b = HWGraphBuilder("const_add")
+    b.input("x", shape, "UINT8")
+    b.param("pos", rng.integers(-32, 32, size=shape), "INT6")
+    b.node("ElementwiseAdd", ["x", "pos"], [("y", shape, "INT10")], name="pos_add",
+           lhs_dtype="UINT8", rhs_dtype="INT6", out_dtype="INT10", lhs_shape=shape, rhs_shape=shape,
+           out_shape=shape, lhs_style="input", rhs_style="const", PE=pe)
+    b.output("y")
+    return b.save(path)
+
+
+def _instances(top_text: str) -> dict[str, str]:
+    """instance name -> module, from the generated top."""
+    return {m.group(2): m.group(1)
+            for m in re.finditer(r"^\s{4}(\w+) #\(\n(?:.*\n)*?\s{4}\) (u_\w+) \(", top_text, re.M)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the shipped MLP
 
 
 def test_mlp_project_folder(mlp_graph, tmp_path):
@@ -17,15 +122,37 @@ def test_mlp_project_folder(mlp_graph, tmp_path):
     assert man == project.manifest
     names = {p.name for p in project.folder.iterdir()}
     assert set(man["sources"]) <= names and set(man["mem_files"]) <= names
-    assert not [n for n in names if n.startswith(".")]  # no temp leftovers
-    modules = [layer["module"] for layer in man["layers"]]
-    assert modules.count("mvau") == 4 and modules[-1] == "label_select"
-    # a FIFO between every pair of layers; a width converter where the beat widths differ
-    for a, b in zip(man["layers"], man["layers"][1:], strict=False):
-        if a["module"] not in ("fifo", "dwc") and b["module"] not in ("fifo", "dwc"):
-            pytest.fail(f"{a['name']} -> {b['name']} without a FIFO")
+    assert not [n for n in tmp_path.iterdir() if n.name.startswith(".")]  # no temp leftovers
+    # the top instantiates one module per layer of the graph and one FIFO per inner edge
+    top = (project.folder / f"{man['top']}.v").read_text()
+    inst = _instances(top)
+    g = load_hwgraph(mlp_graph)
+    layers = [n for n in g.nodes if n.op_type not in ("StreamingFIFO", "StreamingDataWidthConverter")]
+    covered = [node for layer in man["layers"] for node in layer["nodes"]]
+    assert sorted(covered) == sorted(n.name for n in layers)
+    assert {f"u_{layer['name']}": layer["module"] for layer in man["layers"]} == inst
+    assert list(inst.values()).count("mvau") == 4 and "label_select" in inst.values()
+    inner = [e for e in man["edges"] if e["from"] != "<input>" and e["to"] != "<output>"]
+    assert len(inner) == len(layers) - 1 and all(f"u_{e['fifo']}" in inst for e in inner)
     assert man["input"]["beats_per_frame"] * man["input"]["elems_per_beat"] == 784
-    assert man["ideal_cycles_per_frame"] == max(layer["ideal_cycles"] for layer in man["layers"])
+
+
+def test_ideal_cycles_match_finn_estimates(mlp_graph, tmp_path):
+    """The stitcher's per-layer cycles equal FINN's own get_exp_cycles() of the same node."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from netfabric.hls.finn_env import ensure_finn
+
+    ensure_finn()
+    man = stitch(mlp_graph, tmp_path / "rtl").manifest
+    model = ModelWrapper(str(mlp_graph))
+    finn = {n.name: int(getCustomOp(n).get_exp_cycles()) for n in model.graph.node
+            if n.op_type.startswith(("MVAU", "Thresholding"))}
+    ours = {node: layer["ideal_cycles"] for layer in man["layers"] for node in layer["nodes"]
+            if node in finn}
+    assert finn and ours == finn
+    assert man["ideal_cycles_per_frame"] >= max(finn.values())
 
 
 def test_weight_memory_round_trips(mlp_graph, tmp_path):
@@ -43,13 +170,19 @@ def test_weight_memory_round_trips(mlp_graph, tmp_path):
     assert np.array_equal(rebuilt, w)
 
 
-def test_fifo_depth_parks_one_mvau_vector():
-    from netfabric.hw.stitch import Stage
-
-    mvau = Stage("m", "mvau", {"MW": 784, "SIMD": 8}, 8, 8, 1, 8, False, 0, [])
-    assert fifo_depth(mvau) == 256  # 2 * 98 beats, rounded up to a power of two
-    other = Stage("s", "swg", {}, 1, 8, 1, 8, False, 0, [])
-    assert fifo_depth(other) == 16
+def test_every_instantiated_module_is_in_the_folder(mlp_graph, tmp_path):
+    """Library files come from a scan of instantiations (mvau.v's shared output stage, ...):
+    every module any copied file instantiates is defined by a copied file."""
+    project = stitch(mlp_graph, tmp_path / "rtl")
+    files = [project.folder / s for s in project.manifest["sources"]]
+    defined = {m for f in files for m in re.findall(r"^\s*module\s+(\w+)", f.read_text(), re.M)}
+    library = {p.stem for p in RTL_DIR.glob("*.v")}
+    used = set()
+    for f in files:
+        text = re.sub(r"//[^\n]*|/\*.*?\*/", " ", f.read_text(), flags=re.S)
+        used |= {m for m in re.findall(r"\b(\w+)\s*#\s*\(", text) if m in library}
+    assert used and used <= defined
+    assert {"thresh_search.v", "fifo.v"} <= set(rtl_dependencies(["mvau.v"]))
 
 
 def test_unsupported_node_is_named(mlp_graph, tmp_path):
@@ -57,10 +190,12 @@ def test_unsupported_node_is_named(mlp_graph, tmp_path):
 
     model = onnx.load(str(mlp_graph))
     model.graph.node[1].op_type = "VectorVectorActivation_hls"
+    name = model.graph.node[1].name
     bad = tmp_path / "bad.onnx"
     onnx.save(model, str(bad))
-    with pytest.raises(StitchError, match=r"MVAU_hls_1 \(VectorVectorActivation\) has no RTL module"):
+    with pytest.raises(UnsupportedOpError, match=rf"node {name} \(VectorVectorActivation\)") as exc:
         plan_stages(load_hwgraph(bad))
+    assert "\n" not in str(exc.value)
 
 
 def test_missing_manifest_is_reported(tmp_path):
@@ -76,5 +211,82 @@ def test_manifest_matches_the_flow_schema(mlp_graph, tmp_path):
 
     project = stitch(mlp_graph, tmp_path / "rtl")
     parsed = flow_manifest(project.folder)
+    man = project.manifest
     assert parsed.top == "nf_accel"
-    assert json.loads((project.folder / "manifest.json").read_text())["in_width_bits"] == 128
+    assert parsed.in_width_bits == golden.axis_width(man["input"]["elems_per_beat"] * man["input"]["bits"])
+    assert parsed.out_width_bits == golden.axis_width(man["output"]["elems_per_beat"] * man["output"]["bits"])
+
+
+# ---------------------------------------------------------------------------------------------
+# a residual block: fork, join, FIFO analysis
+
+
+def test_residual_block_topology_and_fifo_analysis(tmp_path):
+    graph = residual_block_graph(tmp_path / "res.onnx")
+    project = stitch(graph, tmp_path / "rtl")
+    man = project.manifest
+    inst = _instances((project.folder / "nf_accel.v").read_text())
+    assert {m for m in inst.values()} == {"mvau", "dup_streams", "eltwise_add", "thresholding",
+                                          "fifo", "dwc"}
+    assert {"dup_streams.v", "eltwise_add.v", "fifo.v"} <= set(man["sources"])
+    edges = {e["tensor"]: e for e in man["edges"]}
+    assert (edges["a0"]["from"], edges["a0"]["to"]) == ("fork", "mvau_1")
+    assert (edges["a1"]["from"], edges["a1"]["to"]) == ("fork", "add")
+    # Skip path (fork -> add): MVAU_1 needs its whole 32-element input vector before its first
+    # output, so the skip FIFO holds 31 elements more than the branch, + 1 join beat (2), +
+    # the branch's extra pipeline latency (mvau 30 cycles + 1 FIFO) at the fork's steady rate
+    # 224 elements / 448 cycles = 16 elements: 49 elements = 25 beats of 2 -> 32.
+    assert edges["a1"]["depth"] == 32 and "mvau_1" in edges["a1"]["why"]
+    # the branch MVAU parks a vector (2 x 32 elements in 4-element beats = 16)
+    assert edges["a0"]["depth"] == 16 and "parks" in edges["a0"]["why"]
+    assert man["ideal_cycles_per_frame"] == residual_bottleneck_cycles(graph) == 7 * 8 * 8
+    # a wider vector needs a deeper skip FIFO: 64 channels, 1 element per fork beat
+    wide = residual_block_graph(tmp_path / "wide.onnx", channels=64, fork_pe=1, add_pe=1)
+    e = {e["tensor"]: e for e in stitch(wide, tmp_path / "wide").manifest["edges"]}["a1"]
+    assert e["depth"] >= 64 and e["depth"] & (e["depth"] - 1) == 0
+
+
+def test_fifo_depth_override_and_unknown_edge(tmp_path):
+    graph = residual_block_graph(tmp_path / "res.onnx")
+    man = stitch(graph, tmp_path / "rtl", fifo_depths={"a1": 8}).manifest
+    assert {e["tensor"]: e["depth"] for e in man["edges"] if "depth" in e}["a1"] == 8
+    with pytest.raises(StitchError, match="names no FIFO edge: nope"):
+        stitch(graph, tmp_path / "rtl", fifo_depths={"nope": 8})
+
+
+def test_stream_with_two_consumers_needs_a_fork(tmp_path):
+    b = HWGraphBuilder()
+    shape = [1, 4, 8]
+    b.input("x", shape, "UINT4")
+    t = np.sort(np.random.default_rng(0).integers(0, 16, size=(8, 3)), axis=1)
+    for i in range(2):
+        b.node("Thresholding", ["x", b.param(f"t{i}", t)], [(f"y{i}", shape, "UINT2")], name=f"th{i}",
+               NumChannels=8, PE=2, inputDataType="UINT4", outputDataType="UINT2", ActVal=0,
+               numInputVectors=[1, 4])
+    b.node("ElementwiseAdd", ["y0", "y1"], [("z", shape, "UINT3")], name="add", lhs_dtype="UINT2",
+           rhs_dtype="UINT2", out_dtype="UINT3", lhs_shape=shape, rhs_shape=shape, out_shape=shape, PE=2)
+    b.output("z")
+    with pytest.raises(StitchError, match="tensor x feeds both th0 and th1.*DuplicateStreams"):
+        stitch(b.save(tmp_path / "g.onnx"), tmp_path / "rtl")
+    assert not (tmp_path / "rtl").exists()  # nothing half-written
+
+
+def test_uint8_thresholds_get_a_wide_enough_comparison(tmp_path):
+    """UINT8 inputs: thresholds clipped at 256 and the padding need a 10-bit signed word."""
+    project = stitch(uint8_threshold_graph(tmp_path / "t.onnx"), tmp_path / "rtl")
+    params = project.manifest["layers"][0]["params"]
+    assert params["TBITS"] == 10
+    words = (project.folder / "thresholding_0_t_s0.hex").read_text().split()
+    assert int(words[0], 16) & 0x3FF == 256  # channel 0: the unreachable threshold, as is
+
+
+def test_constant_add_operand_becomes_a_rom(tmp_path):
+    graph = const_add_graph(tmp_path / "c.onnx")
+    project = stitch(graph, tmp_path / "rtl")
+    layer = project.manifest["layers"][0]
+    assert layer["module"] == "eltwise_add" and layer["params"]["CONST_RHS"] == 1
+    pos = load_hwgraph(graph).params["pos"].astype(np.int64)
+    words = [int(w, 16) for w in (project.folder / "pos_add_rhs.hex").read_text().split()]
+    assert layer["params"]["RHS_WORDS"] == len(words) == pos.size // 2
+    assert np.array_equal(golden.unpack_beats(words, 2, 6, True), pos.reshape(-1))
+    assert json.loads((project.folder / "manifest.json").read_text())["input"]["bits"] == 8

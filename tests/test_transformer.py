@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from netfabric.models import transformer as tr
+from netfabric.models.data import load_dataset
 from netfabric.models.int_softmax import int_softmax_ref
 from netfabric.models.segments import SegmentGeometry
 from netfabric.models.train_transformer import (
@@ -19,6 +20,7 @@ from netfabric.models.train_transformer import (
     load_transformer,
     train_transformer,
 )
+from netfabric.models.train_transformer import summary as train_summary
 from netfabric.models.transformer import (
     SegmentedAttention,
     TransformerConfig,
@@ -233,7 +235,12 @@ def test_train_smoke_on_digits(tmp_path: Path) -> None:
     assert out.is_file() and ckpt["stage"] == "done"
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["seed"] == 0 and summary["command"] == "pytest"
-    assert 0 <= summary["int8_acc"] <= 100 and 0 <= summary["float_acc"] <= 100
+    # the stored accuracies are those of the saved weights on the digits test split
+    xt, yt = load_dataset("digits", "test")
+    for key, quant in (("int8_acc", True), ("float_acc", False)):
+        acc = tr.evaluate(load_transformer(out, quant=quant), xt, yt)
+        assert ckpt["metrics"][key] == pytest.approx(acc), key
+        assert summary[key] == round(acc, 3), key
     model = load_transformer(out)
     assert model.cfg.quant and model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
     assert not load_transformer(out, quant=False).cfg.quant
@@ -249,12 +256,16 @@ def test_train_smoke_on_digits(tmp_path: Path) -> None:
 
 
 def test_shipped_checkpoint_is_small_and_documented() -> None:
+    """The JSON beside the checkpoint describes that checkpoint (its numbers are recomputed by
+    the accuracy tests below)."""
     assert PRETRAINED.is_file(), "models/pretrained/transformer_int8.pt is missing"
     assert PRETRAINED.stat().st_size < 2_000_000
     meta = json.loads(PRETRAINED.with_suffix(".json").read_text())
-    assert meta["int8_acc"] >= 97.5
-    assert abs(meta["float_acc"] - meta["int8_acc"]) <= 1.0
     assert {"seed", "float_epochs", "qat_epochs", "command"} <= set(meta)
+    ckpt = torch.load(PRETRAINED, map_location="cpu", weights_only=False)
+    assert meta == train_summary(ckpt)
+    assert meta["dataset"] == "mnist" and meta["config"]["quant"]
+    assert load_transformer(PRETRAINED).cfg.to_dict() == meta["config"]
 
 
 def test_shipped_checkpoint_accuracy_on_1000_test_images() -> None:
@@ -265,7 +276,24 @@ def test_shipped_checkpoint_accuracy_on_1000_test_images() -> None:
     model = load_transformer(PRETRAINED)
     acc = tr.evaluate(model, images, labels)
     assert acc >= 97.5, acc
+    # QAT costs at most one point against the float twin it was trained from
+    float_acc = tr.evaluate(load_transformer(PRETRAINED, quant=False), images, labels)
+    assert abs(float_acc - acc) <= 1.0, (float_acc, acc)
     # the numpy integer forward agrees with the QAT model's predictions
     pred = integer_forward(export_integer_params(model), images[:200]).argmax(1)
     qat_pred = tr.predict_logits(model, images[:200]).argmax(1)
     assert (pred == qat_pred).mean() >= 0.99
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_metrics_reproduce_on_full_test_set() -> None:
+    """The accuracies in transformer_int8.json (and the README) are those of the shipped
+    weights on the whole MNIST test set."""
+    from netfabric.models.data import load_mnist
+
+    images, labels = load_mnist("test")
+    meta = json.loads(PRETRAINED.with_suffix(".json").read_text())
+    for key, quant in (("int8_acc", True), ("float_acc", False)):
+        acc = tr.evaluate(load_transformer(PRETRAINED, quant=quant), images, labels)
+        assert round(acc, 3) == meta[key], (key, acc)
+    assert meta["int8_acc"] >= 97.5

@@ -10,7 +10,6 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 
 from netfabric import flow
-from netfabric.ops.kernels import int_softmax_lut
 from netfabric.hls.errors import CompileError
 from netfabric.hls.frontend import CompileConfig
 from netfabric.hls.reference import reference_run
@@ -25,6 +24,7 @@ from netfabric.models.int_softmax import IntSoftmaxParams, build_lut, int_softma
 from netfabric.models.train_transformer import load_transformer
 from netfabric.models.transformer import predict_logits
 from netfabric.models.transformer_int import export_integer_params, integer_forward
+from netfabric.ops.kernels import int_softmax_lut
 
 TRANSFORMER = flow.PRETRAINED / "transformer_int8.pt"
 # intermediate tensors compared between the engine, FINN's python execution and integer_forward
@@ -154,6 +154,27 @@ def test_qonnx_export_loads_and_runs(tf_graph, qat_model, mnist_test):
                           [model.graph.output[0].name] for xi in x])
     with torch.no_grad():
         want = qat_model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_qonnx_export_runs_at_batch_7(tf_graph, qat_model, mnist_test):
+    """No batch size is baked into the graph: every Reshape keeps -1 for the batch, so qonnx's
+    ChangeBatchSize gives a graph that runs 7 images at once, equal to the QAT model."""
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = ModelWrapper(str(tf_graph.parent / "model.qonnx.onnx"))
+    assert model.get_tensor_shape(model.graph.input[0].name)[0] == 1
+    for node in model.get_nodes_by_op_type("Reshape"):
+        shape = model.get_initializer(node.input[1])
+        assert shape is not None and shape[0] == -1, (node.name, shape)
+    model = model.transform(ChangeBatchSize(7)).transform(InferShapes())
+    x = mnist_test[0][100:107, None].astype(np.float32)
+    got = execute_onnx(model, {model.graph.input[0].name: x})[model.graph.output[0].name]
+    with torch.no_grad():
+        want = qat_model(torch.from_numpy(x)).numpy()
+    assert got.shape == (7, 10)
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 

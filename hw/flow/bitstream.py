@@ -13,10 +13,11 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from netfabric.files import atomic_copy
+
 from . import pnr, synth, vivado
 from .boards import Board, get_board
 from .errors import FlowError, ManifestError
-from .files import atomic_copy
 from .manifest import Manifest, load_manifest
 from .pack import pack_tool, run_pack
 from .pll import PllPlan, plan_clock

@@ -1,16 +1,25 @@
 """Errors the flow raises for conditions a user can act on.
 
 The CLI prints a ``FlowError`` as one message, without a traceback: every subclass must say what
-went wrong and what to do about it.
+went wrong and what to do about it. ``FlowError`` itself is :class:`netfabric.errors.FlowError`,
+so the flow's errors share the one root every netfabric CLI command catches.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from netfabric.errors import FlowError
 
-class FlowError(RuntimeError):
-    """A flow step cannot go on; the message names the cause and the fix."""
+__all__ = [
+    "DesignDoesNotFitError",
+    "FlowError",
+    "ManifestError",
+    "PllError",
+    "ToolFailedError",
+    "ToolNotFoundError",
+    "UnknownBoardError",
+]
 
 
 class UnknownBoardError(FlowError):

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write_text
+from netfabric.files import atomic_write
 
 # Device cell type (nextpnr utilisation key) -> the resource name reports use.
 RESOURCE_KINDS: dict[str, str] = {
@@ -125,8 +125,8 @@ class Report:
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         """Write report.json and report.md into ``out_dir`` (atomically)."""
         j, m = out_dir / "report.json", out_dir / "report.md"
-        atomic_write_text(j, self.to_json())
-        atomic_write_text(m, self.to_markdown())
+        atomic_write(j, self.to_json())
+        atomic_write(m, self.to_markdown())
         return j, m
 
 

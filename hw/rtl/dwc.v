@@ -15,6 +15,21 @@
 //                   then the shifting output register), one output beat per cycle.
 //   IN = OUT:       wires (no register, zero latency).
 //   s_axis_tready depends on registers only.
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module dwc #(
     parameter IN_WIDTH = 2,
     parameter OUT_WIDTH = 4,
@@ -38,6 +53,23 @@ module dwc #(
     localparam RW = (R > 1) ? $clog2(R) : 1;
     localparam integer R_LAST_I = R - 1;
     localparam [RW-1:0] R_LAST = R_LAST_I[RW-1:0];
+
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (IN_WIDTH < 1) begin : g_err_in_width
+            `NF_PARAM_ERROR(("dwc: IN_WIDTH (%0d) must be >= 1", IN_WIDTH))
+        end
+        if (OUT_WIDTH < 1) begin : g_err_out_width
+            `NF_PARAM_ERROR(("dwc: OUT_WIDTH (%0d) must be >= 1", OUT_WIDTH))
+        end
+        if (BITS < 1) begin : g_err_bits
+            `NF_PARAM_ERROR(("dwc: BITS (%0d) must be >= 1", BITS))
+        end
+        if ((IN_WIDTH % OUT_WIDTH != 0) && (OUT_WIDTH % IN_WIDTH != 0)) begin : g_err_ratio
+            `NF_PARAM_ERROR(("dwc: one of IN_WIDTH (%0d) and OUT_WIDTH (%0d) must divide the other",
+                             IN_WIDTH, OUT_WIDTH))
+        end
+    endgenerate
 
     wire [OW-1:0] out_d;
 
@@ -123,3 +155,6 @@ module dwc #(
         end
     endgenerate
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

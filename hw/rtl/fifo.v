@@ -16,6 +16,21 @@
 //   (distributed) or t+3 (block). Throughput one beat per cycle in both styles when
 //   DEPTH >= 2 (a full DEPTH-1 FIFO takes no beat in the cycle it delivers one);
 //   s_axis_tready depends on registers only (no path from m_axis_tready to s_axis_tready).
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module fifo #(
     parameter WIDTH = 8,
     parameter DEPTH = 16,
@@ -42,6 +57,20 @@ module fifo #(
     localparam [CW-1:0] FULL = DEPTH_I[CW-1:0];
     localparam integer ONE_I = 1;
     localparam [CW-1:0] ONE = ONE_I[CW-1:0];
+
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (WIDTH < 1) begin : g_err_width
+            `NF_PARAM_ERROR(("fifo: WIDTH (%0d) must be >= 1", WIDTH))
+        end
+        if (DEPTH < 1) begin : g_err_depth
+            `NF_PARAM_ERROR(("fifo: DEPTH (%0d) must be >= 1", DEPTH))
+        end
+        if (RAM_STYLE < 0 || RAM_STYLE > 2) begin : g_err_ram_style
+            `NF_PARAM_ERROR(("fifo: RAM_STYLE (%0d) must be 0 (auto), 1 (distributed) or 2 (block)",
+                             RAM_STYLE))
+        end
+    endgenerate
 
     wire [WIDTH-1:0] rd_data;
     wire push = s_axis_tvalid && s_axis_tready;
@@ -131,3 +160,6 @@ module fifo #(
         end
     endgenerate
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

@@ -14,6 +14,22 @@
 //   then a running maximum across the NF beats (strictly greater replaces).
 // Throughput: one input beat per cycle. Latency: 3 + clog2(PE) cycles from the handshake of
 //   a vector's last beat to its index on m_axis.
+// Requires: axis_out_credit.v, fifo.v.
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module label_select #(
     parameter NLABELS = 10,
     parameter PE = 2,
@@ -36,7 +52,6 @@ module label_select #(
 );
     localparam NF = NLABELS / PE;
     localparam IDXW = (NLABELS > 1) ? $clog2(NLABELS) : 1;
-    localparam OPW = ((IDXW + 7) / 8) * 8;
     localparam VB = BITS + 1;                   // values compared as BITS+1-bit signed
     localparam LEVELS = $clog2(PE);
     localparam PEP = 1 << LEVELS;
@@ -44,42 +59,51 @@ module label_select #(
     localparam NFW = (NF > 1) ? $clog2(NF) : 1;
     localparam D = 1 + LEVELS;                  // push -> tree root
     localparam ODEPTH = 1 << $clog2(D + 6);
-    localparam CRW = $clog2(ODEPTH + 1);
 
     localparam integer NF_LAST_I = NF - 1;
     localparam integer PE_I = PE;
-    localparam integer ODEPTH_I = ODEPTH;
-    localparam integer ONE_I = 1;
     localparam [NFW-1:0] NF_LAST = NF_LAST_I[NFW-1:0];
     localparam [IDXW-1:0] PE_STEP = PE_I[IDXW-1:0];
-    localparam [CRW-1:0] CR_FULL = ODEPTH_I[CRW-1:0];
-    localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
     // Padding leaves get the most negative VB-bit value: below every real value, and on
     // the right of every real leaf, so they never win.
     localparam [VB-1:0] VMIN = {1'b1, {BITS{1'b0}}};
 
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (NLABELS < 1) begin : g_err_nlabels
+            `NF_PARAM_ERROR(("label_select: NLABELS (%0d) must be >= 1", NLABELS))
+        end
+        if (PE < 1) begin : g_err_pe
+            `NF_PARAM_ERROR(("label_select: PE (%0d) must be >= 1", PE))
+        end
+        if (BITS < 1) begin : g_err_bits
+            `NF_PARAM_ERROR(("label_select: BITS (%0d) must be >= 1", BITS))
+        end
+        if (NLABELS % PE != 0) begin : g_err_n_pe
+            `NF_PARAM_ERROR(("label_select: NLABELS (%0d) must be a multiple of PE (%0d)",
+                             NLABELS, PE))
+        end
+    endgenerate
+
     // ------------------------------------------------------------------ input control
     reg  [NFW-1:0]  nf;
     reg  [IDXW-1:0] base;        // nf * PE
-    reg  [CRW-1:0]  credits;
+    wire            cr_full;     // all output FIFO slots reserved (u_out)
     wire last = (nf == NF_LAST);
-    assign s_axis_tready = !last || (credits != CR_FULL);
+    // Only the beat completing a vector needs a reserved output slot.
+    assign s_axis_tready = !last || !cr_full;
     wire push = s_axis_tvalid && s_axis_tready;
     wire take = push && last;
-    wire give = m_axis_tvalid && m_axis_tready;
 
     always @(posedge clk) begin
         if (!rst_n) begin
             nf <= {NFW{1'b0}};
             base <= {IDXW{1'b0}};
-            credits <= {CRW{1'b0}};
         end else begin
             if (push) begin
                 nf <= last ? {NFW{1'b0}} : nf + 1'b1;
                 base <= last ? {IDXW{1'b0}} : base + PE_STEP;
             end
-            if (take && !give) credits <= credits + CR_ONE;
-            else if (!take && give) credits <= credits - CR_ONE;
         end
     end
 
@@ -174,20 +198,14 @@ module label_select #(
     end
 
     // ------------------------------------------------------------------ output
-    wire [OPW-1:0] fifo_in;
-    generate
-        if (OPW > IDXW) begin : g_pad
-            assign fifo_in[OPW-1:IDXW] = {(OPW - IDXW){1'b0}};
-        end
-    endgenerate
-    assign fifo_in[IDXW-1:0] = res;
-
-    /* verilator lint_off PINCONNECTEMPTY */
-    fifo #(.WIDTH(IDXW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
+    axis_out_credit #(.WIDTH(IDXW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
         .clk(clk), .rst_n(rst_n),
-        .s_axis_tdata(fifo_in), .s_axis_tvalid(res_v), .s_axis_tready(),
+        .reserve(take), .full(cr_full),
+        .in_valid(res_v), .in_data(res),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
         .m_axis_tready(m_axis_tready)
     );
-    /* verilator lint_on PINCONNECTEMPTY */
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

@@ -15,6 +15,22 @@
 //   each pooling window.
 // Throughput: one input beat per cycle (IFM_H*IFM_W*CF cycles per frame).
 // Latency: 3 cycles from the handshake of a window's last input beat to the output beat.
+// Requires: axis_out_credit.v, fifo.v.
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module maxpool #(
     parameter CHANNELS = 4,
     parameter PE = 2,
@@ -39,7 +55,6 @@ module maxpool #(
     localparam OH = IFM_H / K;
     localparam OW = IFM_W / K;
     localparam DW = PE * BITS;
-    localparam PW = ((DW + 7) / 8) * 8;
     localparam MD = OW * CF;                       // running-max memory depth
     localparam MAW = (MD > 1) ? $clog2(MD) : 1;
     localparam CFW = (CF > 1) ? $clog2(CF) : 1;
@@ -47,21 +62,49 @@ module maxpool #(
     localparam OXW = (OW > 1) ? $clog2(OW) : 1;
     localparam OYW = (OH > 1) ? $clog2(OH) : 1;
     localparam ODEPTH = 8;                         // >= latency + credit round trip
-    localparam CRW = $clog2(ODEPTH + 1);
 
     localparam integer CF_LAST_I = CF - 1;
     localparam integer K_LAST_I = K - 1;
     localparam integer OX_LAST_I = OW - 1;
     localparam integer OY_LAST_I = OH - 1;
-    localparam integer ODEPTH_I = ODEPTH;
     localparam integer ONE_I = 1;
     localparam [CFW-1:0] CF_LAST = CF_LAST_I[CFW-1:0];
     localparam [KW-1:0] K_LAST = K_LAST_I[KW-1:0];
     localparam [OXW-1:0] OX_LAST = OX_LAST_I[OXW-1:0];
     localparam [OYW-1:0] OY_LAST = OY_LAST_I[OYW-1:0];
-    localparam [CRW-1:0] CR_FULL = ODEPTH_I[CRW-1:0];
-    localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
     localparam [MAW-1:0] MA_ONE = ONE_I[MAW-1:0];
+
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (CHANNELS < 1) begin : g_err_channels
+            `NF_PARAM_ERROR(("maxpool: CHANNELS (%0d) must be >= 1", CHANNELS))
+        end
+        if (PE < 1) begin : g_err_pe
+            `NF_PARAM_ERROR(("maxpool: PE (%0d) must be >= 1", PE))
+        end
+        if (BITS < 1) begin : g_err_bits
+            `NF_PARAM_ERROR(("maxpool: BITS (%0d) must be >= 1", BITS))
+        end
+        if (K < 1) begin : g_err_k
+            `NF_PARAM_ERROR(("maxpool: K (%0d) must be >= 1", K))
+        end
+        if (IFM_H < 1) begin : g_err_ifm_h
+            `NF_PARAM_ERROR(("maxpool: IFM_H (%0d) must be >= 1", IFM_H))
+        end
+        if (IFM_W < 1) begin : g_err_ifm_w
+            `NF_PARAM_ERROR(("maxpool: IFM_W (%0d) must be >= 1", IFM_W))
+        end
+        if (CHANNELS % PE != 0) begin : g_err_ch_pe
+            `NF_PARAM_ERROR(("maxpool: CHANNELS (%0d) must be a multiple of PE (%0d)",
+                             CHANNELS, PE))
+        end
+        if (IFM_H % K != 0) begin : g_err_h_k
+            `NF_PARAM_ERROR(("maxpool: IFM_H (%0d) must be a multiple of K (%0d)", IFM_H, K))
+        end
+        if (IFM_W % K != 0) begin : g_err_w_k
+            `NF_PARAM_ERROR(("maxpool: IFM_W (%0d) must be a multiple of K (%0d)", IFM_W, K))
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ input position
     reg  [CFW-1:0] cf;
@@ -70,7 +113,7 @@ module maxpool #(
     reg  [OYW-1:0] oy;
     reg  [MAW-1:0] addr;       // ox*CF + cf
     reg  [MAW-1:0] obase;      // ox*CF
-    reg  [CRW-1:0] credits;
+    wire           cr_full;    // all output FIFO slots reserved (u_out)
 
     wire cf_end = (cf == CF_LAST);
     wire kx_end = (kx == K_LAST);
@@ -81,10 +124,9 @@ module maxpool #(
     wire last = kx_end && ky_end;
 
     // Only the beat completing a window needs a reserved output slot.
-    assign s_axis_tready = !last || (credits != CR_FULL);
+    assign s_axis_tready = !last || !cr_full;
     wire push = s_axis_tvalid && s_axis_tready;
     wire take = push && last;
-    wire give = m_axis_tvalid && m_axis_tready;
 
     always @(posedge clk) begin
         if (!rst_n) begin
@@ -95,10 +137,7 @@ module maxpool #(
             oy <= {OYW{1'b0}};
             addr <= {MAW{1'b0}};
             obase <= {MAW{1'b0}};
-            credits <= {CRW{1'b0}};
         end else begin
-            if (take && !give) credits <= credits + CR_ONE;
-            else if (!take && give) credits <= credits - CR_ONE;
             if (push) begin
                 if (!cf_end) begin
                     cf <= cf + 1'b1;
@@ -185,20 +224,14 @@ module maxpool #(
     end
 
     // ------------------------------------------------------------------ output
-    wire [PW-1:0] fifo_in;
-    generate
-        if (PW > DW) begin : g_pad
-            assign fifo_in[PW-1:DW] = {(PW - DW){1'b0}};
-        end
-    endgenerate
-    assign fifo_in[DW-1:0] = o_d;
-
-    /* verilator lint_off PINCONNECTEMPTY */
-    fifo #(.WIDTH(DW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
+    axis_out_credit #(.WIDTH(DW), .DEPTH(ODEPTH), .RAM_STYLE(1)) u_out (
         .clk(clk), .rst_n(rst_n),
-        .s_axis_tdata(fifo_in), .s_axis_tvalid(o_v), .s_axis_tready(),
+        .reserve(take), .full(cr_full),
+        .in_valid(o_v), .in_data(o_d),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
         .m_axis_tready(m_axis_tready)
     );
-    /* verilator lint_on PINCONNECTEMPTY */
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

@@ -35,6 +35,22 @@
 //   registers, registered adder tree (one level per cycle), accumulator, [threshold
 //   search], output FIFO. No block RAM or DSP output drives more than a register (their
 //   delays, ~6 ns / ~4 ns on ECP5, are most of a 10 ns cycle).
+// Requires: thresh_search.v, axis_out_credit.v, fifo.v.
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module mvau #(
     parameter MW = 8,
     parameter MH = 8,
@@ -73,7 +89,6 @@ module mvau #(
     localparam IW = SIMD * IBITS;
     localparam WW = PE * SIMD * WBITS;
     localparam OW = PE * OEB;
-    localparam OPW = ((OW + 7) / 8) * 8;
     localparam WDEPTH = NF * SF;
     localparam SFW = (SF > 1) ? $clog2(SF) : 1;
     localparam NFW = (NF > 1) ? $clog2(NF) : 1;
@@ -95,7 +110,41 @@ module mvau #(
     // asynchronous-read array would be turned into a block RAM anyway, whose slow
     // clock-to-out would then drive the next module's logic).
     localparam ODEPTH = 1 << $clog2(LAT + 6);
-    localparam CRW = $clog2(ODEPTH + 1);
+
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (MW < 1) begin : g_err_mw
+            `NF_PARAM_ERROR(("mvau: MW (%0d) must be >= 1", MW))
+        end
+        if (MH < 1) begin : g_err_mh
+            `NF_PARAM_ERROR(("mvau: MH (%0d) must be >= 1", MH))
+        end
+        if (PE < 1) begin : g_err_pe
+            `NF_PARAM_ERROR(("mvau: PE (%0d) must be >= 1", PE))
+        end
+        if (SIMD < 1) begin : g_err_simd
+            `NF_PARAM_ERROR(("mvau: SIMD (%0d) must be >= 1", SIMD))
+        end
+        if (WBITS < 1) begin : g_err_wbits
+            `NF_PARAM_ERROR(("mvau: WBITS (%0d) must be >= 1", WBITS))
+        end
+        if (IBITS < 1) begin : g_err_ibits
+            `NF_PARAM_ERROR(("mvau: IBITS (%0d) must be >= 1", IBITS))
+        end
+        if (ACCBITS < 1) begin : g_err_accbits
+            `NF_PARAM_ERROR(("mvau: ACCBITS (%0d) must be >= 1", ACCBITS))
+        end
+        if (MW % SIMD != 0) begin : g_err_mw_simd
+            `NF_PARAM_ERROR(("mvau: MW (%0d) must be a multiple of SIMD (%0d)", MW, SIMD))
+        end
+        if (MH % PE != 0) begin : g_err_mh_pe
+            `NF_PARAM_ERROR(("mvau: MH (%0d) must be a multiple of PE (%0d)", MH, PE))
+        end
+        if (MUL_STYLE < 0 || MUL_STYLE > 2) begin : g_err_mul_style
+            `NF_PARAM_ERROR(("mvau: MUL_STYLE (%0d) must be 0 (auto), 1 (LUTs) or 2 (*)",
+                             MUL_STYLE))
+        end
+    endgenerate
 
     // Bits needed by adder-tree node k (heap numbering): a node at depth d sums
     // 2^(LEVELS-d) products of PW bits.
@@ -114,46 +163,36 @@ module mvau #(
     localparam integer SF_LAST_I = SF - 1;
     localparam integer NF_LAST_I = NF - 1;
     localparam integer WA_LAST_I = WDEPTH - 1;
-    localparam integer ODEPTH_I = ODEPTH;
-    localparam integer ONE_I = 1;
     localparam [SFW-1:0] SF_LAST = SF_LAST_I[SFW-1:0];
     localparam [NFW-1:0] NF_LAST = NF_LAST_I[NFW-1:0];
     localparam [WAW-1:0] WA_LAST = WA_LAST_I[WAW-1:0];
-    localparam [CRW-1:0] CR_FULL = ODEPTH_I[CRW-1:0];
-    localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
 
     // ------------------------------------------------------------------ issue control
     reg  [SFW-1:0] sf;
     reg  [NFW-1:0] nf;
     reg  [WAW-1:0] waddr;        // = nf*SF + sf
-    reg  [CRW-1:0] credits;      // results issued and not yet taken from m_axis
     // Flags kept as registers (computed from the next counter values), so s_axis_tready and
     // issue are one small LUT level from flip-flops: tready fans out into the producer.
     reg            last_sf;      // sf == SF-1
     reg            from_stream;  // nf == 0: fold 0 takes the input stream
-    reg            cr_full;      // credits == ODEPTH
+    wire           cr_full;      // all output FIFO slots reserved (a register in u_out)
 
     // Only the step that completes an output needs a free FIFO slot reserved.
     wire can_go = !last_sf || !cr_full;
     assign s_axis_tready = from_stream && can_go;
     wire issue = can_go && (!from_stream || s_axis_tvalid);
     wire take = issue && last_sf;
-    wire give = m_axis_tvalid && m_axis_tready;
 
     wire [SFW-1:0] sf_next = last_sf ? {SFW{1'b0}} : sf + 1'b1;
     wire [NFW-1:0] nf_next = (nf == NF_LAST) ? {NFW{1'b0}} : nf + 1'b1;
-    wire [CRW-1:0] cr_next = (take && !give) ? credits + CR_ONE :
-                             (!take && give) ? credits - CR_ONE : credits;
 
     always @(posedge clk) begin
         if (!rst_n) begin
             sf <= {SFW{1'b0}};
             nf <= {NFW{1'b0}};
             waddr <= {WAW{1'b0}};
-            credits <= {CRW{1'b0}};
             last_sf <= (SF == 1);
             from_stream <= 1'b1;
-            cr_full <= 1'b0;
         end else begin
             if (issue) begin
                 sf <= sf_next;
@@ -164,8 +203,6 @@ module mvau #(
                 end
                 waddr <= (waddr == WA_LAST) ? {WAW{1'b0}} : waddr + 1'b1;
             end
-            credits <= cr_next;
-            cr_full <= (cr_next == CR_FULL);
         end
     end
 
@@ -377,20 +414,16 @@ module mvau #(
         end
     endgenerate
 
-    wire [OPW-1:0] fifo_in;
-    generate
-        if (OPW > OW) begin : g_pad
-            assign fifo_in[OPW-1:OW] = {(OPW-OW){1'b0}};
-        end
-    endgenerate
-    assign fifo_in[OW-1:0] = out_d;
-
-    /* verilator lint_off PINCONNECTEMPTY */
-    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(0)) u_out (
+    // Credit counter + output FIFO: a result (the step completing an output) is only issued
+    // with a FIFO slot reserved for it.
+    axis_out_credit #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(0)) u_out (
         .clk(clk), .rst_n(rst_n),
-        .s_axis_tdata(fifo_in), .s_axis_tvalid(out_v), .s_axis_tready(),
+        .reserve(take), .full(cr_full),
+        .in_valid(out_v), .in_data(out_d),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
         .m_axis_tready(m_axis_tready)
     );
-    /* verilator lint_on PINCONNECTEMPTY */
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

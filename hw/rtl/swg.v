@@ -28,6 +28,21 @@
 //   K <= S), plus a small gap when the input rows the next frame starts with do not fit.
 // Latency: a window starts the cycle after its last input beat is written (cycle t+1 after
 //   that beat's handshake at t); its first beat is on m_axis at t+2.
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module swg #(
     parameter IFM_H = 8,
     parameter IFM_W = 8,
@@ -102,6 +117,44 @@ module swg #(
     localparam [KW-1:0] K_LAST = K_LAST_I[KW-1:0];
     localparam [OXW-1:0] OX_LAST = OX_LAST_I[OXW-1:0];
     localparam [OYW-1:0] OY_LAST = OY_LAST_I[OYW-1:0];
+
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (IFM_H < 1) begin : g_err_ifm_h
+            `NF_PARAM_ERROR(("swg: IFM_H (%0d) must be >= 1", IFM_H))
+        end
+        if (IFM_W < 1) begin : g_err_ifm_w
+            `NF_PARAM_ERROR(("swg: IFM_W (%0d) must be >= 1", IFM_W))
+        end
+        if (IFM_CH < 1) begin : g_err_ifm_ch
+            `NF_PARAM_ERROR(("swg: IFM_CH (%0d) must be >= 1", IFM_CH))
+        end
+        if (SIMD < 1) begin : g_err_simd
+            `NF_PARAM_ERROR(("swg: SIMD (%0d) must be >= 1", SIMD))
+        end
+        if (K < 1) begin : g_err_k
+            `NF_PARAM_ERROR(("swg: K (%0d) must be >= 1", K))
+        end
+        if (S < 1) begin : g_err_s
+            `NF_PARAM_ERROR(("swg: S (%0d) must be >= 1", S))
+        end
+        if (BITS < 1) begin : g_err_bits
+            `NF_PARAM_ERROR(("swg: BITS (%0d) must be >= 1", BITS))
+        end
+        if (IFM_CH % SIMD != 0) begin : g_err_ch_simd
+            `NF_PARAM_ERROR(("swg: IFM_CH (%0d) must be a multiple of SIMD (%0d)",
+                             IFM_CH, SIMD))
+        end
+        if (K > IFM_H) begin : g_err_k_h
+            `NF_PARAM_ERROR(("swg: K (%0d) must be <= IFM_H (%0d)", K, IFM_H))
+        end
+        if (K > IFM_W) begin : g_err_k_w
+            `NF_PARAM_ERROR(("swg: K (%0d) must be <= IFM_W (%0d)", K, IFM_W))
+        end
+        if (BUF_DEPTH < 0) begin : g_err_buf_depth
+            `NF_PARAM_ERROR(("swg: BUF_DEPTH (%0d) must be >= 0 (0 = automatic)", BUF_DEPTH))
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ buffer + writer
     reg  [DW-1:0] mem [0:N-1];   // synchronous read: block RAM unless tiny
@@ -204,3 +257,6 @@ module swg #(
     assign m_axis_tdata[DW-1:0] = q;
     assign m_axis_tvalid = q_valid;
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

@@ -28,6 +28,21 @@
 //   the bank mux); output register with the bias add. So a block RAM's slow clock-to-out
 //   (~5.6 ns on ECP5 DP16KD) only ever drives a register, and the DBITS-wide comparison
 //   starts and ends at flip-flops. OBITS <= 10 (single-digit stage file names).
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module thresh_search #(
     parameter NF = 1,
     parameter PE = 1,
@@ -51,6 +66,23 @@ module thresh_search #(
     localparam RD = 3;          // address register -> threshold in the comparator's register
     localparam DW = PE * DBITS;
     localparam CW = PE * OBITS;
+
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (NF < 1) begin : g_err_nf
+            `NF_PARAM_ERROR(("thresh_search: NF (%0d) must be >= 1", NF))
+        end
+        if (PE < 1) begin : g_err_pe
+            `NF_PARAM_ERROR(("thresh_search: PE (%0d) must be >= 1", PE))
+        end
+        if (DBITS < 1) begin : g_err_dbits
+            `NF_PARAM_ERROR(("thresh_search: DBITS (%0d) must be >= 1", DBITS))
+        end
+        if (OBITS < 1 || OBITS > 10) begin : g_err_obits
+            `NF_PARAM_ERROR(("thresh_search: OBITS (%0d) must be 1..10 (one-digit file names)",
+                             OBITS))
+        end
+    endgenerate
 
     // Stage boundaries: index j holds the registers that address stage j's memories (j = 0:
     // the input register), index OBITS the final count. Per element: valid, data, the count
@@ -226,3 +258,6 @@ module thresh_search #(
     assign out_valid = o_valid;
     assign out_data = o_data;
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

@@ -21,6 +21,22 @@
 //   THRESH_FILE       threshold memory prefix, files "<prefix>_s<j>.hex" (thresh_search.v)
 // Throughput: one beat per cycle in and out.
 // Latency: 4*OBITS + 3 cycles from an input handshake to the beat appearing on m_axis.
+// Requires: thresh_search.v, axis_out_credit.v, fifo.v.
+`default_nettype none
+
+// Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
+// only for illegal parameters, stops elaboration (Verilator, Yosys, other SystemVerilog
+// tools) or, on Icarus 11 (no elaboration-time system tasks), the simulation at time 0, with
+// the message. Verilator also gets the time-0 check: builds with -Wno-fatal only warn about
+// an elaboration-time $error.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
 module thresholding #(
     parameter CHANNELS = 8,
     parameter PE = 2,
@@ -48,28 +64,37 @@ module thresholding #(
 );
     localparam NF = CHANNELS / PE;
     localparam OW = PE * OBITS;
-    localparam OPW = ((OW + 7) / 8) * 8;
     localparam LAT = 4 * OBITS + 2;              // thresh_search latency
     // Output FIFO covering the credit round trip (see mvau.v); automatic style: block RAM
     // with a registered output from 64 entries.
     localparam ODEPTH = 1 << $clog2(LAT + 6);
-    localparam CRW = $clog2(ODEPTH + 1);
-    localparam integer ODEPTH_I = ODEPTH;
-    localparam integer ONE_I = 1;
-    localparam [CRW-1:0] CR_FULL = ODEPTH_I[CRW-1:0];
-    localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
 
-    // Credit counter: beats accepted and not yet delivered never exceed the output FIFO, so
-    // the search pipeline can run without a stall signal.
-    reg  [CRW-1:0] credits;
-    assign s_axis_tready = (credits != CR_FULL);
+    // ------------------------------------------------------------------ parameter checks
+    generate
+        if (CHANNELS < 1) begin : g_err_channels
+            `NF_PARAM_ERROR(("thresholding: CHANNELS (%0d) must be >= 1", CHANNELS))
+        end
+        if (PE < 1) begin : g_err_pe
+            `NF_PARAM_ERROR(("thresholding: PE (%0d) must be >= 1", PE))
+        end
+        if (IBITS < 1) begin : g_err_ibits
+            `NF_PARAM_ERROR(("thresholding: IBITS (%0d) must be >= 1", IBITS))
+        end
+        if (CHANNELS % PE != 0) begin : g_err_ch_pe
+            `NF_PARAM_ERROR(("thresholding: CHANNELS (%0d) must be a multiple of PE (%0d)",
+                             CHANNELS, PE))
+        end
+        if (TBITS < IBITS + ((ISIGNED != 0) ? 0 : 1)) begin : g_err_tbits
+            `NF_PARAM_ERROR(("thresholding: TBITS (%0d) must be >= IBITS (%0d), +1 if unsigned",
+                             TBITS, IBITS))
+        end
+    endgenerate
+
+    // Credit counter (in u_out): beats accepted and not yet delivered never exceed the
+    // output FIFO, so the search pipeline can run without a stall signal.
+    wire cr_full;
+    assign s_axis_tready = !cr_full;
     wire take = s_axis_tvalid && s_axis_tready;
-    wire give = m_axis_tvalid && m_axis_tready;
-    always @(posedge clk) begin
-        if (!rst_n) credits <= {CRW{1'b0}};
-        else if (take && !give) credits <= credits + CR_ONE;
-        else if (!take && give) credits <= credits - CR_ONE;
-    end
 
     // Widen every element to TBITS signed (sign- or zero-extension by input signedness).
     wire [PE*TBITS-1:0] x_ext;
@@ -97,20 +122,14 @@ module thresholding #(
         .out_valid(out_v), .out_data(out_d)
     );
 
-    wire [OPW-1:0] fifo_in;
-    generate
-        if (OPW > OW) begin : g_pad
-            assign fifo_in[OPW-1:OW] = {(OPW-OW){1'b0}};
-        end
-    endgenerate
-    assign fifo_in[OW-1:0] = out_d;
-
-    /* verilator lint_off PINCONNECTEMPTY */
-    fifo #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(0)) u_out (
+    axis_out_credit #(.WIDTH(OW), .DEPTH(ODEPTH), .RAM_STYLE(0)) u_out (
         .clk(clk), .rst_n(rst_n),
-        .s_axis_tdata(fifo_in), .s_axis_tvalid(out_v), .s_axis_tready(),
+        .reserve(take), .full(cr_full),
+        .in_valid(out_v), .in_data(out_d),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid),
         .m_axis_tready(m_axis_tready)
     );
-    /* verilator lint_on PINCONNECTEMPTY */
 endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire

@@ -1,0 +1,442 @@
+"""The RTL backend's piece of every HW-layer op: node -> one module instance (a Stage).
+
+Each function here is registered in the op registry (``@register_piece("rtl", op)``) and maps
+one node of the HW-layer graph to a module of the ``hw/rtl`` library with its parameters,
+memory files and stream ports. The stitcher (``stitch.py``) asks the registry for the piece
+of each node; nothing else lists the ops. Piece options the stitcher reads:
+
+``fuses_producer="Op"``
+    the module also implements the node's stream producer, which must be an ``Op`` node
+    feeding only this one (Pool: the depthwise window generator before it -> one maxpool.v).
+``placed_by_stitcher=True``
+    the stitcher places its own stream FIFOs and width converters, so such nodes of the graph
+    are dropped (their output is their input).
+
+A stage also carries what the stitcher's FIFO analysis needs: its latency and ``needs``, the
+number of input elements it must consume before it has produced a given number of output
+elements (an MVAU a whole input vector before its first output).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from netfabric.errors import StitchError
+from netfabric.ops.registry import register_piece
+
+
+@dataclass(frozen=True)
+class Port:
+    """One stream port of a module: ``elems`` elements of ``bits`` bits per beat."""
+
+    elems: int
+    bits: int
+    signed: bool
+
+    @property
+    def width(self) -> int:
+        """tdata width: payload rounded up to whole bytes."""
+        return axis_width(self.elems * self.bits)
+
+
+@dataclass
+class Stage:
+    """One module instance of the accelerator.
+
+    ``ins`` / ``outs`` are its stream ports, wired to the RTL port prefixes ``in_ports`` /
+    ``out_ports``; with ``out_bus`` the outputs are lanes of one flattened ``m_axis`` bus
+    (``m_axis_tdata`` = N x tdata, ``m_axis_tvalid`` / ``_tready`` N bits). ``in_tensors`` /
+    ``out_tensors`` are the graph tensors on those ports (empty for stitcher-placed FIFOs).
+    """
+
+    name: str
+    module: str
+    params: dict
+    ins: list[Port]
+    outs: list[Port]
+    ideal_cycles: int  # per frame, steady state
+    nodes: list[str]
+    mem: dict = field(default_factory=dict)  # param -> (file name(s), writer[, prefix])
+    sources: tuple[str, ...] = ()
+    latency: int = 1  # cycles from the input beat an output depends on to that output
+    needs: Callable[[int], int] | None = None  # output elements -> input elements consumed
+    in_tensors: list[str] = field(default_factory=list)
+    out_tensors: list[str] = field(default_factory=list)
+    in_ports: tuple[str, ...] = ("s_axis",)
+    out_ports: tuple[str, ...] = ("m_axis",)
+    out_bus: bool = False
+    why: str = ""  # stitcher-placed FIFOs: how the depth was chosen
+
+    # the single-stream view (port 0), used for the accelerator's own input and output
+    @property
+    def in_elems(self) -> int:
+        return self.ins[0].elems
+
+    @property
+    def in_bits(self) -> int:
+        return self.ins[0].bits
+
+    @property
+    def out_elems(self) -> int:
+        return self.outs[0].elems
+
+    @property
+    def out_bits(self) -> int:
+        return self.outs[0].bits
+
+    @property
+    def out_signed(self) -> bool:
+        return self.outs[0].signed
+
+    @property
+    def in_width(self) -> int:
+        return self.ins[0].width
+
+    @property
+    def out_width(self) -> int:
+        return self.outs[0].width
+
+    def input_elements(self, n_out: int) -> int:
+        """Input elements (per input port) consumed before ``n_out`` output elements exist."""
+        if self.needs is not None:
+            return self.needs(n_out)
+        return _ceil_to(n_out, self.outs[0].elems) * self.ins[0].elems // self.outs[0].elems
+
+
+def axis_width(bits: int) -> int:
+    return ((bits + 7) // 8) * 8
+
+
+def _ceil_to(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def _prod(xs) -> int:
+    return int(np.prod(list(xs))) if xs else 1
+
+
+def _clog2(n: int) -> int:
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+def _int_type(name: str):
+    from netfabric.host.hwgraph import IntType
+
+    t = IntType(name)
+    t.bits  # noqa: B018 -- raises for non-integer types
+    return t
+
+
+def _stream_inputs(node, graph) -> list[str]:
+    return [t for t in node.inputs if t and t not in graph.params]
+
+
+def _per_vector(in_len: int, out_len: int) -> Callable[[int], int]:
+    """A stage that reads a whole vector of ``in_len`` elements before emitting its
+    ``out_len`` outputs (MVAU, LabelSelect): n outputs need ceil(n / out_len) vectors."""
+    return lambda n: -(-n // out_len) * in_len
+
+
+def _windowed(h: int, w: int, c: int, k: int, s: int, out_per_window: int,
+              in_frame: int, out_frame: int) -> Callable[[int], int]:
+    """A K x K window op over an NHWC image (row-major windows): the window's output starts
+    once its last pixel (row y*S+K-1, column x*S+K-1, all C channels) is in."""
+    ow = (w - k) // s + 1
+
+    def needs(n: int) -> int:
+        if n <= 0:
+            return 0
+        frame, r = divmod(n - 1, out_frame)
+        oy, ox = divmod(r // out_per_window, ow)
+        return frame * in_frame + ((oy * s + k - 1) * w + ox * s + k) * c
+
+    return needs
+
+
+def _thresholds(node, graph, table: str, channels: int, dtype, obits: int) -> tuple[np.ndarray, int]:
+    """The node's threshold table clipped to the compared values' range, and the signed
+    width of the comparison.
+
+    Thresholds beyond the range are clipped to [min, max + 1] (max + 1: never reached) and
+    the table is padded with the largest signed value of the comparison width; both must be
+    unreachable, so that width is one bit wider than the values' own signed range: bits + 1
+    for signed values, bits + 2 for unsigned ones (UINT8: 256 and the pad 511 need 10 bits).
+    """
+    tbits = dtype.bits + (1 if dtype.signed else 2)
+    thr = np.clip(np.ceil(graph.params[table]), dtype.min, dtype.max + 1).astype(np.int64)
+    thr = np.broadcast_to(thr, (channels, thr.shape[1])) if thr.shape[0] == 1 else thr
+    if thr.shape[1] > 2**obits - 1:
+        raise StitchError(f"node {node.name}: {thr.shape[1]} thresholds for a {obits}-bit output")
+    if np.any(np.diff(thr, axis=1) < 0):
+        raise StitchError(f"node {node.name}: thresholds are not sorted per channel")
+    return thr, tbits
+
+
+# ---------------------------------------------------------------------------------------------
+# compute layers
+
+
+@register_piece("rtl", "MVAU")
+def mvau_stage(node, graph) -> Stage:
+    from netfabric.sim import golden
+
+    mw, mh = int(node.attr("MW")), int(node.attr("MH"))
+    pe, simd = int(node.attr("PE")), int(node.attr("SIMD"))
+    if node.attr("binaryXnorMode", 0):
+        raise StitchError(f"node {node.name}: binary (XNOR) MVAUs have no RTL module yet")
+    wt, it = _int_type(node.attr("weightDataType")), _int_type(node.attr("inputDataType"))
+    for what, t in (("weights", wt), ("inputs", it)):
+        if t.bits > 8:
+            raise StitchError(f"node {node.name}: {t.name} {what} are wider than the 8 bits supported")
+    acc = _int_type(node.attr("accDataType"))
+    nvec = _prod(node.attr("numInputVectors", [1]))
+    w = graph.params[node.inputs[1]].astype(np.int64).T  # FINN stores (MW, MH); RTL wants [MH, MW]
+    use_act = not node.attr("noActivation", 0)
+    out_t = _int_type(node.attr("outputDataType"))
+    name = node.name.lower()
+    mem = {"WEIGHT_FILE": ([f"{name}_w.hex"],
+                           lambda d: golden.write_mvau_weights(d / f"{name}_w.hex", w, pe, simd, wt.bits))}
+    if use_act:
+        # the accumulator is compared at the thresholds' width: one spare bit above the
+        # accumulator's range (see _thresholds)
+        thr, accbits = _thresholds(node, graph, node.inputs[2], mh, acc, out_t.bits)
+        obits = out_t.bits
+        prefix = f"{name}_t"
+        files = [p.name for p in golden.threshold_file_names(prefix, obits)]
+        mem["THRESH_FILE"] = (files, lambda d: golden.write_thresholds(d / prefix, thr, pe, obits, accbits),
+                              prefix)
+    else:  # the accumulator is the output: signed, wide enough for an unsigned range too
+        accbits = acc.bits + (0 if acc.signed else 1)
+        obits = accbits
+    params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, WBITS=wt.bits, WSIGNED=int(wt.signed),
+                  IBITS=it.bits, ISIGNED=int(it.signed), ACCBITS=accbits, NVEC=nvec,
+                  USE_ACT=int(use_act), OBITS=obits if use_act else 1,
+                  OSIGNED=int(out_t.signed) if use_act else 1, ACT_BIAS=int(node.attr("ActVal", 0)))
+    latency = 8 + _clog2(simd) + (4 * obits + 2 if use_act else 0) + 2
+    return Stage(name, "mvau", params, [Port(simd, it.bits, it.signed)],
+                 [Port(pe, obits, bool(out_t.signed) if use_act else True)],
+                 nvec * (mw // simd) * (mh // pe), [node.name], mem, ("mvau.v",), latency,
+                 _per_vector(mw, mh), [node.inputs[0]], [node.outputs[0]])
+
+
+@register_piece("rtl", "Thresholding")
+def thresholding_stage(node, graph) -> Stage:
+    from netfabric.sim import golden
+
+    ch, pe = int(node.attr("NumChannels")), int(node.attr("PE"))
+    it, ot = _int_type(node.attr("inputDataType")), _int_type(node.attr("outputDataType"))
+    nvec = _prod(node.attr("numInputVectors", [1]))
+    thr, tbits = _thresholds(node, graph, node.inputs[1], ch, it, ot.bits)
+    name = node.name.lower()
+    prefix = f"{name}_t"
+    files = [p.name for p in golden.threshold_file_names(prefix, ot.bits)]
+    params = dict(CHANNELS=ch, PE=pe, IBITS=it.bits, ISIGNED=int(it.signed), TBITS=tbits, OBITS=ot.bits,
+                  ACT_BIAS=int(node.attr("ActVal", 0)), NVEC=nvec)
+    mem = {"THRESH_FILE": (files, lambda d: golden.write_thresholds(d / prefix, thr, pe, ot.bits, tbits),
+                           prefix)}
+    return Stage(name, "thresholding", params, [Port(pe, it.bits, it.signed)], [Port(pe, ot.bits, ot.signed)],
+                 nvec * ch // pe, [node.name], mem, ("thresholding.v",), 4 * ot.bits + 5,
+                 in_tensors=[node.inputs[0]], out_tensors=[node.outputs[0]])
+
+
+@register_piece("rtl", "ConvolutionInputGenerator")
+def swg_stage(node, graph) -> Stage:
+    if node.attr("depthwise", 0):
+        raise StitchError(f"node {node.name}: a depthwise window generator is only supported "
+                          "directly before a max pool")
+    k, s = node.attr("ConvKernelDim"), node.attr("Stride")
+    if k[0] != k[1] or s[0] != s[1] or list(node.attr("Dilation", [1, 1])) != [1, 1]:
+        raise StitchError(f"node {node.name}: only square kernels/strides without dilation are supported")
+    h, w = node.attr("IFMDim")
+    c, simd = int(node.attr("IFMChannels")), int(node.attr("SIMD"))
+    bits = _int_type(node.attr("inputDataType")).bits
+    oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
+    cf = c // simd
+    params = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k[0], S=s[0], BITS=bits)
+    ideal = max(oh * ow * k[0] * k[0] * cf, h * w * cf)
+    signed = _int_type(node.attr("outputDataType")).signed
+    win = k[0] * k[0] * c
+    return Stage(node.name.lower(), "swg", params, [Port(simd, bits, signed)], [Port(simd, bits, signed)],
+                 ideal, [node.name], sources=("swg.v",), latency=2,
+                 needs=_windowed(h, w, c, k[0], s[0], win, h * w * c, oh * ow * win),
+                 in_tensors=[node.inputs[0]], out_tensors=[node.outputs[0]])
+
+
+def stream_producer(graph, tensor: str):
+    """The node producing ``tensor``, looking through graph FIFOs / width converters."""
+    node = graph.producer(tensor)
+    while node is not None and node.op_type in ("StreamingFIFO", "StreamingDataWidthConverter"):
+        node = graph.producer(node.inputs[0])
+    return node
+
+
+@register_piece("rtl", "Pool", fuses_producer="ConvolutionInputGenerator")
+def maxpool_stage(node, graph) -> Stage:
+    """ConvolutionInputGenerator (depthwise, kernel == stride) + Pool(MaxPool): one maxpool.v."""
+    swg = stream_producer(graph, node.inputs[0])
+    if swg is None or swg.op_type != "ConvolutionInputGenerator":
+        raise StitchError(f"node {node.name}: a Pool needs the window generator that feeds it "
+                          "(ConvolutionInputGenerator) to be fused with it in RTL")
+    k, s = swg.attr("ConvKernelDim"), swg.attr("Stride")
+    if node.attr("Function") != "MaxPool" or k != s or k[0] != k[1]:
+        raise StitchError(f"node {node.name}: only non-overlapping square max pooling is supported")
+    h, w = swg.attr("IFMDim")
+    ch, pe = int(node.attr("Channels")), int(node.attr("PE"))
+    dt = _int_type(node.attr("InputDataType"))
+    params = dict(CHANNELS=ch, PE=pe, BITS=dt.bits, SIGNED=int(dt.signed), IFM_H=h, IFM_W=w, K=k[0])
+    oh, ow = h // k[0], w // k[0]
+    return Stage(node.name.lower(), "maxpool", params, [Port(pe, dt.bits, dt.signed)],
+                 [Port(pe, dt.bits, dt.signed)], h * w * ch // pe, [swg.name, node.name],
+                 sources=("maxpool.v",), latency=3,
+                 needs=_windowed(h, w, ch, k[0], k[0], ch, h * w * ch, oh * ow * ch),
+                 in_tensors=[swg.inputs[0]], out_tensors=[node.outputs[0]])
+
+
+@register_piece("rtl", "LabelSelect")
+def label_select_stage(node, graph) -> Stage:
+    if int(node.attr("K")) != 1:
+        raise StitchError(f"node {node.name}: LabelSelect with K={node.attr('K')}; only top-1 has RTL")
+    n, pe = int(node.attr("Labels")), int(node.attr("PE"))
+    dt = _int_type(node.attr("inputDataType"))
+    nvec = _prod(node.attr("numInputVectors", [1]))
+    params = dict(NLABELS=n, PE=pe, BITS=dt.bits, SIGNED=int(dt.signed), NVEC=nvec)
+    return Stage(node.name.lower(), "label_select", params, [Port(pe, dt.bits, dt.signed)],
+                 [Port(1, _clog2(n), False)], nvec * n // pe, [node.name],
+                 sources=("label_select.v",), latency=3 + _clog2(pe),
+                 needs=_per_vector(n, 1), in_tensors=[node.inputs[0]],
+                 out_tensors=[node.outputs[0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# forks and joins
+
+
+@register_piece("rtl", "DuplicateStreams")
+def dup_streams_stage(node, graph) -> Stage:
+    """1 stream in, NumOutputStreams copies out, each output with its own 2-beat buffer."""
+    ch, pe = int(node.attr("NumChannels")), int(node.attr("PE"))
+    nout = int(node.attr("NumOutputStreams", len(node.outputs)))
+    if nout != len(node.outputs) or nout < 1:
+        raise StitchError(f"node {node.name}: NumOutputStreams={nout} but {len(node.outputs)} outputs")
+    if ch % pe:
+        raise StitchError(f"node {node.name}: PE={pe} does not divide NumChannels={ch}")
+    dt = _int_type(node.attr("inputDataType"))
+    nvec = _prod(node.attr("numInputVectors", [1]))
+    params = dict(NOUT=nout, PE=pe, BITS=dt.bits, CHANNELS=ch, NVEC=nvec)
+    port = Port(pe, dt.bits, dt.signed)
+    return Stage(node.name.lower(), "dup_streams", params, [port], [port] * nout, nvec * ch // pe,
+                 [node.name], sources=("dup_streams.v",), latency=1,
+                 in_tensors=[node.inputs[0]], out_tensors=list(node.outputs), out_bus=True)
+
+
+def _add_operands(node, graph):
+    """(stream operands, constant operand or None) of an ElementwiseAdd, as (tensor, type)."""
+    ops = []
+    for side in ("lhs", "rhs"):
+        tensor = node.inputs[0 if side == "lhs" else 1]
+        const = tensor in graph.params or node.attr(f"{side}_style", "input") == "const"
+        ops.append((tensor, _int_type(node.attr(f"{side}_dtype")), side, const))
+    streams = [o for o in ops if not o[3]]
+    consts = [o for o in ops if o[3]]
+    if not streams:
+        raise StitchError(f"node {node.name}: both operands of the add are constants")
+    return streams, (consts[0] if consts else None)
+
+
+@register_piece("rtl", "ElementwiseAdd")
+def eltwise_add_stage(node, graph) -> Stage:
+    """lhs + rhs per element, PE lanes; two streams, or one stream and a constant (a ROM of
+    one period of the broadcast operand, e.g. the transformer's position table)."""
+    from netfabric.sim import golden
+
+    pe = int(node.attr("PE", 1))
+    out_shape = list(node.attr("out_shape"))
+    ch, nvec = int(out_shape[-1]), _prod(out_shape[:-1])
+    if ch % pe:
+        raise StitchError(f"node {node.name}: PE={pe} does not divide the {ch} channels")
+    ot = _int_type(node.attr("out_dtype"))
+    streams, const = _add_operands(node, graph)
+    for tensor, _, side, _ in streams:
+        if list(node.attr(f"{side}_shape")) != out_shape:
+            raise StitchError(f"node {node.name}: stream operand {tensor} has shape "
+                              f"{list(node.attr(f'{side}_shape'))}, not the output's {out_shape} "
+                              "(a broadcast stream has no RTL)")
+    (a, at, _, _), b = streams[0], streams[1] if len(streams) > 1 else const
+    bt = b[1]
+    name = node.name.lower()
+    params = dict(PE=pe, LBITS=at.bits, LSIGNED=int(at.signed), RBITS=bt.bits, RSIGNED=int(bt.signed),
+                  OBITS=ot.bits, OSIGNED=int(ot.signed), CHANNELS=ch, NVEC=nvec)
+    mem: dict = {}
+    ins = [Port(pe, at.bits, at.signed)]
+    in_tensors = [a]
+    if const is None:
+        ins.append(Port(pe, bt.bits, bt.signed))
+        in_tensors.append(b[0])
+        in_ports: tuple[str, ...] = ("s0_axis", "s1_axis")
+    else:
+        value = np.asarray(graph.params[const[0]], dtype=np.float64)
+        if not np.array_equal(value, np.round(value)):
+            raise StitchError(f"node {node.name}: constant operand {const[0]} is not integer")
+        value = value.astype(np.int64)
+        lo, hi = bt.min, bt.max
+        if value.size and (value.min() < lo or value.max() > hi):
+            raise StitchError(f"node {node.name}: constant {const[0]} exceeds its type {bt.name}")
+        period = _rom_period(value, out_shape)
+        if period % pe:
+            raise StitchError(f"node {node.name}: constant {const[0]} repeats every {period} "
+                              f"elements, not a multiple of PE={pe}")
+        flat = np.broadcast_to(value.reshape([1] * (len(out_shape) - value.ndim) + list(value.shape)),
+                               out_shape).reshape(-1)[:period]
+        words = golden.pack_beats(flat, pe, bt.bits)
+        fname = f"{name}_rhs.hex"
+        params.update(CONST_RHS=1, RHS_WORDS=len(words))
+        mem["RHS_FILE"] = ([fname], lambda d: golden.write_hex(d / fname, words, pe * bt.bits))
+        in_ports = ("s0_axis",)
+    return Stage(name, "eltwise_add", params, ins, [Port(pe, ot.bits, ot.signed)], nvec * ch // pe,
+                 [node.name], mem, ("eltwise_add.v",), latency=1, in_tensors=in_tensors,
+                 out_tensors=[node.outputs[0]], in_ports=in_ports)
+
+
+def _rom_period(value: np.ndarray, out_shape: list[int]) -> int:
+    """Elements after which the broadcast constant repeats along the flattened output: its
+    own size when it spans the output's trailing dimensions, else the whole frame."""
+    dims = list(value.shape)
+    while dims and dims[0] == 1:
+        dims.pop(0)
+    if not dims or out_shape[len(out_shape) - len(dims):] != dims:
+        return _prod(out_shape)
+    return _prod(dims)
+
+
+# ---------------------------------------------------------------------------------------------
+# stream plumbing: placed by the stitcher itself
+
+
+@register_piece("rtl", "StreamingFIFO", placed_by_stitcher=True)
+def streaming_fifo_stage(node, graph) -> Stage:
+    raise StitchError(f"node {node.name}: the stitcher places its own FIFOs (internal error)")
+
+
+@register_piece("rtl", "StreamingDataWidthConverter", placed_by_stitcher=True)
+def streaming_dwc_stage(node, graph) -> Stage:
+    raise StitchError(f"node {node.name}: the stitcher places its own width converters (internal error)")
+
+
+def fifo_stage(name: str, port: Port, depth: int, why: str = "") -> Stage:
+    """A stream FIFO of ``depth`` beats (fifo.v: distributed below 64 beats, block RAM from
+    64, where the latency grows from 1 to 3 cycles)."""
+    return Stage(name, "fifo", dict(WIDTH=port.elems * port.bits, DEPTH=depth), [port], [port], 0, [],
+                 sources=("fifo.v",), latency=3 if depth >= 64 else 1, why=why)
+
+
+def dwc_stage(name: str, src: Port, dst_elems: int, where: str) -> Stage:
+    a, b = src.elems, dst_elems
+    if max(a, b) % min(a, b):
+        raise StitchError(f"{where}: {a} and {b} elements per beat do not divide")
+    return Stage(name, "dwc", dict(IN_WIDTH=a, OUT_WIDTH=b, BITS=src.bits), [src],
+                 [Port(b, src.bits, src.signed)], 0, [], sources=("dwc.v",),
+                 latency=0 if a == b else (1 if b > a else 2))
