@@ -208,7 +208,7 @@ def _fork_join_elements(layers: list[Stage], producer: dict, graph, bottleneck: 
         lats = [sum(st.latency for st in path) + len(path) + 1 for _, _, path in paths]
         fork_frame = _prod(graph.shapes[paths[0][1]][1:])
         rate = fork_frame / max(1, bottleneck)  # fork output elements per cycle
-        for (_, t, path), need, lat in zip(paths, needs, lats, strict=True):
+        for (_, t, _path), need, lat in zip(paths, needs, lats, strict=True):
             hold = int(np.max(most - need))
             if hold == 0 and lat == max(lats):
                 continue

@@ -1,5 +1,5 @@
-"""`netfabric train | evaluate | export | compile | run | bitstream | demo`: the stages from the
-command line.
+"""`netfabric train | evaluate | export | compile | run | bitstream | demo | ops`: the stages
+from the command line.
 
 Errors a user can act on (every :class:`netfabric.errors.NetfabricError`, and bad values or
 missing files) are printed as one line and exit with status 2, never as a traceback; the
@@ -9,6 +9,7 @@ too (:mod:`netfabric.logs`), unless ``netfabric -v`` is given.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -26,6 +27,8 @@ USER_ERRORS = (NetfabricError, ValueError, FileNotFoundError)
 
 
 class UserError(click.ClickException):
+    """Shown by click as one ``Error: ...`` line; status 2 (bad input, not a crash)."""
+
     exit_code = 2
 
 
@@ -42,13 +45,19 @@ def one_line(exc: BaseException) -> str:
     return text
 
 
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command body with third-party output captured, and user errors as one line."""
+def _guard(fn: Callable[..., Any] | None = None, *, capture: bool = True) -> Any:
+    """Run a command body with user errors as one line (exit 2) and, unless ``capture`` is
+    False, third-party output (fds 1 and 2) going to the log file: such a body must print
+    through :func:`echo` / :func:`netfabric.logs.console`, which still reach the terminal. A
+    command that only prints with plain ``print`` / ``rich.Console()`` uses ``capture=False``.
+    Usable as ``@_guard`` and ``@_guard(capture=False)``."""
+    if fn is None:
+        return functools.partial(_guard, capture=capture)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with logs.captured():
+            with logs.captured() if capture else contextlib.nullcontext():
                 return fn(*args, **kwargs)
         except click.ClickException:
             raise
@@ -229,6 +238,16 @@ def run(graph, backend, dataset, count, input_npy) -> None:
     echo(f"predictions[:20] {pred[:20].tolist()}")
     if y is not None:
         echo(f"accuracy {100.0 * float((pred == y).mean()):.2f}%")
+
+
+@main.command()
+@_guard(capture=False)  # print_matrix prints with its own rich Console on sys.stdout
+def ops() -> None:
+    """Every registered HW-layer op and which pieces it has (semantics, cost model, cpu, rtl,
+    triton): the op registry of netfabric/ops."""
+    from netfabric.ops.table import print_matrix
+
+    print_matrix()
 
 
 @main.command(name="bitstream")

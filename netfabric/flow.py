@@ -12,17 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write
 from .paths import package_dir
 
 # netfabric.models is the models/ folder of a checkout, netfabric/models/ of a wheel install.
 PRETRAINED = package_dir("models") / "pretrained"
 DEFAULT_CHECKPOINT = PRETRAINED / "mlp_w8a8.pt"
 HW_GRAPH = "hw_graph.onnx"
-
-
-# Kept for hls/transformer.py until it imports netfabric.files itself.
-atomic_write_text = atomic_write
 
 
 def export_checkpoint(checkpoint: Path, out: Path) -> Path:

@@ -97,3 +97,31 @@ def test_cnn_compiles_to_swg_mvau_and_pool(tmp_path):
     ops = [n.op_type.removesuffix("_hls").removesuffix("_rtl") for n in result.model.graph.node]
     assert ops.count("ConvolutionInputGenerator") == 6  # 4 convolutions + 2 pooling windows
     assert ops.count("Pool") == 2 and ops.count("MVAU") == 6 and ops[-1] == "LabelSelect"
+
+
+def test_registry_cost_model_matches_finn_estimate(mlp_graph):
+    """One cost model (the op registry's), checked against FINN's own estimate layer by layer
+    where FINN has one: MVAU and LabelSelect cycles are the same formula in both."""
+    est = json.loads((mlp_graph.parent / "estimates.json").read_text())
+    compared = [layer for layer in est["layers"] if "finn_cycles" in layer]
+    assert {layer["op_type"] for layer in compared} >= {"MVAU", "LabelSelect"}
+    for layer in compared:
+        assert layer["cycles"] == layer["finn_cycles"], layer["name"]
+    assert est["bottleneck_cycles"] == est["finn_bottleneck_cycles"]
+
+
+def test_compile_refuses_ops_without_a_cpu_lowering():
+    """FINN layers netfabric cannot run (StreamingMaxPool, FMPadding) stop the compile with the
+    node named, instead of compiling and failing at run time."""
+    from netfabric.errors import UnsupportedOpError
+    from netfabric.hls.frontend import check_supported
+    from netfabric.ops.graphbuild import HWGraphBuilder
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    for op_type in ("StreamingMaxPool", "FMPadding"):
+        b = HWGraphBuilder()
+        b.input("x", [1, 4, 4, 2], "UINT4")
+        b.node(op_type, ["x"], [("y", [1, 2, 2, 2], "UINT4")], name=f"{op_type}_0")
+        b.output("y")
+        with pytest.raises(UnsupportedOpError, match=f"{op_type}_0"):
+            check_supported(ModelWrapper(b.build()))

@@ -94,12 +94,11 @@ def test_rtl_equals_semantics(tmp_path, op_name, seed):
     _equal(sim.run(x), want)
 
 
-@pytest.mark.parametrize("op_name", OPS)
-def test_triton_kernel_equals_semantics(tmp_path, op_name):
-    op = registry.get(op_name, ("triton",))
-    if not op.has("triton"):
-        pytest.skip(f"{op_name} has no Triton kernel yet")
-    pytest.fail(f"{op_name} has a Triton kernel but no conformance runner yet")
+def test_triton_kernels_equal_semantics():
+    with_kernel = [o for o in OPS if registry.get(o, ("triton",)).has("triton")]
+    if not with_kernel:
+        pytest.skip("no op has a Triton kernel yet (the GPU backend issue adds them)")
+    pytest.fail(f"{', '.join(with_kernel)} have Triton kernels but no conformance runner yet")
 
 
 def test_registry_refuses_unknown_and_incomplete_ops():
@@ -111,3 +110,14 @@ def test_registry_refuses_unknown_and_incomplete_ops():
     if missing:
         with pytest.raises(UnsupportedOpError, match="no rtl implementation"):
             registry.require(missing[0], ("rtl",), "n0")
+
+
+def test_netfabric_ops_prints_every_registered_op():
+    from click.testing import CliRunner
+
+    from netfabric.cli import main
+
+    result = CliRunner().invoke(main, ["-v", "ops"])
+    assert result.exit_code == 0, result.output
+    for name in registry.ops():
+        assert name in result.output
