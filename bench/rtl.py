@@ -37,7 +37,7 @@ def cycles_and_speed(name: str, work: Path, quick: bool) -> dict:
     graph = flow.compile_model(qonnx, work / f"{name}_hw", CompileConfig(target_fps=fps))
     est = json.loads((work / f"{name}_hw" / "estimates.json").read_text())
     x = load_mnist("test")[0][:frames, None]
-    row: dict = {"model": name, "frames": frames, "finn_estimate": est["bottleneck_cycles"]}
+    row: dict = {"model": name, "frames": frames, "finn_estimate": est["finn_bottleneck_cycles"]}
     for simulator in ("verilator", "icarus"):
         if simulator == "icarus" and (shutil.which("iverilog") is None or name != "mlp"):
             continue  # Icarus: the MLP only (the CNN takes minutes per frame there)

@@ -26,8 +26,6 @@ float64 tables of the HW-layer graph.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,26 +124,21 @@ def export_transformer_qonnx(model, out: Path) -> Path:
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
 
+    from netfabric.files import atomic_path
+
     if not getattr(model.cfg, "quant", False):
         raise ValueError("QONNX export needs the QAT transformer (config quant=True)")
     cfg = model.cfg
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".onnx")
-    os.close(fd)
-    try:
-        with torch.no_grad(), _export_patches(model):
-            x = torch.zeros(TRACE_BATCH, cfg.in_chans, cfg.image_size, cfg.image_size)
-            export_qonnx(model, input_t=x, export_path=tmp,
-                         dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    with atomic_path(out) as tmp_path, torch.no_grad(), _export_patches(model):
+        tmp = str(tmp_path)
+        x = torch.zeros(TRACE_BATCH, cfg.in_chans, cfg.image_size, cfg.image_size)
+        export_qonnx(model, input_t=x, export_path=tmp,
+                     dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
         wrapped = _declare_batch(ModelWrapper(tmp), 1)
         wrapped.set_tensor_datatype(wrapped.graph.input[0].name, DataType[INPUT_DTYPE])
         wrapped.set_metadata_prop("netfabric_kind", "netfabric.transformer")
         wrapped.save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out

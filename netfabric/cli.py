@@ -199,10 +199,13 @@ def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select) -> Non
     est = json.loads((Path(out) / "estimates.json").read_text())
     for layer in est["layers"]:
         fold = " ".join(f"{k}={layer[k]}" for k in ("PE", "SIMD") if k in layer)
-        echo(f"  {layer['name']:<34} {fold:<14} {layer['cycles']:>8} cycles")
+        finn = f"  (FINN: {layer['finn_cycles']})" if "finn_cycles" in layer else ""
+        echo(f"  {layer['name']:<34} {fold:<14} {layer['cycles']:>8} cycles{finn}")
     fps = est["est_fps"]
-    echo(f"wrote {path}  (FINN estimate: {est['bottleneck_cycles']} cycles/frame, "
-               f"{fps:,.0f} frames/s at {clock_mhz:g} MHz)" if fps else f"wrote {path}")
+    finn = est.get("finn_bottleneck_cycles")
+    echo(f"wrote {path}  (estimate: {est['bottleneck_cycles']} cycles/frame, {fps:,.0f} frames/s "
+         f"at {clock_mhz:g} MHz{f'; FINN estimate {finn}' if finn else ''})"
+         if fps else f"wrote {path}")
 
 
 @main.command()

@@ -58,10 +58,10 @@ _session: _Session | None = None
 
 
 def log_dir() -> Path:
-    """Where log files go: ``$XDG_CACHE_HOME/netfabric/logs`` (``~/.cache`` by default)."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "netfabric" / "logs"
+    """Where log files go: ``logs/`` in netfabric's cache folder (``netfabric.paths``)."""
+    from netfabric.paths import cache_dir
+
+    return cache_dir("logs", create=False)
 
 
 def log_path() -> Path | None:

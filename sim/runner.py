@@ -276,7 +276,7 @@ def _build_once(runner: Runner, simulator: str, toplevel: str, srcs: Sequence[Pa
         )
     except (RuntimeError, subprocess.CalledProcessError) as e:
         log = (build_dir / "build.log").read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"{simulator} build of {toplevel} failed: {e}\n{log}") from e
+        raise SimulationError(f"{simulator} build of {toplevel} failed: {e}\n{log}") from e
     if runtime_cache is not None:
         _store_runtime(runtime_cache, build_dir)
     stamp.write_text(json.dumps({"toplevel": toplevel, "parameters": dict(hdl_params)}))

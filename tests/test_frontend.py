@@ -113,10 +113,11 @@ def test_registry_cost_model_matches_finn_estimate(mlp_graph):
 def test_compile_refuses_ops_without_a_cpu_lowering():
     """FINN layers netfabric cannot run (StreamingMaxPool, FMPadding) stop the compile with the
     node named, instead of compiling and failing at run time."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
     from netfabric.errors import UnsupportedOpError
     from netfabric.hls.frontend import check_supported
     from netfabric.ops.graphbuild import HWGraphBuilder
-    from qonnx.core.modelwrapper import ModelWrapper
 
     for op_type in ("StreamingMaxPool", "FMPadding"):
         b = HWGraphBuilder()

@@ -109,7 +109,7 @@ def test_wheel_metadata(wheel):
     requires = [line.split(":", 1)[1].strip() for line in meta.splitlines()
                 if line.startswith("Requires-Dist:")]
     core = {r.split(";")[0].split(">")[0].split("=")[0].strip() for r in requires if ";" not in r}
-    assert core == {"numpy", "onnx", "click"}, core  # what `netfabric --help` and a board need
+    assert core == {"numpy", "onnx", "click", "rich"}, core  # the CLI, its tables, a board
     extras = {line.split(":", 1)[1].strip() for line in meta.splitlines()
               if line.startswith("Provides-Extra:")}
     assert {"cpu", "compile", "sim", "flow", "board"} <= extras, extras
