@@ -143,16 +143,12 @@ def int_softmax_ref(
     broadcastable to the scores (None = all valid). Output values are in ``[0, 2**out_bits - 1]``
     with scale ``2**-out_frac_bits``; masked positions and fully masked rows are exactly 0.
     """
+    from netfabric.ops.kernels import int_softmax_lut
+
     q, mask = _check_inputs(scores_int, mask, params)
-    lut = build_lut(params)
-    row_max = np.where(mask, q, params.qmin).max(axis=-1, keepdims=True)
-    d = np.where(mask, row_max - q, 0)  # masked entries index LUT[0] but are zeroed below
-    e = np.where(mask, lut[d], 0)
-    total = e.sum(axis=-1, keepdims=True)
-    recip = np.where(total > 0, (1 << params.recip_bits) // np.maximum(total, 1), 0)
-    shift = params.recip_bits - params.out_frac_bits
-    p = (e * recip + (1 << (shift - 1))) >> shift
-    return np.minimum(p, params.out_max)
+    # one integer definition: the kernel SegmentAttention's semantics use, on this LUT
+    return int_softmax_lut(q, mask, build_lut(params), params.recip_bits, params.out_frac_bits,
+                           params.out_bits, params.qmin)
 
 
 def int_softmax_torch(scores_int: Tensor, mask: Tensor | None, params: IntSoftmaxParams) -> Tensor:
