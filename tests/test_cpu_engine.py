@@ -125,3 +125,26 @@ def test_4bit_cnn_is_bit_exact(tmp_path, mnist_test, compile_helper):
     out = engine.run(x)
     ref = reference_run(ModelWrapper(str(graph)), engine.check_input(x).astype(np.float32))[0]
     assert np.array_equal(out, ref.astype(np.int64))
+
+
+@pytest.mark.parametrize("itype, wtype", [("UINT8", "INT8"), ("INT8", "INT8"), ("UINT8", "UINT8")])
+def test_matmul_is_exact_where_int16_pair_sums_would_saturate(tmp_path, itype, wtype):
+    """onnxruntime's u8 x s8 kernel on AVX2 CPUs without VNNI adds pairs of products in int16
+    with saturation (255*127 + 255*127 > 32767); the engine must not depend on it."""
+    from netfabric.host.cpu_engine import CpuEngine
+    from netfabric.host.hwgraph import IntType
+    from netfabric.ops.graphbuild import HWGraphBuilder
+
+    it, wt = IntType(itype), IntType(wtype)
+    w = np.full((16, 4), wt.max)
+    w[:, 1] = wt.min
+    b = HWGraphBuilder()
+    b.input("x", [1, 16], itype)
+    b.param("w", w, wtype)
+    b.node("MVAU", ["x", "w"], [("y", [1, 4], "INT32")], MW=16, MH=4, SIMD=1, PE=1,
+           inputDataType=itype, weightDataType=wtype, outputDataType="INT32", ActVal=0,
+           noActivation=1, binaryXnorMode=0, numInputVectors=[1])
+    b.output("y")
+    x = np.stack([np.full(16, it.max), np.full(16, it.min)])
+    got = CpuEngine(b.save(tmp_path / "g.onnx")).run(x)
+    assert np.array_equal(got, x.astype(np.int64) @ w)

@@ -80,6 +80,22 @@ def test_finn_execution_equals_semantics(tmp_path, op_name, seed):
     _equal(np.round(got).astype(np.int64), want)
 
 
+@pytest.mark.parametrize("op_name", OPS)
+def test_op_adapts_the_class_qonnx_resolves(tmp_path, op_name):
+    """Each op names the qonnx/FINN class that reads its nodes (FINN's for FINN's ops, ours in
+    hls/custom_ops for netfabric's), and that is the class qonnx resolves for the sample."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from netfabric.hls.finn_env import ensure_finn
+
+    ensure_finn()
+    path, *_ = _case(tmp_path, op_name, 0)
+    node = next(n for n in ModelWrapper(str(path)).graph.node if n.op_type == op_name)
+    cls = type(getCustomOp(node))
+    assert f"{cls.__module__}.{cls.__qualname__}" == registry.get(op_name).finn_class
+
+
 @pytest.mark.parametrize("op_name", [o for o in OPS if registry.get(o).origin == "finn"])
 def test_cost_model_equals_finn_estimate(tmp_path, op_name):
     """The registry's cycles per frame against FINN's own ``get_exp_cycles`` of the same node,
