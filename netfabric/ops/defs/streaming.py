@@ -56,27 +56,37 @@ def _stream_sample(rng):
     return ch, vectors, random_type(rng), pick(rng, divisors(ch))
 
 
+def _requantize(b, rng, x: str, out: str, vectors, ch: int, dtype: str, pe: int) -> str:
+    """A Thresholding layer around the plumbing op under test: the stitcher places its own
+    FIFOs and width converters, so a sample needs real layers on both sides of one."""
+    t = int_type(dtype)
+    thr = np.sort(rng.integers(t.min, t.max + 2, size=(ch, 3)), axis=1)
+    b.node("Thresholding", [x, b.param(f"{out}_t", thr)], [(out, [*vectors, ch], "UINT2")],
+           name=f"thr_{out}", NumChannels=ch, PE=pe, numSteps=3, inputDataType=dtype,
+           weightDataType=dtype, outputDataType="UINT2", ActVal=0, numInputVectors=vectors)
+    return out
+
+
 def fifo_sample(rng: np.random.Generator):
     ch, vectors, dtype, pe = _stream_sample(rng)
     b = HWGraphBuilder("fifo_sample")
-    x = b.input("x", [*vectors, ch], dtype)
-    b.node("StreamingFIFO", [x], [("y", [*vectors, ch], dtype)], name="fifo",
+    x = _requantize(b, rng, b.input("x", [*vectors, ch], dtype), "a", vectors, ch, dtype, pe)
+    b.node("StreamingFIFO", [x], [("f", [*vectors, ch], "UINT2")], name="fifo",
            depth=int(pick(rng, [2, 4, 16])), folded_shape=[*vectors, ch // pe, pe],
-           normal_shape=[*vectors, ch], dataType=dtype)
-    b.output("y")
+           normal_shape=[*vectors, ch], dataType="UINT2")
+    b.output(_requantize(b, rng, "f", "y", vectors, ch, "UINT2", pe))
     return b.build()
 
 
 def dwc_sample(rng: np.random.Generator):
     ch, vectors, dtype, _ = _stream_sample(rng)
-    bits = int_type(dtype).bits
     a, c = pick(rng, divisors(ch)), pick(rng, divisors(ch))
     b = HWGraphBuilder("dwc_sample")
-    x = b.input("x", [*vectors, ch], dtype)
-    b.node("StreamingDataWidthConverter", [x], [("y", [*vectors, ch], dtype)], name="dwc",
-           inShape=[*vectors, ch], outShape=[*vectors, ch], inWidth=a * bits, outWidth=c * bits,
-           dataType=dtype)
-    b.output("y")
+    x = _requantize(b, rng, b.input("x", [*vectors, ch], dtype), "a", vectors, ch, dtype, a)
+    b.node("StreamingDataWidthConverter", [x], [("d", [*vectors, ch], "UINT2")], name="dwc",
+           inShape=[*vectors, ch], outShape=[*vectors, ch], inWidth=a * 2, outWidth=c * 2,
+           dataType="UINT2")
+    b.output(_requantize(b, rng, "d", "y", vectors, ch, "UINT2", c))
     return b.build()
 
 
