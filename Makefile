@@ -10,7 +10,7 @@ V      ?=  # V=1: third-party warnings and tool output on the terminal, not in a
 
 .PHONY: setup demo test test-all sim bitstream bench lint clean
 
-$(STAMP): pyproject.toml requirements/base.txt requirements/sim.txt requirements/dev.txt requirements/finn.txt
+$(STAMP): pyproject.toml setup.py requirements/base.txt requirements/sim.txt requirements/dev.txt requirements/finn.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements/base.txt -r requirements/sim.txt -r requirements/dev.txt

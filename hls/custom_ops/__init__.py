@@ -19,21 +19,31 @@ import importlib
 
 DOMAIN = "netfabric.hls.custom_ops"
 
-_WHERE = {
-    "IntSoftmax": ".int_softmax",
-    "SegmentPad": ".segment_ops",
-    "SegmentUnpad": ".segment_ops",
-    "SegmentAttention": ".segment_ops",
-}
-HW_OPS = frozenset({"SegmentPad", "SegmentUnpad", "SegmentAttention"})
-__all__ = list(_WHERE)
+# QONNX-level (float-interface) ops; netfabric's HW-layer ops come from the op registry, whose
+# entries name the class of each (``OpDef.finn_class``), so adding one needs no edit here.
+_QONNX_OPS = {"IntSoftmax": f"{__name__}.int_softmax"}
+
+
+def _hw_ops() -> dict[str, str]:
+    """netfabric's HW ops -> the module of their qonnx class (from the op registry)."""
+    from netfabric.ops.registry import ops
+
+    return {name: op.finn_class.rsplit(".", 1)[0] for name, op in ops(()).items()
+            if op.origin == "netfabric" and op.finn_class}
 
 
 def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if name in HW_OPS:  # FINN wants its settings before its modules are imported
+    # qonnx looks classes up through ``__all__``, read lazily here (PEP 562)
+    if name == "__all__":
+        return [*_QONNX_OPS, *_hw_ops()]
+    if name == "HW_OPS":
+        return frozenset(_hw_ops())
+    hw = _hw_ops()
+    if name in hw:  # FINN wants its settings before its modules are imported
         from ..finn_env import ensure_finn
 
         ensure_finn()
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)
+        return getattr(importlib.import_module(hw[name]), name)
+    if name in _QONNX_OPS:
+        return getattr(importlib.import_module(_QONNX_OPS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
