@@ -36,12 +36,97 @@ class CompileConfig:
     folding_json: Path | None = None  # or an explicit FINN folding config
     mvau_wwidth_max: int = 128
     label_select: bool = True  # end with LabelSelect (top-1 index); else integer logits
+    # Input pre-processing folded into the graph (step "preprocess"): the accelerator takes raw
+    # integers of input_type and the model sees (raw - input_mean) * input_scale; one value, or
+    # one per channel (axis 1). None: the model's input must already be integer.
+    input_scale: tuple[float, ...] | None = None
+    input_mean: tuple[float, ...] | None = None
+    input_type: str = "UINT8"
     steps: list[str] = field(default_factory=lambda: list(DEFAULT_STEPS))
 
     def target_cycles(self) -> int:
         if not self.target_fps:
             return 0
         return max(1, int(self.clock_mhz * 1e6 / self.target_fps))
+
+
+def parse_input_values(text: str | None, option: str = "--input-scale") -> tuple[float, ...] | None:
+    """``"1/255"``, ``"0.5"`` or per channel ``"0.017,0.0175,1/58"`` -> floats (None stays None)."""
+    from fractions import Fraction
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(Fraction(item.strip())) for item in str(text).split(","))
+    except (ValueError, ZeroDivisionError):
+        raise CompileError(f"{option} {text!r}: expected a number or fraction (1/255), or one "
+                           "per channel separated by commas") from None
+    return values
+
+
+def step_preprocess(model, cfg: CompileConfig):
+    """FINN's pre-processing step as a graph edit: raw integers (input_type, UINT8 by default)
+    enter the graph and an Add(-mean) / Mul(scale) in front of the model's own input turns them
+    into what the model was trained on; streamlining folds both into the first thresholds, so
+    the accelerator takes raw pixels. Without a scale or mean the input must be integer."""
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+
+    inp = model.graph.input[0]
+    if cfg.input_scale is None and cfg.input_mean is None:
+        _require_integer_input(model)
+        return model
+    try:
+        in_type = DataType[cfg.input_type]
+    except KeyError:
+        raise CompileError(f"input type {cfg.input_type!r} is not a qonnx datatype") from None
+    if not in_type.is_integer():
+        raise CompileError(f"input type {cfg.input_type} must be an integer type (e.g. UINT8)")
+    if cfg.input_scale is not None and 0.0 in cfg.input_scale:
+        raise CompileError("--input-scale must not be 0")
+    shape = model.get_tensor_shape(inp.name)
+    edits = [("Add", "sub_mean", cfg.input_mean, -1.0), ("Mul", "scale", cfg.input_scale, 1.0)]
+    nodes, src = [], inp.name
+    for op, tag, values, sign in edits:
+        if values is None:
+            continue
+        param = _per_channel(values, shape, tag) * sign
+        pname, out = f"{inp.name}_pre_{tag}", f"{inp.name}_pre_{tag}_out"
+        model.set_initializer(pname, param)
+        nodes.append(helper.make_node(op, [src, pname], [out], name=f"Preprocess_{tag}"))
+        model.graph.value_info.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, shape))
+        src = out
+    for node in model.graph.node:  # the model's consumers now read the pre-processed tensor
+        for i, name in enumerate(node.input):
+            if name == inp.name:
+                node.input[i] = src
+    for n, node in enumerate(nodes):
+        model.graph.node.insert(n, node)
+    model.set_tensor_datatype(inp.name, in_type)
+    model.set_metadata_prop("input_preprocess", json.dumps(
+        {"input_type": cfg.input_type, "scale": list(cfg.input_scale or [1.0]),
+         "mean": list(cfg.input_mean or [0.0])}))
+    return model
+
+
+def _per_channel(values: tuple[float, ...], shape: list[int], what: str) -> np.ndarray:
+    if len(values) == 1:
+        return np.asarray([values[0]], dtype=np.float32)
+    if len(shape) < 2 or shape[1] != len(values):
+        raise CompileError(f"input {what}: {len(values)} values given, but the model's input "
+                           f"{shape} has {shape[1] if len(shape) > 1 else 1} channels (axis 1)")
+    return np.asarray(values, dtype=np.float32).reshape([1, len(values)] + [1] * (len(shape) - 2))
+
+
+def _require_integer_input(model) -> None:
+    inp = model.graph.input[0].name
+    dt = model.get_tensor_datatype(inp)
+    if not dt.is_integer():
+        raise CompileError(
+            f"the model's input {inp!r} is {dt.name}, but the accelerator takes integers: pass "
+            "--input-scale (e.g. 1/255 for a model trained on pixels/255; add --input-mean M if "
+            "it subtracts a mean) to fold the pre-processing into the graph and take raw UINT8 "
+            "pixels, or --input-scale 1 if it already takes raw 0..255 values")
 
 
 def step_tidy_up(model, cfg: CompileConfig):
@@ -87,6 +172,7 @@ def step_output_head(model, cfg: CompileConfig):
 
 def step_streamline(model, cfg: CompileConfig):
     import finn.transformation.streamline.absorb as absorb
+    from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
     from finn.transformation.streamline import Streamline
     from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
     from qonnx.transformation.general import RemoveUnusedTensors
@@ -101,6 +187,9 @@ def step_streamline(model, cfg: CompileConfig):
         model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
         model = model.transform(MakeMaxPoolNHWC())
         model = model.transform(absorb.AbsorbConsecutiveTransposes())
+    # 1-bit (bipolar) weights times bipolar activations: FINN's XNOR-popcount form, in which
+    # the activations become BINARY (0/1) and the MVAU runs with binaryXnorMode=1
+    model = model.transform(ConvertBipolarMatMulToXnorPopcount())
     model = model.transform(Streamline())
     model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
     model = _strip_output_scale(model, cfg)
@@ -110,6 +199,9 @@ def step_streamline(model, cfg: CompileConfig):
 
 
 def step_convert_to_hw(model, cfg: CompileConfig):
+    from finn.transformation.fpgadataflow.convert_to_hw.binary_matrix_vector_activation import (
+        InferBinaryMatrixVectorActivation,
+    )
     from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
     from finn.transformation.fpgadataflow.convert_to_hw.label_select import InferLabelSelectLayer
     from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
@@ -124,6 +216,7 @@ def step_convert_to_hw(model, cfg: CompileConfig):
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
 
     # MVAUs first so each absorbs the MultiThreshold that follows it (fused activation).
+    model = model.transform(InferBinaryMatrixVectorActivation())  # XnorPopcountMatMul
     model = model.transform(InferQuantizedMatrixVectorActivation())
     model = model.transform(InferLabelSelectLayer())
     model = model.transform(InferThresholdingLayer())
@@ -134,15 +227,17 @@ def step_convert_to_hw(model, cfg: CompileConfig):
     model = model.transform(InferDataLayouts())
     model = step_tidy_up(model, cfg)
     model = _move_edge_ops_to_host(model)
+    _require_integer_input(model)
     check_supported(model)
     return model
 
 
 # The front half is FINN's streamliner; the back half (specialize, fold, check) is shared
 # with the transformer's front end (backhalf.py).
-DEFAULT_STEPS = ["tidy_up", "qonnx_to_finn", "output_head", "streamline", "convert_to_hw",
+DEFAULT_STEPS = ["preprocess", "tidy_up", "qonnx_to_finn", "output_head", "streamline", "convert_to_hw",
                  "specialize", "fold", "check"]
 STEPS: dict[str, Callable] = {
+    "preprocess": step_preprocess,
     "tidy_up": step_tidy_up,
     "qonnx_to_finn": step_qonnx_to_finn,
     "output_head": step_output_head,
@@ -166,23 +261,31 @@ def _check_quant_bit_widths(model) -> None:
 
 
 def _strip_output_scale(model, cfg: CompileConfig):
-    """Without LabelSelect the graph ends in MatMul -> Mul(positive scalar): keep the integer
-    accumulator as the output and record the scale, so the hardware stays integer-only."""
+    """Without LabelSelect the graph ends in MatMul -> Mul(positive scalar) [-> Add(scalar), a
+    TensorNorm head]: keep the integer accumulator as the output and record the scale (and
+    bias: float logits = output * output_scale + output_bias), so the hardware stays
+    integer-only."""
     if cfg.label_select:
         return model
-    out = model.graph.output[0].name
-    producer = model.find_producer(out)
-    if producer is None or producer.op_type != "Mul":
-        return model
-    scale = model.get_initializer(producer.input[1])
-    if scale is None or scale.size != 1:
-        return model
-    new_out = model.get_tensor_valueinfo(producer.input[0])
-    model.graph.node.remove(producer)
-    model.graph.value_info.remove(new_out)
-    model.graph.output.remove(model.graph.output[0])
-    model.graph.output.insert(0, new_out)
-    model.set_metadata_prop("output_scale", repr(float(scale.reshape(-1)[0])))
+    stripped: dict[str, float] = {}
+    for op, key in (("Add", "output_bias"), ("Mul", "output_scale")):
+        out = model.graph.output[0].name
+        producer = model.find_producer(out)
+        if producer is None or producer.op_type != op:
+            continue
+        value = model.get_initializer(producer.input[1])
+        if value is None or value.size != 1 or (op == "Mul" and float(value.reshape(-1)[0]) <= 0):
+            break
+        new_out = model.get_tensor_valueinfo(producer.input[0])
+        model.graph.node.remove(producer)
+        model.graph.value_info.remove(new_out)
+        model.graph.output.remove(model.graph.output[0])
+        model.graph.output.insert(0, new_out)
+        stripped[key] = float(value.reshape(-1)[0])
+    if "output_bias" in stripped and "output_scale" not in stripped:
+        stripped["output_scale"] = 1.0
+    for key, value in stripped.items():
+        model.set_metadata_prop(key, repr(value))
     return model
 
 

@@ -190,11 +190,16 @@ def _threshold_two_level(b: _Builder, acc: str, thr: np.ndarray, hint: str, pad_
 def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     """MatMulInteger + thresholds. ``perm`` is the channel order the input arrives in; it is
     absorbed into the weight rows, and the output leaves in the threshold plan's order (the next
-    MVAU absorbs it the same way, so no reordering op runs between layers)."""
+    MVAU absorbs it the same way, so no reordering op runs between layers).
+
+    Binary XNOR MVAUs (0/1 bits standing for -1/+1): popcount(xnor(x, w)) =
+    x . (2w - 1) + MW - colsum(w), one exact MatMulInteger of the 0/1 inputs with +-1 weights
+    plus a per-channel constant."""
     from .hwgraph import IntType
 
-    if node.attr("binaryXnorMode", 0):
-        raise GraphError(f"node {node.name}: binary XNOR MVAUs are not supported by the CPU engine")
+    xnor = bool(node.attr("binaryXnorMode", 0))
+    if xnor and (node.attr("inputDataType"), node.attr("weightDataType")) != ("BINARY", "BINARY"):
+        raise GraphError(f"node {node.name}: binary XNOR MVAUs need BINARY inputs and weights")
     w = graph.params[node.inputs[1]]
     wtype = IntType(node.attr("weightDataType"))
     itype = IntType(node.attr("inputDataType"))
@@ -207,6 +212,8 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     plan = None
     if not node.attr("noActivation", 0):
         acc_name = node.attr("accDataType")
+        if xnor:  # the popcount is 0..MW whatever accDataType says (FINN sizes it for +-1 sums)
+            acc_name = f"UINT{int(w.shape[0]).bit_length()}"
         order, plan = _threshold_plan(graph.params[node.inputs[2]], wq.shape[1],
                                       IntType(acc_name) if acc_name else None)
         if not np.array_equal(order, np.arange(len(order))):
@@ -214,7 +221,11 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     # FINN's MVAU views its input as numInputVectors x MW (this absorbs a conv->FC flatten).
     vec_shape = [-1, *list(node.attr("numInputVectors", [1]))[1:], w.shape[0]]
     x = b.op("Reshape", [x, b.const(np.array(vec_shape), "shape")], node.name)
-    if itype.bits > 8:  # e.g. a pooled sum: int32 MatMul, when the accumulator fits int32
+    if xnor:
+        offset = (wq.shape[0] - wq.astype(np.int32).sum(0)).astype(np.int32)  # MW - colsum(w)
+        dot = matmul_integer(b, x, itype, 2 * wq.astype(np.int8) - 1, True, node.name)
+        acc = b.op("Add", [dot, b.const(offset, f"{node.name}_xnor")], node.name)
+    elif itype.bits > 8:  # e.g. a pooled sum: int32 MatMul, when the accumulator fits int32
         bound = int(np.abs(wq.astype(np.int64)).sum(0).max()) * max(-itype.min, itype.max)
         if bound >= 2**31:
             raise GraphError(f"node {node.name}: {itype.name} inputs could overflow an int32 "

@@ -18,25 +18,30 @@ from netfabric.errors import GraphError  # the host's graph errors share the net
 
 @dataclass(frozen=True)
 class IntType:
-    """An integer datatype such as INT8, UINT4, INT19 (FINN's names)."""
+    """An integer datatype such as INT8, UINT4, INT19 (FINN's names). BIPOLAR (the values -1
+    and +1, e.g. 1-bit Brevitas weights) is held as a signed 2-bit integer."""
 
     name: str
 
     @property
     def signed(self) -> bool:
-        return self.name.startswith("INT")
+        return self.name.startswith("INT") or self.name == "BIPOLAR"
 
     @property
     def bits(self) -> int:
         digits = self.name.removeprefix("U").removeprefix("INT")
         if self.name == "BINARY":
             return 1
+        if self.name == "BIPOLAR":
+            return 2
         if not digits.isdigit():
             raise GraphError(f"datatype {self.name} is not an integer type")
         return int(digits)
 
     @property
     def min(self) -> int:
+        if self.name == "BIPOLAR":
+            return -1
         return -(2 ** (self.bits - 1)) if self.signed else 0
 
     @property

@@ -186,13 +186,16 @@ def mvau_stage(node, graph) -> Stage:
 
     mw, mh = int(node.attr("MW")), int(node.attr("MH"))
     pe, simd = int(node.attr("PE")), int(node.attr("SIMD"))
-    if node.attr("binaryXnorMode", 0):
-        raise StitchError(f"node {node.name}: binary (XNOR) MVAUs have no RTL module yet")
+    xnor = bool(node.attr("binaryXnorMode", 0))
     wt, it = _int_type(node.attr("weightDataType")), _int_type(node.attr("inputDataType"))
+    if xnor and (wt.name, it.name) != ("BINARY", "BINARY"):
+        raise StitchError(f"node {node.name}: binary (XNOR) MVAUs need BINARY inputs and weights")
     for what, t in (("weights", wt), ("inputs", it)):
         if t.bits > 8:
             raise StitchError(f"node {node.name}: {t.name} {what} are wider than the 8 bits supported")
     acc = _int_type(node.attr("accDataType"))
+    if xnor:  # the popcount is 0..MW whatever accDataType says (FINN sizes it for +-1 sums)
+        acc = _int_type(f"UINT{mw.bit_length()}")
     nvec = _prod(node.attr("numInputVectors", [1]))
     w = graph.params[node.inputs[1]].astype(np.int64).T  # FINN stores (MW, MH); RTL wants [MH, MW]
     use_act = not node.attr("noActivation", 0)
@@ -216,6 +219,8 @@ def mvau_stage(node, graph) -> Stage:
                   IBITS=it.bits, ISIGNED=int(it.signed), ACCBITS=accbits, NVEC=nvec,
                   USE_ACT=int(use_act), OBITS=obits if use_act else 1,
                   OSIGNED=int(out_t.signed) if use_act else 1, ACT_BIAS=int(node.attr("ActVal", 0)))
+    if xnor:  # XNOR-popcount lanes: 0/1 weights in a 1-bit memory, no multipliers
+        params["XNOR"] = 1
     latency = 8 + _clog2(simd) + (4 * obits + 2 if use_act else 0) + 2
     return Stage(name, "mvau", params, [Port(simd, it.bits, it.signed)],
                  [Port(pe, obits, bool(out_t.signed) if use_act else True)],

@@ -182,16 +182,29 @@ def export(checkpoint, out) -> None:
               help="explicit FINN folding config (JSON)")
 @click.option("--label-select/--no-label-select", default=True,
               help="end in a top-1 LabelSelect layer, or output integer logits")
+@click.option("--input-scale", default=None, metavar="S",
+              help="fold input pre-processing into the graph: the model sees (raw - mean) * S "
+                   "and the accelerator takes raw UINT8, e.g. 1/255 (one value or one per channel, "
+                   "comma-separated)")
+@click.option("--input-mean", default=None, metavar="M",
+              help="subtracted from the raw input before --input-scale (raw units; one value or "
+                   "one per channel)")
 @_guard
-def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select) -> None:
+def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select, input_scale,
+                input_mean) -> None:
     """Compile QONNX (or a transformer checkpoint) to a folded HW-layer graph."""
-    from netfabric.hls.frontend import CompileConfig
+    from netfabric.hls.frontend import CompileConfig, parse_input_values
     from netfabric.hls.transformer import compile_transformer_cli, is_transformer_checkpoint
 
     cfg = CompileConfig(clock_mhz=clock_mhz, target_fps=target_fps, folding_json=folding,
-                        label_select=label_select)
+                        label_select=label_select,
+                        input_scale=parse_input_values(input_scale, "--input-scale"),
+                        input_mean=parse_input_values(input_mean, "--input-mean"))
     progress = lambda s: echo(f"  step {s}")  # noqa: E731
     if is_transformer_checkpoint(qonnx):
+        if cfg.input_scale or cfg.input_mean:
+            raise UserError("--input-scale/--input-mean apply to QONNX models; the transformer "
+                            "checkpoint already takes raw UINT8 pixels")
         # the transformer's HW graph is built from its integer parameters (hls/transformer.py)
         path = compile_transformer_cli(qonnx, out, cfg, progress=progress)
     else:

@@ -94,11 +94,19 @@ def multithreshold(v: np.ndarray, thresholds: np.ndarray, act_bias: int = 0) -> 
     return threshold_count(v, np.asarray(thresholds, dtype=np.int64), act_bias)
 
 
+def xnor_popcount(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Binary MVAU accumulator: bits x [N, MW], W [MH, MW] -> [N, MH] counts of agreeing
+    bits (XNOR-popcount; the bits stand for -1/+1)."""
+    x, w = np.asarray(x, dtype=np.int64), np.asarray(w, dtype=np.int64)
+    return x @ w.T + (1 - x) @ (1 - w).T
+
+
 def mvau(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None = None,
-         act_bias: int = 0, accbits: int | None = None) -> np.ndarray:
+         act_bias: int = 0, accbits: int | None = None, xnor: bool = False) -> np.ndarray:
     """MatrixVectorActivation: [N, MW] -> [N, MH] accumulators (wrapped to ``accbits``
-    signed when given) or, with thresholds, activation counts + bias."""
-    acc = matmul(x, w)
+    signed when given) or, with thresholds, activation counts + bias. ``xnor``: 0/1 operands,
+    XNOR-popcount accumulator (mvau.v XNOR=1)."""
+    acc = xnor_popcount(x, w) if xnor else matmul(x, w)
     if accbits is not None:
         acc = wrap(acc, accbits, True)
     if thresholds is None:

@@ -165,3 +165,19 @@ def test_constant_add_bit_exact(tmp_path):
     sim = SimBackend(graph, simulator="icarus", project_dir=tmp_path / "rtl", src_idle=0.3,
                      sink_stall=0.4)
     assert np.array_equal(sim.run(x), CpuEngine(graph).run(x))
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_binary_xnor_layers_bit_exact(tmp_path):
+    """Two XNOR-popcount MVAUs (FINN's binaryXnorMode) with full agreement (popcount = MW)
+    against FINN's narrow accDataType: RTL == CPU engine == FINN's execution, at the ideal rate."""
+    from test_stitch import bnn_full_agreement_graph, bnn_full_agreement_inputs
+
+    graph = bnn_full_agreement_graph(tmp_path / "b.onnx")
+    x = bnn_full_agreement_inputs(graph)
+    sim = SimBackend(graph, simulator="icarus", project_dir=tmp_path / "rtl", src_idle=0.3,
+                     sink_stall=0.3)
+    out = sim.run(x)
+    cpu = CpuEngine(graph).run(x)
+    assert np.array_equal(out, cpu) and np.array_equal(cpu, _reference(graph, sim, x))
+    assert cpu[0, 0] == 8 and cpu[1, 0] == 7

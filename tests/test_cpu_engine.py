@@ -148,3 +148,52 @@ def test_matmul_is_exact_where_int16_pair_sums_would_saturate(tmp_path, itype, w
     x = np.stack([np.full(16, it.max), np.full(16, it.min)])
     got = CpuEngine(b.save(tmp_path / "g.onnx")).run(x)
     assert np.array_equal(got, x.astype(np.int64) @ w)
+
+
+
+def test_binary_xnor_network_matches_finn(tmp_path):
+    """Binary layers as FINN's BNN flow makes them (binaryXnorMode MVAUs: BINARY inputs and
+    weights standing for -1/+1, XNOR-popcount accumulators): sign thresholds, then a 2-bit
+    activation whose thresholds are partly requantizers (the engine reorders those channels,
+    the next layer's weight rows absorb the order), then an ordinary INT3 layer. The CPU engine
+    equals the registry semantics and FINN's python execution."""
+    from netfabric.host.cpu_engine import _threshold_plan
+    from netfabric.host.hwgraph import IntType
+    from netfabric.ops.execute import run_graph
+    from netfabric.ops.graphbuild import HWGraphBuilder
+
+    rng = np.random.default_rng(7)
+    mw, mid, mh, out = 64, 16, 10, 4
+    w1, w2 = rng.integers(0, 2, size=(mw, mid)), rng.integers(0, 2, size=(mid, mh))
+    w3 = rng.integers(-4, 4, size=(mh, out))
+    t1 = rng.integers(mw // 2 - 6, mw // 2 + 7, size=(mid, 1))
+    t2 = np.array([[2 + c % 3, 6 + c % 3, 10 + c % 3] if c % 2 else np.sort(rng.integers(0, 17, 3))
+                   for c in range(mh)])
+    order, plan = _threshold_plan(t2.astype(float), mh, IntType("UINT5"))
+    assert plan["kind"] == "mixed" and not np.array_equal(order, np.arange(mh))
+    b = HWGraphBuilder("bnn")
+    b.input("x", [1, mw], "BINARY")
+    for name, value, dtype in (("w1", w1, "BINARY"), ("t1", t1, None), ("w2", w2, "BINARY"),
+                               ("t2", t2, None), ("w3", w3, "INT3")):
+        b.param(name, value, dtype)
+    xnor = dict(inputDataType="BINARY", weightDataType="BINARY", binaryXnorMode=1,
+                numInputVectors=[1], ActVal=0, noActivation=0)
+    b.node("MVAU", ["x", "w1", "t1"], [("h1", [1, mid], "BINARY")], name="fc0", MW=mw, MH=mid,
+           SIMD=8, PE=4, accDataType="UINT7", outputDataType="BINARY", **xnor)
+    b.node("MVAU", ["h1", "w2", "t2"], [("h2", [1, mh], "UINT2")], name="fc1", MW=mid, MH=mh,
+           SIMD=4, PE=2, accDataType="UINT5", outputDataType="UINT2", **xnor)
+    b.node("MVAU", ["h2", "w3"], [("y", [1, out], "INT9")], name="fc2", MW=mh, MH=out, SIMD=2,
+           PE=1, inputDataType="UINT2", weightDataType="INT3", accDataType="INT9",
+           outputDataType="INT9", binaryXnorMode=0, ActVal=0, noActivation=1,
+           numInputVectors=[1])
+    b.output("y")
+    path = b.save(tmp_path / "bnn.onnx")
+    x = rng.integers(0, 2, size=(32, mw))
+    bip = lambda v: 2 * v - 1  # noqa: E731
+    h1 = ((bip(x) @ bip(w1) + mw) // 2 >= t1[:, 0]).astype(np.int64)
+    h2 = (((bip(h1) @ bip(w2) + mid) // 2)[..., None] >= t2).sum(-1)
+    want = h2 @ w3
+    assert np.array_equal(run_graph(load_hwgraph(path), x)["output"], want)
+    assert np.array_equal(CpuEngine(path).run(x), want)
+    ref = reference_run(ModelWrapper(str(path)), x.astype(np.float32))[0]
+    assert np.array_equal(np.round(ref).astype(np.int64), want)

@@ -18,6 +18,7 @@ from netfabric.sim.runner import SimulationFailed, SimulatorNotFound
 
 @pytest.fixture(autouse=True)
 def _logs_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.delenv("NETFABRIC_CACHE", raising=False)  # it overrides XDG_CACHE_HOME
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 

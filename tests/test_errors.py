@@ -16,6 +16,7 @@ from netfabric.cli import main, one_line
 @pytest.fixture(autouse=True)
 def log_home(tmp_path, monkeypatch) -> Path:
     """Log files of these runs go under tmp_path, not the user's cache."""
+    monkeypatch.delenv("NETFABRIC_CACHE", raising=False)  # it overrides XDG_CACHE_HOME
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path / "cache" / "netfabric" / "logs"
 

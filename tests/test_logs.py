@@ -22,6 +22,7 @@ LOG_LINE = "qonnx: folding a constant, says a library"
 
 @pytest.fixture
 def log_home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.delenv("NETFABRIC_CACHE", raising=False)  # it overrides XDG_CACHE_HOME
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path / "cache" / "netfabric" / "logs"
 
@@ -95,7 +96,8 @@ def test_subprocess_and_print_output_is_captured(tmp_path, log_home):
         "    logs.echo('netfabric says this')\n"
         "cli.main(['noisy'])\n"
     )
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {k: v for k, v in os.environ.items() if k != "NETFABRIC_CACHE"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
     assert res.returncode == 0, res.stderr

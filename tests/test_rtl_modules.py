@@ -99,13 +99,14 @@ def _run(
 
 def _mv(mw: int, mh: int, pe: int, simd: int, wbits: int, wsigned: int, ibits: int,
         isigned: int, nvec: int, obits: int = 0, bias: int = 0, nt: int | None = None,
-        mul_style: int = 0, accbits: int | None = None) -> dict[str, Any]:
+        mul_style: int = 0, accbits: int | None = None, xnor: int = 0) -> dict[str, Any]:
     """One MVAU case; obits = 0 means no activation (accumulator output); nt < 2**obits-1
     gives fewer thresholds, exercising the padding; accbits overrides the safe width (a
-    narrower one makes the sums wrap, as the golden model does too)."""
+    narrower one makes the sums wrap, as the golden model does too); xnor = 1: binary
+    XNOR-popcount lanes (1-bit unsigned operands standing for -1/+1)."""
     return dict(mw=mw, mh=mh, pe=pe, simd=simd, wbits=wbits, wsigned=wsigned, ibits=ibits,
                 isigned=isigned, nvec=nvec, obits=obits, bias=bias, nt=nt,
-                mul_style=mul_style, accbits=accbits)
+                mul_style=mul_style, accbits=accbits, xnor=xnor)
 
 
 MVAU_CASES = {
@@ -119,6 +120,15 @@ MVAU_CASES = {
     # 8-bit activation: long threshold pipeline, block-RAM output FIFO (64 entries)
     "w8i8_act8_dsp_blockfifo": _mv(32, 8, 2, 8, 8, 1, 8, 0, nvec=4, obits=8),
 }
+
+# Binary (XNOR-popcount) MVAUs, FINN's binaryXnorMode: the sign activation of BNN layers (one
+# threshold, 1-bit out), the popcount itself, a 2-bit activation with padded thresholds.
+XNOR_CASES = {
+    "xnor_act1_bnn": _mv(64, 8, 2, 16, 1, 0, 1, 0, nvec=4, obits=1, xnor=1),
+    "xnor_acc_folded": _mv(12, 4, 1, 3, 1, 0, 1, 0, nvec=3, xnor=1),
+    "xnor_act2_pad_simd1": _mv(10, 6, 3, 1, 1, 0, 1, 0, nvec=2, obits=2, nt=2, xnor=1),
+}
+MVAU_CASES.update(XNOR_CASES)
 
 
 def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -136,10 +146,13 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     wlo, whi = golden.int_range(wbits, bool(wsigned))
     amax = mw * max(abs(a * b) for a in (xlo, xhi) for b in (wlo, whi))
     accbits = c["accbits"] or int(amax).bit_length() + 2
+    xnor = bool(c["xnor"])
     hdl: dict[str, Any] = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, WBITS=wbits, WSIGNED=wsigned,
                                IBITS=ibits, ISIGNED=isigned, ACCBITS=accbits, NVEC=c["nvec"],
                                USE_ACT=use_act, OBITS=obits if use_act else 4,
                                OSIGNED=int(bias < 0), ACT_BIAS=bias, MUL_STYLE=c["mul_style"])
+    if xnor:
+        hdl["XNOR"] = 1
     hdl["WEIGHT_FILE"] = golden.write_mvau_weights(case_dir / "weights.hex", w, pe, simd, wbits)
     np.save(case_dir / "weights.npy", w)
     tb: dict[str, Any] = {"weights_npy": str(case_dir / "weights.npy"), "seed": 5, "frames": 4}
@@ -147,7 +160,7 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         # Thresholds spread over the accumulator values random inputs actually produce,
         # plus a few beyond them (never / always reached).
         xs = golden.random_ints(rng, (64, mw), ibits, bool(isigned))
-        acc = golden.matmul(xs, w)
+        acc = golden.xnor_popcount(xs, w) if xnor else golden.matmul(xs, w)
         lo, hi = int(acc.min()) - 2, int(acc.max()) + 2
         n = c["nt"] if c["nt"] is not None else (1 << obits) - 1
         t = golden.random_thresholds(rng, mh, n, lo, hi)
@@ -160,11 +173,59 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize(("name", "simulator"), _with_icarus(MVAU_CASES, "w4i4_act4"))
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(MVAU_CASES, "w4i4_act4")
+                         + [pytest.param("xnor_act1_bnn", "icarus", id="xnor_act1_bnn-icarus")])
 def test_mvau(name: str, simulator: str) -> None:
     hdl, tb = _mvau_setup(name)
     rep = _run("mvau", f"mvau_{name}", hdl, tb, simulator)
     assert rep["interval"] <= 1.05 * rep["ideal"]
+    if name in XNOR_CASES:  # the XNOR lanes keep the pipeline: exactly one step per cycle
+        assert rep["interval"] == rep["ideal"], rep
+
+
+def _synth_ecp5_cells(work: Path, params: dict[str, Any]) -> dict[str, int]:
+    """Yosys synth_ecp5 of one mvau parameter set (YoWASP, run in ``work`` with relative
+    paths only, see hw/flow/tools.py); the mapped cell counts."""
+    from netfabric.hw.flow.errors import ToolNotFoundError
+    from netfabric.hw.flow.tools import find_tool, run_tool
+
+    try:
+        find_tool("yosys")
+    except ToolNotFoundError as exc:
+        pytest.skip(str(exc))
+    srcs = RTL_MODULES["mvau"]
+    for src in srcs:
+        shutil.copy(RTL_DIR / src, work / src)
+    sets = " ".join(f'-set {k} "{v}"' if isinstance(v, str) else f"-set {k} {v}"
+                    for k, v in params.items())
+    (work / "synth.ys").write_text("\n".join([
+        f"read_verilog -defer {' '.join(srcs)}", f"chparam {sets} mvau",
+        "synth_ecp5 -top mvau", "tee -q -o stat.json stat -json", ""]))
+    run_tool("yosys", ["-q", "-s", "synth.ys"], cwd=work, log_name="synth.log", timeout_s=600)
+    stat = json.loads((work / "stat.json").read_text())
+    return stat["design"]["num_cells_by_type"]
+
+
+def test_mvau_xnor_synthesizes_without_multipliers(tmp_path: Path) -> None:
+    """Binary layers use no DSP blocks: the XNOR mode (a BNN layer, 64 x 8, 32 lanes) maps to
+    LUTs and carry chains only, while the multiplying mode with 8-bit operands on "*" (the
+    control: the check does see DSP blocks) gets MULT18X18D."""
+    rng = np.random.default_rng(3)
+    xnor_dir, ctrl_dir = tmp_path / "xnor", tmp_path / "mul8"
+    xnor_dir.mkdir()
+    ctrl_dir.mkdir()
+    golden.write_mvau_weights(xnor_dir / "w.hex", rng.integers(0, 2, (8, 64)), 2, 16, 1)
+    golden.write_thresholds(xnor_dir / "t", np.sort(rng.integers(0, 65, (8, 1)), axis=1), 2, 1, 9)
+    cells = _synth_ecp5_cells(xnor_dir, dict(
+        MW=64, MH=8, PE=2, SIMD=16, WBITS=1, WSIGNED=0, IBITS=1, ISIGNED=0, ACCBITS=9,
+        USE_ACT=1, OBITS=1, XNOR=1, WEIGHT_FILE="w.hex", THRESH_FILE="t"))
+    assert cells.get("MULT18X18D", 0) == 0 and not any("mul" in c.lower() for c in cells), cells
+    assert cells.get("LUT4", 0) > 0, cells
+    golden.write_mvau_weights(ctrl_dir / "w.hex", golden.random_ints(rng, (2, 4), 8, True), 1, 2, 8)
+    ctrl = _synth_ecp5_cells(ctrl_dir, dict(
+        MW=4, MH=2, PE=1, SIMD=2, WBITS=8, WSIGNED=1, IBITS=8, ISIGNED=1, ACCBITS=19,
+        USE_ACT=0, MUL_STYLE=2, WEIGHT_FILE="w.hex"))
+    assert ctrl.get("MULT18X18D", 0) == 2, ctrl
 
 
 # ----------------------------------------------------------------------------- lint
@@ -174,6 +235,8 @@ LINT_PARAMS: list[tuple[str, dict[str, int]]] = [
     *[(top, {}) for top in RTL_MODULES],
     ("mvau", {"USE_ACT": 1, "OBITS": 2, "SIMD": 3, "MW": 9, "MH": 6, "PE": 3}),
     ("mvau", {"WBITS": 8, "IBITS": 8, "SIMD": 1, "PE": 1, "MW": 4, "MH": 4}),
+    ("mvau", {"XNOR": 1, "WBITS": 1, "IBITS": 1, "WSIGNED": 0, "ACCBITS": 6, "USE_ACT": 1,
+              "OBITS": 1, "SIMD": 4, "MW": 16, "MH": 4}),
     ("swg", {"K": 1, "S": 2, "SIMD": 4}),
     ("dwc", {"IN_WIDTH": 6, "OUT_WIDTH": 2}),
     ("label_select", {"NLABELS": 7, "PE": 1}),

@@ -34,10 +34,14 @@ BAD_PARAMS = [
      "dwc: one of IN_WIDTH (3) and OUT_WIDTH (2) must divide the other"),
     # reported from the submodule, with its instance path
     ("mvau", {"USE_ACT": 1, "OBITS": 12}, "thresh_search: OBITS (12) must be 1..10"),
+    ("mvau", {"XNOR": 1, "WBITS": 4, "IBITS": 1},
+     "mvau: XNOR needs WBITS = IBITS = 1, unsigned (4, 1, 1, 0)"),
 ]
 # Legal sets of the same modules: the checks must stay silent.
 GOOD_PARAMS = [
     ("mvau", {"MW": 12, "SIMD": 4, "MH": 6, "PE": 3, "USE_ACT": 1, "OBITS": 2}),
+    ("mvau", {"XNOR": 1, "WBITS": 1, "IBITS": 1, "WSIGNED": 0, "ACCBITS": 6, "MW": 16,
+              "SIMD": 8}),
     ("thresholding", {"CHANNELS": 6, "PE": 3}),
     ("maxpool", {"IFM_H": 9, "IFM_W": 6, "K": 3}),
     ("dwc", {"IN_WIDTH": 6, "OUT_WIDTH": 2}),

@@ -92,6 +92,40 @@ def uint8_threshold_graph(path: Path, channels: int = 8, tokens: int = 4, pe: in
     return b.save(path)
 
 
+def bnn_full_agreement_graph(path: Path) -> Path:
+    """Two binary XNOR-popcount MVAUs whose accDataType is FINN's (sized for the +-1 dot
+    product, INT7 for 64 bits: too narrow for the popcount 0..64): x = column 0 of the first
+    weights agrees on all 64 bits with channels 0 and 7 (popcount 64; thresholds 64 and 65,
+    65 never reached), and the second layer's channel 0 then counts 8 of 8 (noActivation).
+    Inputs ``bnn_full_agreement_inputs``."""
+    rng = np.random.default_rng(11)
+    w1 = rng.integers(0, 2, size=(64, 8))
+    w1[:, 7] = w1[:, 0]
+    t1 = np.array([[64], [0], [0], [0], [0], [0], [0], [65]])
+    w2 = rng.integers(0, 2, size=(8, 4))
+    w2[:, 0] = [1, 1, 1, 1, 1, 1, 1, 0]
+    b = HWGraphBuilder("bnn_full_agreement")
+    b.input("x", [1, 64], "BINARY")
+    xnor = dict(inputDataType="BINARY", weightDataType="BINARY", binaryXnorMode=1, ActVal=0,
+                numInputVectors=[1])
+    b.node("MVAU", ["x", b.param("w1", w1, "BINARY"), b.param("t1", t1)],
+           [("h", [1, 8], "BINARY")], name="MVAU_0", MW=64, MH=8, SIMD=8, PE=2,
+           accDataType="INT7", outputDataType="BINARY", noActivation=0, **xnor)
+    b.node("MVAU", ["h", b.param("w2", w2, "BINARY")], [("y", [1, 4], "INT4")], name="MVAU_1",
+           MW=8, MH=4, SIMD=2, PE=2, accDataType="INT4", outputDataType="INT4", noActivation=1,
+           **xnor)
+    b.output("y")
+    return b.save(path)
+
+
+def bnn_full_agreement_inputs(path: Path) -> np.ndarray:
+    """Rows: full agreement with channel 0 (output channel 0 = 8), its complement (only
+    channels 1..6 on: output channel 0 = 7), then random bits."""
+    w1 = load_hwgraph(path).params["w1"].astype(np.int64)
+    rand = np.random.default_rng(12).integers(0, 2, size=(4, 64))
+    return np.concatenate([w1[None, :, 0], 1 - w1[None, :, 0], rand])
+
+
 def const_add_graph(path: Path, channels: int = 8, tokens: int = 7, pe: int = 2) -> Path:
     """x (UINT8 stream) + a constant INT6 table [1, tokens, channels] (a position embedding)."""
     rng = np.random.default_rng(9)
@@ -290,3 +324,14 @@ def test_constant_add_operand_becomes_a_rom(tmp_path):
     assert layer["params"]["RHS_WORDS"] == len(words) == pos.size // 2
     assert np.array_equal(golden.unpack_beats(words, 2, 6, True), pos.reshape(-1))
     assert json.loads((project.folder / "manifest.json").read_text())["input"]["bits"] == 8
+
+
+def test_xnor_mvau_sizes_the_popcount_from_mw(tmp_path):
+    """Binary MVAUs become mvau.v with XNOR=1 and 1-bit weight words; the accumulator is sized
+    for the popcount 0..MW, not FINN's narrower accDataType (64 needs 7 bits unsigned)."""
+    project = stitch(bnn_full_agreement_graph(tmp_path / "b.onnx"), tmp_path / "rtl")
+    l0, l1 = (next(lay for lay in project.manifest["layers"] if lay["module"] == "mvau" and
+                   lay["name"] == name) for name in ("mvau_0", "mvau_1"))
+    assert l0["params"]["XNOR"] == 1 and l0["params"]["WBITS"] == 1
+    assert l0["params"]["ACCBITS"] == 9  # thresholds 0..65: UINT7 + compare headroom
+    assert l1["params"]["ACCBITS"] == 5 and l1["params"]["USE_ACT"] == 0  # 0..8, signed

@@ -5,6 +5,10 @@
 //   USE_ACT = 1: out[c] = #{k : acc[c] >= T[c][k]} + ACT_BIAS   (OBITS bits, thresh_search.v)
 // Products and sums are exact as long as ACCBITS holds the accumulator range (sums wrap
 // modulo 2^ACCBITS otherwise).
+// XNOR = 1 (FINN's binaryXnorMode, BNN layers; needs WBITS = IBITS = 1, unsigned): the bits
+// stand for -1/+1 and acc[c] = #{j : x[j] == W[c][j]} (XNOR-popcount, 0 .. MW): one XNOR gate
+// per lane feeding the same adder tree, no multipliers (no DSP blocks); same pipeline, latency
+// and throughput as the multiplying mode.
 //
 // Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
 //   s_axis: SIMD input elements of IBITS per beat, SF = MW/SIMD beats per vector.
@@ -20,6 +24,7 @@
 //   NVEC              vectors per frame (e.g. OH*OW); informational, the unit is frame-agnostic
 //   USE_ACT, OBITS, OSIGNED, ACT_BIAS   fused thresholding (OSIGNED is informational: the
 //                     count + bias is emitted as OBITS-bit two's complement either way)
+//   XNOR              0 = multiply, 1 = XNOR-popcount of 1-bit operands (see above)
 //   MUL_STYLE         0 = auto (LUT shift-and-add if WBITS or IBITS <= 4, else "*"),
 //                     1 = LUT shift-and-add, 2 = "*" (DSP blocks where the flow maps them)
 //   WEIGHT_FILE       $readmemh file, NF*SF words of PE*SIMD*WBITS bits: word nf*SF + sf holds
@@ -69,6 +74,7 @@ module mvau #(
     /* verilator lint_on UNUSEDPARAM */
     parameter ACT_BIAS = 0,
     parameter MUL_STYLE = 0,
+    parameter XNOR = 0,
     parameter WEIGHT_FILE = "",
     parameter THRESH_FILE = ""
 ) (
@@ -95,7 +101,8 @@ module mvau #(
     localparam WAW = (WDEPTH > 1) ? $clog2(WDEPTH) : 1;
     localparam LEVELS = $clog2(SIMD);
     localparam SIMDP = 1 << LEVELS;
-    localparam PW = IBITS + WBITS + 2;       // exact signed product width
+    // exact signed product width (XNOR: a 0/1 agreement bit, 2 bits signed)
+    localparam PW = (XNOR != 0) ? 2 : IBITS + WBITS + 2;
     // Multipliers: "*" (DSP blocks where available) or shift-and-add in LUTs. Auto picks
     // LUTs when one operand has <= 4 bits, where a DSP block would be mostly wasted.
     localparam LUTMUL = (MUL_STYLE == 1) || (MUL_STYLE == 0 && (WBITS <= 4 || IBITS <= 4));
@@ -143,6 +150,14 @@ module mvau #(
         if (MUL_STYLE < 0 || MUL_STYLE > 2) begin : g_err_mul_style
             `NF_PARAM_ERROR(("mvau: MUL_STYLE (%0d) must be 0 (auto), 1 (LUTs) or 2 (*)",
                              MUL_STYLE))
+        end
+        if (XNOR != 0 && (WBITS != 1 || IBITS != 1 || WSIGNED != 0 || ISIGNED != 0))
+        begin : g_err_xnor
+            `NF_PARAM_ERROR(("mvau: XNOR needs WBITS = IBITS = 1, unsigned (%0d, %0d, %0d, %0d)",
+                             WBITS, IBITS, WSIGNED, ISIGNED))
+        end
+        if (XNOR < 0 || XNOR > 1) begin : g_err_xnor_val
+            `NF_PARAM_ERROR(("mvau: XNOR (%0d) must be 0 or 1", XNOR))
         end
     endgenerate
 
@@ -308,7 +323,10 @@ module mvau #(
                     wire signed [IBITS:0] xs = {(ISIGNED != 0) ? xe[IBITS-1] : 1'b0, xe};
                     wire signed [WBITS:0] ws = {(WSIGNED != 0) ? we[WBITS-1] : 1'b0, we};
                     wire signed [PW-1:0] prod;
-                    if (LUTMUL) begin : g_lut
+                    if (XNOR != 0) begin : g_xnor
+                        // bits agree <=> bipolar product +1: popcount of XNOR, no multiplier
+                        assign prod = {{(PW-1){1'b0}}, ~(xe[0] ^ we[0])};
+                    end else if (LUTMUL) begin : g_lut
                         // Shift-and-add over the bits of the narrower operand: small
                         // products in LUTs/carry chains instead of scarce DSP blocks.
                         wire [PW-1:0] a;      // wider operand, sign-extended to PW

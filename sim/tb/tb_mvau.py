@@ -2,7 +2,7 @@
 and sink backpressure, and the steady-state frame interval without stalls.
 
 TB_PARAMS keys: the HDL parameters (MW, MH, PE, SIMD, WBITS, WSIGNED, IBITS, ISIGNED, ACCBITS,
-NVEC, USE_ACT, OBITS, OSIGNED, ACT_BIAS), ``weights_npy`` ([MH, MW] int array) and with USE_ACT
+NVEC, USE_ACT, OBITS, OSIGNED, ACT_BIAS, optional XNOR), ``weights_npy`` ([MH, MW] int array) and with USE_ACT
 ``thresholds_npy`` ([MH, NT]), plus ``seed``, ``frames`` and optional ``report`` (JSON path).
 """
 
@@ -33,7 +33,7 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
     t = np.load(p["thresholds_npy"]) if use_act else None
     rng = np.random.default_rng(int(p.get("seed", 1)) + (7 if measure else 0))
     x = golden.random_ints(rng, (frames * nvec, mw), ibits, isigned)
-    exp = golden.mvau(x, w, t, int(p.get("ACT_BIAS", 0)), accbits)
+    exp = golden.mvau(x, w, t, int(p.get("ACT_BIAS", 0)), accbits, bool(p.get("XNOR", 0)))
 
     tb = StreamTB(dut, seed=int(p.get("seed", 1)))
     tb.stalls(src_idle, sink_stall, sink_block)
