@@ -172,9 +172,9 @@ def step_output_head(model, cfg: CompileConfig):
 
 def step_streamline(model, cfg: CompileConfig):
     import finn.transformation.streamline.absorb as absorb
-    from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
     from finn.transformation.streamline import Streamline
     from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
+    from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
     from qonnx.transformation.general import RemoveUnusedTensors
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
@@ -215,6 +215,7 @@ def step_convert_to_hw(model, cfg: CompileConfig):
     from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
 
+    _check_bipolar_activations(model)
     # MVAUs first so each absorbs the MultiThreshold that follows it (fused activation).
     model = model.transform(InferBinaryMatrixVectorActivation())  # XnorPopcountMatMul
     model = model.transform(InferQuantizedMatrixVectorActivation())
@@ -258,6 +259,22 @@ def _check_quant_bit_widths(model) -> None:
                 f"node {node.name} ({node.op_type}) quantizes to {float(np.max(bw)):g} bits; "
                 f"netfabric hardware layers support 2..{MAX_BITS}-bit weights and activations"
             )
+
+
+def _check_bipolar_activations(model) -> None:
+    """Bipolar (+-1) activations map to hardware only as XNOR-popcount layers (FINN's BNN flow:
+    streamlining turns bipolar x bipolar MatMuls into XnorPopcountMatMul on 0/1 values). One
+    left over (out_scale 2) would stop in FINN's conversion: say why and what to change."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in model.get_nodes_by_op_type("MultiThreshold"):
+        if getCustomOp(node).get_nodeattr("out_scale") != 1.0:
+            consumers = [c.op_type for c in model.find_consumers(node.output[0]) or []]
+            raise CompileError(
+                f"node {node.name} (MultiThreshold) quantizes to bipolar (+-1, 1-bit) activations "
+                f"that no XNOR-popcount layer consumes (next: {', '.join(consumers) or 'none'}); "
+                "like FINN, netfabric computes 1-bit activations only with 1-bit weights in the "
+                "layer after them (1w1a): use 1-bit weights there, or 2-bit activations")
 
 
 def _strip_output_scale(model, cfg: CompileConfig):

@@ -194,10 +194,14 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
 
     Binary XNOR MVAUs (0/1 bits standing for -1/+1): popcount(xnor(x, w)) =
     x . (2w - 1) + MW - colsum(w), one exact MatMulInteger of the 0/1 inputs with +-1 weights
-    plus a per-channel constant."""
+    plus a per-channel constant. BIPOLAR x BIPOLAR MVAUs (no binaryXnorMode) count agreements
+    too, as FINN executes them: (x . w + MW) / 2."""
+    from netfabric.ops.defs.mvau import bipolar_pair
+
     from .hwgraph import IntType
 
     xnor = bool(node.attr("binaryXnorMode", 0))
+    bipolar = not xnor and bipolar_pair(node)  # FINN counts agreements: (x . w + MW) / 2
     if xnor and (node.attr("inputDataType"), node.attr("weightDataType")) != ("BINARY", "BINARY"):
         raise GraphError(f"node {node.name}: binary XNOR MVAUs need BINARY inputs and weights")
     w = graph.params[node.inputs[1]]
@@ -212,7 +216,7 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     plan = None
     if not node.attr("noActivation", 0):
         acc_name = node.attr("accDataType")
-        if xnor:  # the popcount is 0..MW whatever accDataType says (FINN sizes it for +-1 sums)
+        if xnor or bipolar:  # the popcount is 0..MW whatever accDataType says
             acc_name = f"UINT{int(w.shape[0]).bit_length()}"
         order, plan = _threshold_plan(graph.params[node.inputs[2]], wq.shape[1],
                                       IntType(acc_name) if acc_name else None)
@@ -233,6 +237,9 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
         acc = b.op("MatMul", [x, b.const(wq.astype(np.int32), f"{node.name}_w")], node.name)
     else:
         acc = matmul_integer(b, x, itype, wq, wtype.signed, node.name)
+    if bipolar:  # x . w + MW is even: the division is exact
+        acc = b.op("Add", [acc, b.const(np.array(w.shape[0], np.int32), "mw")], node.name)
+        acc = b.op("Div", [acc, b.const(np.array(2, np.int32), "two")], node.name)
     if plan is None:
         return acc, None
     return _emit_thresholds(b, acc, plan, int(node.attr("ActVal", 0)), node.name), out_perm

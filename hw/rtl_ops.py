@@ -190,6 +190,10 @@ def mvau_stage(node, graph) -> Stage:
     wt, it = _int_type(node.attr("weightDataType")), _int_type(node.attr("inputDataType"))
     if xnor and (wt.name, it.name) != ("BINARY", "BINARY"):
         raise StitchError(f"node {node.name}: binary (XNOR) MVAUs need BINARY inputs and weights")
+    if not xnor and (wt.name, it.name) == ("BIPOLAR", "BIPOLAR"):
+        raise StitchError(f"node {node.name}: BIPOLAR x BIPOLAR MVAUs count agreements (FINN); "
+                          "convert them to binaryXnorMode=1 on BINARY operands (qonnx's "
+                          "ConvertBipolarMatMulToXnorPopcount) for the RTL")
     for what, t in (("weights", wt), ("inputs", it)):
         if t.bits > 8:
             raise StitchError(f"node {node.name}: {t.name} {what} are wider than the 8 bits supported")
@@ -212,6 +216,12 @@ def mvau_stage(node, graph) -> Stage:
         files = [p.name for p in golden.threshold_file_names(prefix, obits)]
         mem["THRESH_FILE"] = (files, lambda d: golden.write_thresholds(d / prefix, thr, pe, obits, accbits),
                               prefix)
+    elif xnor:  # the popcount is the output, at the declared type (bit pattern mod 2^bits)
+        if out_t.max < mw:
+            raise StitchError(f"node {node.name}: the XNOR popcount reaches MW = {mw}, which its "
+                              f"outputDataType {out_t.name} cannot hold (needs UINT"
+                              f"{mw.bit_length()} or INT{mw.bit_length() + 1})")
+        accbits = obits = out_t.bits
     else:  # the accumulator is the output: signed, wide enough for an unsigned range too
         accbits = acc.bits + (0 if acc.signed else 1)
         obits = accbits
@@ -223,7 +233,7 @@ def mvau_stage(node, graph) -> Stage:
         params["XNOR"] = 1
     latency = 8 + _clog2(simd) + (4 * obits + 2 if use_act else 0) + 2
     return Stage(name, "mvau", params, [Port(simd, it.bits, it.signed)],
-                 [Port(pe, obits, bool(out_t.signed) if use_act else True)],
+                 [Port(pe, obits, bool(out_t.signed) if use_act or xnor else True)],
                  nvec * (mw // simd) * (mh // pe), [node.name], mem, ("mvau.v",), latency,
                  _per_vector(mw, mh), [node.inputs[0]], [node.outputs[0]])
 

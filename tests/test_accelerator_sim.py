@@ -170,7 +170,7 @@ def test_constant_add_bit_exact(tmp_path):
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 def test_binary_xnor_layers_bit_exact(tmp_path):
     """Two XNOR-popcount MVAUs (FINN's binaryXnorMode) with full agreement (popcount = MW)
-    against FINN's narrow accDataType: RTL == CPU engine == FINN's execution, at the ideal rate."""
+    against FINN's narrow accDataType: RTL under stalls == CPU engine == FINN's execution."""
     from test_stitch import bnn_full_agreement_graph, bnn_full_agreement_inputs
 
     graph = bnn_full_agreement_graph(tmp_path / "b.onnx")

@@ -197,3 +197,35 @@ def test_binary_xnor_network_matches_finn(tmp_path):
     assert np.array_equal(CpuEngine(path).run(x), want)
     ref = reference_run(ModelWrapper(str(path)), x.astype(np.float32))[0]
     assert np.array_equal(np.round(ref).astype(np.int64), want)
+
+
+def test_bipolar_times_bipolar_counts_agreements_as_finn_does(tmp_path):
+    """BIPOLAR inputs times BIPOLAR weights without binaryXnorMode: FINN's execution gives the
+    XNOR-popcount (x . w + MW) / 2, not the dot product; semantics and CPU engine agree."""
+    from netfabric.errors import GraphError
+    from netfabric.host.hwgraph import IntType
+    from netfabric.ops.execute import run_graph
+    from netfabric.ops.graphbuild import HWGraphBuilder
+
+    try:
+        IntType("BIPOLAR").bits  # noqa: B018
+    except GraphError:
+        pytest.skip("BIPOLAR is not an integer type of the HW graph here")
+    rng = np.random.default_rng(5)
+    w = 2 * rng.integers(0, 2, size=(32, 6)) - 1
+    t = np.sort(rng.integers(0, 33, size=(6, 3)), axis=1)
+    b = HWGraphBuilder("bipolar")
+    b.input("x", [1, 32], "BIPOLAR")
+    b.node("MVAU", ["x", b.param("w", w, "BIPOLAR"), b.param("t", t)], [("y", [1, 6], "UINT2")],
+           name="fc", MW=32, MH=6, SIMD=4, PE=3, inputDataType="BIPOLAR",
+           weightDataType="BIPOLAR", accDataType="INT7", outputDataType="UINT2", ActVal=0,
+           noActivation=0, binaryXnorMode=0, numInputVectors=[1])
+    b.output("y")
+    path = b.save(tmp_path / "bipolar.onnx")
+    x = 2 * rng.integers(0, 2, size=(16, 32)) - 1
+    x[0] = w[:, 0]  # full agreement on channel 0: count 32
+    want = (((x @ w + 32) // 2)[..., None] >= t).sum(-1)
+    assert np.array_equal(run_graph(load_hwgraph(path), x)["output"], want)
+    assert np.array_equal(CpuEngine(path).run(x), want)
+    ref = reference_run(ModelWrapper(str(path)), x.astype(np.float32))[0]
+    assert np.array_equal(np.round(ref).astype(np.int64), want)

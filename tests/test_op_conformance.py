@@ -96,6 +96,26 @@ def test_op_adapts_the_class_qonnx_resolves(tmp_path, op_name):
     assert f"{cls.__module__}.{cls.__qualname__}" == registry.get(op_name).finn_class
 
 
+@pytest.mark.parametrize("op_name", OPS)
+def test_sample_nodes_match_the_adapted_class(tmp_path, op_name):
+    """Attributes and stream shapes come from the op's qonnx/FINN class: every attribute a
+    sample node carries is one the class declares, and the class's normal input and output
+    shapes are the graph's."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    op = registry.get(op_name)
+    for seed in SEEDS:
+        path, graph, _, _ = _case(tmp_path, op_name, seed)
+        for node in ModelWrapper(str(path)).graph.node:
+            if node.op_type != op_name:
+                continue
+            inst = op.adapter(node)
+            declared = inst.get_nodeattr_types()
+            assert {a.name for a in node.attribute} <= set(declared), node.name
+            assert list(inst.get_normal_input_shape(0)) == graph.shapes[node.input[0]]
+            assert list(inst.get_normal_output_shape(0)) == graph.shapes[node.output[0]]
+
+
 @pytest.mark.parametrize("op_name", [o for o in OPS if registry.get(o).origin == "finn"])
 def test_cost_model_equals_finn_estimate(tmp_path, op_name):
     """The registry's cycles per frame against FINN's own ``get_exp_cycles`` of the same node,

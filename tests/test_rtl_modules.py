@@ -206,6 +206,7 @@ def _synth_ecp5_cells(work: Path, params: dict[str, Any]) -> dict[str, int]:
     return stat["design"]["num_cells_by_type"]
 
 
+@pytest.mark.slow  # Yosys (YoWASP): ~7 s warm, minutes while its WebAssembly first compiles
 def test_mvau_xnor_synthesizes_without_multipliers(tmp_path: Path) -> None:
     """Binary layers use no DSP blocks: the XNOR mode (a BNN layer, 64 x 8, 32 lanes) maps to
     LUTs and carry chains only, while the multiplying mode with 8-bit operands on "*" (the

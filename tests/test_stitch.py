@@ -92,11 +92,12 @@ def uint8_threshold_graph(path: Path, channels: int = 8, tokens: int = 4, pe: in
     return b.save(path)
 
 
-def bnn_full_agreement_graph(path: Path) -> Path:
+def bnn_full_agreement_graph(path: Path, out_type: str = "UINT4") -> Path:
     """Two binary XNOR-popcount MVAUs whose accDataType is FINN's (sized for the +-1 dot
     product, INT7 for 64 bits: too narrow for the popcount 0..64): x = column 0 of the first
     weights agrees on all 64 bits with channels 0 and 7 (popcount 64; thresholds 64 and 65,
-    65 never reached), and the second layer's channel 0 then counts 8 of 8 (noActivation).
+    65 never reached), and the second layer's channel 0 then counts 8 of 8 (noActivation,
+    ``out_type`` out; its accDataType INT4 is FINN's again).
     Inputs ``bnn_full_agreement_inputs``."""
     rng = np.random.default_rng(11)
     w1 = rng.integers(0, 2, size=(64, 8))
@@ -111,9 +112,9 @@ def bnn_full_agreement_graph(path: Path) -> Path:
     b.node("MVAU", ["x", b.param("w1", w1, "BINARY"), b.param("t1", t1)],
            [("h", [1, 8], "BINARY")], name="MVAU_0", MW=64, MH=8, SIMD=8, PE=2,
            accDataType="INT7", outputDataType="BINARY", noActivation=0, **xnor)
-    b.node("MVAU", ["h", b.param("w2", w2, "BINARY")], [("y", [1, 4], "INT4")], name="MVAU_1",
-           MW=8, MH=4, SIMD=2, PE=2, accDataType="INT4", outputDataType="INT4", noActivation=1,
-           **xnor)
+    b.node("MVAU", ["h", b.param("w2", w2, "BINARY")], [("y", [1, 4], out_type)],
+           name="MVAU_1", MW=8, MH=4, SIMD=2, PE=2, accDataType="INT4", outputDataType=out_type,
+           noActivation=1, **xnor)
     b.output("y")
     return b.save(path)
 
@@ -328,10 +329,14 @@ def test_constant_add_operand_becomes_a_rom(tmp_path):
 
 def test_xnor_mvau_sizes_the_popcount_from_mw(tmp_path):
     """Binary MVAUs become mvau.v with XNOR=1 and 1-bit weight words; the accumulator is sized
-    for the popcount 0..MW, not FINN's narrower accDataType (64 needs 7 bits unsigned)."""
+    for the popcount 0..MW, not FINN's narrower accDataType (64 needs 7 bits unsigned); a
+    popcount output leaves at its declared type, which must hold MW."""
     project = stitch(bnn_full_agreement_graph(tmp_path / "b.onnx"), tmp_path / "rtl")
     l0, l1 = (next(lay for lay in project.manifest["layers"] if lay["module"] == "mvau" and
                    lay["name"] == name) for name in ("mvau_0", "mvau_1"))
     assert l0["params"]["XNOR"] == 1 and l0["params"]["WBITS"] == 1
     assert l0["params"]["ACCBITS"] == 9  # thresholds 0..65: UINT7 + compare headroom
-    assert l1["params"]["ACCBITS"] == 5 and l1["params"]["USE_ACT"] == 0  # 0..8, signed
+    assert l1["params"]["ACCBITS"] == 4 and l1["params"]["USE_ACT"] == 0  # UINT4: 0..8
+    with pytest.raises(StitchError, match=r"MVAU_1: the XNOR popcount reaches MW = 8, which its "
+                                          r"outputDataType INT4 cannot hold \(needs UINT4 or INT5\)"):
+        stitch(bnn_full_agreement_graph(tmp_path / "n.onnx", "INT4"), tmp_path / "rtl_n")

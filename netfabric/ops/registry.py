@@ -67,6 +67,16 @@ class OpDef:
     doc: str = ""
     pieces: dict[str, Piece] = field(default_factory=dict)
 
+    def adapter(self, onnx_node):
+        """The qonnx/FINN class instance for a node of this op: its declared attributes
+        (``get_nodeattr_types``), normal and folded stream shapes, stream widths. FINN's ops
+        adapt FINN's own classes; netfabric's have theirs in ``hls/custom_ops``. Imports FINN."""
+        from netfabric.hls.finn_env import ensure_finn
+
+        ensure_finn()
+        module, cls = self.finn_class.rsplit(".", 1)
+        return getattr(importlib.import_module(module), cls)(onnx_node)
+
     def has(self, backend: str) -> bool:
         return backend in self.pieces
 

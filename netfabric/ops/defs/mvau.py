@@ -7,7 +7,8 @@ accumulator per output channel; with an activation, FINN's multi-threshold count
 With ``binaryXnorMode=1`` (FINN's BNN layers) inputs and weights are BINARY bits standing for
 bipolar values (0 -> -1, 1 -> +1) and the accumulator is XNOR-popcount: the number of positions
 where input and weight bits agree, 0 .. MW (``(x_bipolar . w_bipolar + MW) / 2``, qonnx's
-``xnorpopcountmatmul``). Thresholds compare against that count.
+``xnorpopcountmatmul``). Thresholds compare against that count. FINN executes BIPOLAR inputs
+times BIPOLAR weights (values -1/+1, no binaryXnorMode) the same way: the agreement count.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def xnor_popcount(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return x @ w + (1 - x) @ (1 - w)
 
 
+def bipolar_pair(node) -> bool:
+    """BIPOLAR inputs and weights without binaryXnorMode: FINN's execution still counts
+    agreements, ``(x . w + MW) / 2``, instead of the dot product."""
+    return (node.attr("inputDataType"), node.attr("weightDataType")) == ("BIPOLAR", "BIPOLAR")
+
+
 def _check_binary(node) -> None:
     for key in ("inputDataType", "weightDataType"):
         if node.attr(key) != "BINARY":
@@ -51,6 +58,8 @@ def semantics(node, streams, graph):
     if node.attr("binaryXnorMode", 0):
         _check_binary(node)
         acc = xnor_popcount(x.reshape(-1, w.shape[0]), w)
+    elif bipolar_pair(node):  # FINN executes BIPOLAR x BIPOLAR as XNOR-popcount too
+        acc = (x.reshape(-1, w.shape[0]) @ w + w.shape[0]) // 2
     else:
         acc = x.reshape(-1, w.shape[0]) @ w
     if not node.attr("noActivation", 0):
