@@ -207,7 +207,7 @@ def test_cnv_2w2a_is_bit_exact(tmp_path):
     assert ops[0] == "Thresholding" and ops.count("MVAU") == 9 and ops.count("Pool") == 2
 
 
-def test_tfc_1w1a_reaches_xnor_mvaus(tmp_path, mnist_test):
+def test_tfc_1w1a_xnor_mvaus_are_bit_exact(tmp_path, mnist_test):
     """FINN's BNN flow: bipolar x bipolar MatMuls become XNOR-popcount MVAUs on BINARY
     activations (binaryXnorMode=1); the input quantizer and the head stay integer."""
     path = bnn_pynq_qonnx("tfc_1w1a", tmp_path / "tfc_1w1a.onnx")
@@ -218,9 +218,25 @@ def test_tfc_1w1a_reaches_xnor_mvaus(tmp_path, mnist_test):
     mvaus = [n for n in g.nodes if n.op_type == "MVAU"]
     assert len(mvaus) == 4 and all(n.attr("binaryXnorMode") == 1 for n in mvaus)
     assert {n.attr("weightDataType") for n in mvaus} == {"BINARY"}
+    check_network(path, tmp_path / "hw", mnist_images(mnist_test, 50))
 
 
-BNN_PYNQ_SLOW = ["tfc_1w2a", "tfc_1w1a", "sfc_2w2a", "sfc_1w2a", "sfc_1w1a", "lfc_1w2a",
+def test_bipolar_activations_without_1bit_weights_say_why(tmp_path):
+    """2-bit weights after 1-bit (bipolar) activations: no XNOR-popcount layer can take them
+    (FINN would stop with "MultiThreshold out_scale must be 1"); the error says what to change."""
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models.FC import FC
+
+    torch.manual_seed(0)
+    model = FC(num_classes=10, weight_bit_width=2, act_bit_width=1, in_bit_width=1,
+               in_channels=1, out_features=[16]).eval()
+    path = tmp_path / "w2a1.onnx"
+    export_qonnx(model, input_t=torch.rand(1, 1, 28, 28), export_path=str(path))
+    with pytest.raises(CompileError, match=r"MultiThreshold_0.*bipolar.*1-bit weights"):
+        compile_qonnx(path, CompileConfig(input_scale=PIXELS))
+
+
+BNN_PYNQ_SLOW = ["tfc_1w2a", "sfc_2w2a", "sfc_1w2a", "sfc_1w1a", "lfc_1w2a",
                  "lfc_1w1a", "cnv_1w2a", "cnv_1w1a"]
 
 
