@@ -26,6 +26,36 @@ def machine() -> dict:
     }
 
 
+def provenance() -> str:
+    """Which code on which machine: the commit (``+dirty`` if the tree had changes), the CPU and
+    its int8 dot-product support (onnxruntime's and torch's int8 speed depend on VNNI)."""
+    import subprocess
+    import time
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=BENCH, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                    if ln.startswith("model name")), cpu)
+        flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                          if ln.startswith("flags")), []))
+    except OSError:
+        pass
+    vnni = "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "no VNNI"
+    isa = f"{'AVX2' if 'avx2' in flags else 'no AVX2'}, {vnni}" if flags else "ISA unknown"
+    return (f"Measured at commit {commit}{dirty} on {cpu} ({os.cpu_count()} cores, {isa}), "
+            f"{time.strftime('%Y-%m-%d')}.")
+
+
 def write_json(name: str, data: dict) -> Path:
     path = BENCH / "results" / f"{name}.json"
     atomic_write(path, json.dumps(data, indent=2))
@@ -35,7 +65,7 @@ def write_json(name: str, data: dict) -> Path:
 def write_section(name: str, markdown: str) -> None:
     """Replace (or append) the section between <!-- name --> and <!-- /name --> markers."""
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    block = f"<!-- {name} -->\n{markdown.strip()}\n<!-- /{name} -->"
+    block = f"<!-- {name} -->\n{markdown.strip()}\n\n_{provenance()}_\n<!-- /{name} -->"
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
     text = (
         pattern.sub(lambda _: block, text)
