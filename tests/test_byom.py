@@ -276,3 +276,57 @@ def test_tfc_rtl_simulation_is_bit_exact(name, tmp_path, mnist_test):
     out = sim.run(x)
     assert np.array_equal(out, want.reshape(out.shape))
     assert sim.last_metrics["interval"] <= 1.05 * sim.manifest["ideal_cycles_per_frame"]
+
+
+# name: (simulator, target frames/s at 100 MHz, images); the rest of the zoo beside TFC above
+BNN_PYNQ_RTL = {
+    "tfc_1w2a": ("icarus", 100_000, 8),
+    "sfc_1w1a": ("icarus", 50_000, 4),
+    "sfc_1w2a": ("icarus", 50_000, 4),
+    "sfc_2w2a": ("icarus", 50_000, 4),
+    "lfc_1w1a": ("icarus", 20_000, 3),
+    "lfc_1w2a": ("verilator", 20_000, 3),  # Icarus: over 14 min (2-bit activations, 1024 wide)
+    "cnv_1w1a": ("verilator", 5_000, 3),  # 3 frames: the testbench's interval needs >= 3
+    "cnv_1w2a": ("verilator", 5_000, 3),
+    "cnv_2w2a": ("verilator", 5_000, 3),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@pytest.mark.parametrize("name", list(BNN_PYNQ_RTL))
+def test_bnn_pynq_rtl_simulation_is_bit_exact(name, tmp_path, mnist_test):
+    """Every other BNN-PYNQ variant, stitched and simulated (Icarus for the FC networks,
+    Verilator for CNV), folded for a throughput target so that a few frames simulate quickly:
+    integer logits equal the CPU engine's, and the measured interval is the folding's ideal."""
+    from netfabric import flow
+    from netfabric.host.cpu_engine import CpuEngine
+    from netfabric.host.sim_backend import SimBackend
+
+    simulator, fps, frames = BNN_PYNQ_RTL[name]
+    path = bnn_pynq_qonnx(name, tmp_path / f"{name}.onnx")
+    graph = flow.compile_model(path, tmp_path / "hw", CompileConfig(
+        input_scale=PIXELS, target_fps=fps, label_select=False))
+    x = cifar_like(frames) if name.startswith("cnv") else mnist_images(mnist_test, frames)
+    want = run_or_skip_xnor(lambda: CpuEngine(graph).run(x))
+    sim = run_or_skip_xnor(lambda: SimBackend(graph, simulator=simulator,
+                                              project_dir=tmp_path / "rtl"))
+    out = sim.run(x)
+    assert np.array_equal(out, want.reshape(out.shape))
+    assert sim.last_metrics["interval"] <= 1.05 * sim.manifest["ideal_cycles_per_frame"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tfc_1w1a", "cnv_1w1a"])
+@pytest.mark.xfail(raises=StitchError, strict=True,
+                   reason="with LabelSelect the last XNOR noActivation MVAU keeps FINN's INT7 "
+                          "outputDataType for a popcount up to MW = 64 (or more); the stitcher "
+                          "refuses it ('needs UINT7 or INT8')")
+def test_xnor_head_before_labelselect_stitches(name, tmp_path):
+    """FINN's BNN-PYNQ builds end in LabelSelect: the graph as FINN compiles it should stitch."""
+    from netfabric import flow
+    from netfabric.hw.stitch import stitch
+
+    path = bnn_pynq_qonnx(name, tmp_path / f"{name}.onnx")
+    graph = flow.compile_model(path, tmp_path / "hw", CompileConfig(input_scale=PIXELS))
+    stitch(graph, tmp_path / "rtl")
