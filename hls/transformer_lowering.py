@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from netfabric.ops.graphbuild import FINN_DOMAIN
+
 from .custom_ops import DOMAIN as NF_DOMAIN
 from .custom_ops import HW_OPS as NF_OPS
 from .errors import CompileError
 from .thresholds import matmul_acc_range, threshold_table
 
-FINN_DOMAIN = "finn.custom_op.fpgadataflow"
 F32_EXACT = 2**24  # FINN stores thresholds in float32 containers: integers must stay below this
 
 

@@ -49,6 +49,19 @@ class IntType:
         return 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
 
 
+def int_type(name: str) -> IntType:
+    """FINN datatype name -> IntType; GraphError now if it is not an integer type."""
+    t = IntType(name)
+    t.bits  # noqa: B018 -- raises for non-integer types
+    return t
+
+
+def prod(xs) -> int:
+    """Product of a shape's dimensions (1 for an empty shape)."""
+    xs = list(xs)
+    return int(np.prod(xs)) if xs else 1
+
+
 @dataclass
 class HWNode:
     name: str

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netfabric.errors import StitchError
+from netfabric.host.hwgraph import int_type, prod
 from netfabric.ops.registry import register_piece
 
 
@@ -115,20 +116,8 @@ def _ceil_to(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
-def _prod(xs) -> int:
-    return int(np.prod(list(xs))) if xs else 1
-
-
 def _clog2(n: int) -> int:
     return max(1, math.ceil(math.log2(n))) if n > 1 else 1
-
-
-def _int_type(name: str):
-    from netfabric.host.hwgraph import IntType
-
-    t = IntType(name)
-    t.bits  # noqa: B018 -- raises for non-integer types
-    return t
 
 
 def _stream_inputs(node, graph) -> list[str]:
@@ -187,7 +176,7 @@ def mvau_stage(node, graph) -> Stage:
     mw, mh = int(node.attr("MW")), int(node.attr("MH"))
     pe, simd = int(node.attr("PE")), int(node.attr("SIMD"))
     xnor = bool(node.attr("binaryXnorMode", 0))
-    wt, it = _int_type(node.attr("weightDataType")), _int_type(node.attr("inputDataType"))
+    wt, it = int_type(node.attr("weightDataType")), int_type(node.attr("inputDataType"))
     if xnor and (wt.name, it.name) != ("BINARY", "BINARY"):
         raise StitchError(f"node {node.name}: binary (XNOR) MVAUs need BINARY inputs and weights")
     if not xnor and (wt.name, it.name) == ("BIPOLAR", "BIPOLAR"):
@@ -197,13 +186,13 @@ def mvau_stage(node, graph) -> Stage:
     for what, t in (("weights", wt), ("inputs", it)):
         if t.bits > 8:
             raise StitchError(f"node {node.name}: {t.name} {what} are wider than the 8 bits supported")
-    acc = _int_type(node.attr("accDataType"))
+    acc = int_type(node.attr("accDataType"))
     if xnor:  # the popcount is 0..MW whatever accDataType says (FINN sizes it for +-1 sums)
-        acc = _int_type(f"UINT{mw.bit_length()}")
-    nvec = _prod(node.attr("numInputVectors", [1]))
+        acc = int_type(f"UINT{mw.bit_length()}")
+    nvec = prod(node.attr("numInputVectors", [1]))
     w = graph.params[node.inputs[1]].astype(np.int64).T  # FINN stores (MW, MH); RTL wants [MH, MW]
     use_act = not node.attr("noActivation", 0)
-    out_t = _int_type(node.attr("outputDataType"))
+    out_t = int_type(node.attr("outputDataType"))
     name = node.name.lower()
     mem = {"WEIGHT_FILE": ([f"{name}_w.hex"],
                            lambda d: golden.write_mvau_weights(d / f"{name}_w.hex", w, pe, simd, wt.bits))}
@@ -243,8 +232,8 @@ def thresholding_stage(node, graph) -> Stage:
     from netfabric.sim import golden
 
     ch, pe = int(node.attr("NumChannels")), int(node.attr("PE"))
-    it, ot = _int_type(node.attr("inputDataType")), _int_type(node.attr("outputDataType"))
-    nvec = _prod(node.attr("numInputVectors", [1]))
+    it, ot = int_type(node.attr("inputDataType")), int_type(node.attr("outputDataType"))
+    nvec = prod(node.attr("numInputVectors", [1]))
     thr, tbits = _thresholds(node, graph, node.inputs[1], ch, it, ot.bits)
     name = node.name.lower()
     prefix = f"{name}_t"
@@ -268,12 +257,12 @@ def swg_stage(node, graph) -> Stage:
         raise StitchError(f"node {node.name}: only square kernels/strides without dilation are supported")
     h, w = node.attr("IFMDim")
     c, simd = int(node.attr("IFMChannels")), int(node.attr("SIMD"))
-    bits = _int_type(node.attr("inputDataType")).bits
+    bits = int_type(node.attr("inputDataType")).bits
     oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
     cf = c // simd
     params = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k[0], S=s[0], BITS=bits)
     ideal = max(oh * ow * k[0] * k[0] * cf, h * w * cf)
-    signed = _int_type(node.attr("outputDataType")).signed
+    signed = int_type(node.attr("outputDataType")).signed
     win = k[0] * k[0] * c
     return Stage(node.name.lower(), "swg", params, [Port(simd, bits, signed)], [Port(simd, bits, signed)],
                  ideal, [node.name], sources=("swg.v",), latency=2,
@@ -301,7 +290,7 @@ def maxpool_stage(node, graph) -> Stage:
         raise StitchError(f"node {node.name}: only non-overlapping square max pooling is supported")
     h, w = swg.attr("IFMDim")
     ch, pe = int(node.attr("Channels")), int(node.attr("PE"))
-    dt = _int_type(node.attr("InputDataType"))
+    dt = int_type(node.attr("InputDataType"))
     params = dict(CHANNELS=ch, PE=pe, BITS=dt.bits, SIGNED=int(dt.signed), IFM_H=h, IFM_W=w, K=k[0])
     oh, ow = h // k[0], w // k[0]
     return Stage(node.name.lower(), "maxpool", params, [Port(pe, dt.bits, dt.signed)],
@@ -316,8 +305,8 @@ def label_select_stage(node, graph) -> Stage:
     if int(node.attr("K")) != 1:
         raise StitchError(f"node {node.name}: LabelSelect with K={node.attr('K')}; only top-1 has RTL")
     n, pe = int(node.attr("Labels")), int(node.attr("PE"))
-    dt = _int_type(node.attr("inputDataType"))
-    nvec = _prod(node.attr("numInputVectors", [1]))
+    dt = int_type(node.attr("inputDataType"))
+    nvec = prod(node.attr("numInputVectors", [1]))
     params = dict(NLABELS=n, PE=pe, BITS=dt.bits, SIGNED=int(dt.signed), NVEC=nvec)
     return Stage(node.name.lower(), "label_select", params, [Port(pe, dt.bits, dt.signed)],
                  [Port(1, _clog2(n), False)], nvec * n // pe, [node.name],
@@ -339,8 +328,8 @@ def dup_streams_stage(node, graph) -> Stage:
         raise StitchError(f"node {node.name}: NumOutputStreams={nout} but {len(node.outputs)} outputs")
     if ch % pe:
         raise StitchError(f"node {node.name}: PE={pe} does not divide NumChannels={ch}")
-    dt = _int_type(node.attr("inputDataType"))
-    nvec = _prod(node.attr("numInputVectors", [1]))
+    dt = int_type(node.attr("inputDataType"))
+    nvec = prod(node.attr("numInputVectors", [1]))
     params = dict(NOUT=nout, PE=pe, BITS=dt.bits, CHANNELS=ch, NVEC=nvec)
     port = Port(pe, dt.bits, dt.signed)
     return Stage(node.name.lower(), "dup_streams", params, [port], [port] * nout, nvec * ch // pe,
@@ -354,7 +343,7 @@ def _add_operands(node, graph):
     for side in ("lhs", "rhs"):
         tensor = node.inputs[0 if side == "lhs" else 1]
         const = tensor in graph.params or node.attr(f"{side}_style", "input") == "const"
-        ops.append((tensor, _int_type(node.attr(f"{side}_dtype")), side, const))
+        ops.append((tensor, int_type(node.attr(f"{side}_dtype")), side, const))
     streams = [o for o in ops if not o[3]]
     consts = [o for o in ops if o[3]]
     if not streams:
@@ -370,10 +359,10 @@ def eltwise_add_stage(node, graph) -> Stage:
 
     pe = int(node.attr("PE", 1))
     out_shape = list(node.attr("out_shape"))
-    ch, nvec = int(out_shape[-1]), _prod(out_shape[:-1])
+    ch, nvec = int(out_shape[-1]), prod(out_shape[:-1])
     if ch % pe:
         raise StitchError(f"node {node.name}: PE={pe} does not divide the {ch} channels")
-    ot = _int_type(node.attr("out_dtype"))
+    ot = int_type(node.attr("out_dtype"))
     streams, const = _add_operands(node, graph)
     for tensor, _, side, _ in streams:
         if list(node.attr(f"{side}_shape")) != out_shape:
@@ -423,8 +412,8 @@ def _rom_period(value: np.ndarray, out_shape: list[int]) -> int:
     while dims and dims[0] == 1:
         dims.pop(0)
     if not dims or out_shape[len(out_shape) - len(dims):] != dims:
-        return _prod(out_shape)
-    return _prod(dims)
+        return prod(out_shape)
+    return prod(dims)
 
 
 # ---------------------------------------------------------------------------------------------

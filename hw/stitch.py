@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from netfabric.files import atomic_dir
+from netfabric.host.hwgraph import prod
 
 from . import templates
 from .errors import StitchError
@@ -62,10 +63,6 @@ __all__ = ["Edge", "Port", "Project", "Stage", "StitchError", "connect", "fifo_d
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
 MANIFEST = "manifest.json"
 GRAPH_IN = "<input>"
-
-
-def _prod(xs) -> int:
-    return int(np.prod(list(xs))) if xs else 1
 
 
 def _pow2(n: int) -> int:
@@ -196,7 +193,7 @@ def _fork_join_elements(layers: list[Stage], producer: dict, graph, bottleneck: 
             raise StitchError(f"join {join.name}: its inputs come from different forks "
                               f"({', '.join(sorted(forks))}); nested forks have no FIFO analysis yet")
         fork = paths[0][0]
-        n = _prod(graph.shapes[join.in_tensors[0]][1:])  # join input elements per frame
+        n = prod(graph.shapes[join.in_tensors[0]][1:])  # join input elements per frame
         needs = []
         for _, _, path in paths:
             seq = np.arange(1, n + 1)
@@ -206,7 +203,7 @@ def _fork_join_elements(layers: list[Stage], producer: dict, graph, bottleneck: 
         most = np.max(needs, axis=0)
         # cycles from an element leaving the fork to the join: stages + one FIFO per edge
         lats = [sum(st.latency for st in path) + len(path) + 1 for _, _, path in paths]
-        fork_frame = _prod(graph.shapes[paths[0][1]][1:])
+        fork_frame = prod(graph.shapes[paths[0][1]][1:])
         rate = fork_frame / max(1, bottleneck)  # fork output elements per cycle
         for (_, t, _path), need, lat in zip(paths, needs, lats, strict=True):
             hold = int(np.max(most - need))
@@ -445,8 +442,8 @@ def stitch(graph_path: str | Path, out_dir: str | Path, top: str = "nf_accel",
     layers = plan_stages(graph)
     instances, edges, in_port, out_port = connect(graph, layers, fifo_depths)
     in_shape, out_shape = graph.input_shape, graph.output_shape
-    in_beats = _prod(in_shape[1:]) // in_port.elems
-    out_beats = _prod(out_shape[1:]) // out_port.elems
+    in_beats = prod(in_shape[1:]) // in_port.elems
+    out_beats = prod(out_shape[1:]) // out_port.elems
     sources = rtl_dependencies({s for st in instances for s in st.sources})
     with atomic_dir(out_dir) as tmp:
         text, top_params = render_top(top, Path(graph_path).name, instances, edges, in_port,

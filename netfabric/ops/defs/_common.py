@@ -5,19 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from netfabric.errors import GraphError
-
-
-def prod(xs) -> int:
-    return int(np.prod(list(xs))) if len(list(xs)) else 1
-
-
-def int_type(name: str):
-    """FINN datatype name -> IntType (bits, signed, min, max); GraphError if not an integer."""
-    from netfabric.host.hwgraph import IntType
-
-    t = IntType(name)
-    t.bits  # noqa: B018 -- raises for non-integer types
-    return t
+from netfabric.host.hwgraph import int_type, prod  # noqa: F401 -- shared by the op defs
 
 
 def param_ints(graph, name: str, what: str) -> np.ndarray:
