@@ -10,11 +10,12 @@ V      ?=  # V=1: third-party warnings and tool output on the terminal, not in a
 
 .PHONY: setup demo test test-all sim bitstream bench lint clean
 
-$(STAMP): pyproject.toml setup.py requirements/base.txt requirements/sim.txt requirements/dev.txt requirements/finn.txt
+$(STAMP): pyproject.toml setup.py requirements/base.txt requirements/sim.txt requirements/dev.txt requirements/finn.txt requirements/backends.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements/base.txt -r requirements/sim.txt -r requirements/dev.txt
 	$(BIN)/pip install -q --no-deps -r requirements/finn.txt
+	$(BIN)/pip install -q --no-deps -r requirements/backends.txt
 	$(BIN)/pip install -q --no-deps -e .
 	@command -v iverilog >/dev/null || (command -v apt-get >/dev/null && \
 	  (apt-get update -qq && apt-get install -y -qq iverilog) >/dev/null 2>&1) || \
