@@ -70,7 +70,33 @@ def step_fold(model, cfg):
                                            two_pass_relaxation=not foreign))
         _restore_names(model, names)
         _fold_netfabric(model, cfg.target_cycles())
-    return model.transform(MinimizeAccumulatorWidth())
+    model = model.transform(MinimizeAccumulatorWidth())
+    _widen_xnor_popcounts(model)
+    return model
+
+
+def _widen_xnor_popcounts(model) -> None:
+    """An XNOR MVAU without activation outputs its popcount, 0..MW. FINN sizes its
+    accumulator for a sum of MW +-1 products (e.g. INT7 for MW = 64), which cannot hold MW
+    itself: give such layers, their output tensor and its consumers UINT(bits of MW), the
+    width the popcount needs, so every backend (and the RTL's port width) agrees."""
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in model.graph.node:
+        if not node.op_type.startswith("MVAU"):
+            continue
+        inst = getCustomOp(node)
+        if not (inst.get_nodeattr("binaryXnorMode") and inst.get_nodeattr("noActivation")):
+            continue
+        popcount = DataType[f"UINT{int(inst.get_nodeattr('MW')).bit_length()}"]
+        inst.set_nodeattr("accDataType", popcount.name)
+        inst.set_nodeattr("outputDataType", popcount.name)
+        model.set_tensor_datatype(node.output[0], popcount)
+        for consumer in model.find_consumers(node.output[0]) or []:
+            consumer_inst = getCustomOp(consumer)
+            if "inputDataType" in consumer_inst.get_nodeattr_types():
+                consumer_inst.set_nodeattr("inputDataType", popcount.name)
 
 
 def step_check(model, cfg):

@@ -379,7 +379,9 @@ def lower_to_onnx(graph: HWGraph, extra_outputs: list[str] | None = None):
         out_infos.append(helper.make_tensor_value_info(out, TensorProto.INT64, None))
     in_info = helper.make_tensor_value_info(x, TensorProto.INT32, ["N", *in_shape[1:]])
     g = helper.make_graph(b.nodes + final_nodes, "netfabric_cpu", [in_info], out_infos, b.inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    # IR version 9 (opset 18): what onnxruntime >= 1.16 reads. helper.make_model would stamp the
+    # installed onnx's newest IR version, which an older onnxruntime beside it refuses.
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
 class CpuEngine:

@@ -223,19 +223,27 @@ def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select, input_
 
 @main.command()
 @click.argument("graph", type=click.Path(path_type=Path))
-@click.option("--backend", default="cpu", help="cpu | sim | pynq | triton | auto")
+@click.option("--backend", default="cpu", show_default=True,
+              help="auto | cpu | sim | triton | fpga | pynq; auto tries the boards (fpga, pynq), "
+                   "then triton, then cpu")
+@click.option("--fallback/--no-fallback", default=None,
+              help="when a backend fails mid-batch or lacks an op, go on with the next one "
+                   "(default: on for auto; a named backend then falls back to the ones after it)")
+@click.option("--port", default=None, help="serial port of the fpga backend's board")
+@click.option("--chunk", type=click.IntRange(min=1), default=None,
+              help="inputs per backend call (what a failure can cost)")
 @click.option("--dataset", type=click.Choice(["mnist", "digits"]), default="mnist")
 @click.option("--count", type=int, default=1000, help="test images to run")
 @click.option("--input", "input_npy", type=click.Path(path_type=Path), default=None,
               help="run on a .npy batch of raw integer inputs instead of the data set")
 @_guard
-def run(graph, backend, dataset, count, input_npy) -> None:
-    """Run a HW-layer graph on a backend; print predictions and accuracy."""
+def run(graph, backend, fallback, port, chunk, dataset, count, input_npy) -> None:
+    """Run a HW-layer graph on a backend; print predictions, accuracy and who answered."""
     import numpy as np
 
     from netfabric.models.data import load_dataset
 
-    engine = flow.make_backend(backend, graph)
+    engine = flow.make_backend(backend, graph, fallback=fallback, port=port, chunk=chunk)
     if input_npy is not None:
         try:
             x = np.load(input_npy)
@@ -245,15 +253,35 @@ def run(graph, backend, dataset, count, input_npy) -> None:
     else:
         x, y = load_dataset(dataset, "test")
         x, y = x[:count, None], y[:count]
-    t0 = time.perf_counter()
-    out = engine.run(x)
-    dt = time.perf_counter() - t0
+    with engine:  # closes a board's port
+        t0 = time.perf_counter()
+        out = engine.run(x)
+        dt = time.perf_counter() - t0
     pred = flow.predictions(out)
     echo(f"backend {engine.name}: {len(pred)} inputs in {dt:.3f} s "
                f"({len(pred) / dt:,.0f} inputs/s)")
+    _print_runtime_report(engine)
     echo(f"predictions[:20] {pred[:20].tolist()}")
     if y is not None:
         echo(f"accuracy {100.0 * float((pred == y).mean()):.2f}%")
+
+
+def _print_runtime_report(engine) -> None:
+    """One line per skipped backend, per backend (and part) that answered, per failover."""
+    from rich.markup import escape
+
+    console = logs.console()
+    say = functools.partial(console.print, soft_wrap=True, highlight=False)
+    for name, reason in engine.skipped.items():
+        say(f"[yellow]skipped {name}[/]: {escape(reason)}")
+    for f in engine.failovers:
+        where = f" on {f.part}" if len(engine.parts) > 1 else ""
+        say(f"[red]failover[/]: {f.backend} failed{where} after {f.answered} inputs "
+            f"({escape(f.reason)}); {f.moved} inputs moved to {f.to}")
+    for p in engine.parts:
+        where = f" ({p.label})" if len(engine.parts) > 1 else ""
+        for name, n in p.answered_by.items():
+            say(f"[green]{name}[/] answered {n} inputs{escape(where)}")
 
 
 @main.command()
@@ -286,6 +314,21 @@ def bitstream_cmd(model, graph, board, freq, target_fps, out) -> None:
     model = model or bs.DEFAULT_MODEL.get(board, "mlp")
     freq = freq or bs.DEFAULT_MHZ.get(board, 100.0)
     bs.build(model, board, freq, out or bs.default_out(model, board), target_fps, graph)
+
+
+@main.command(name="program")
+@click.option("--board", default="ulx3s-85f", show_default=True,
+              help="ulx3s-85f | icebreaker (open boards, over their USB port)")
+@click.option("--bitstream", "bitstream_path", type=click.Path(path_type=Path), default=None,
+              help="file to load (default: the board's latest `netfabric bitstream` build)")
+@click.option("--flash", is_flag=True, help="write the configuration flash (survives power-off)")
+@_guard
+def program_cmd(board, bitstream_path, flash) -> None:
+    """Load a bitstream onto a board with openFPGALoader (`make program BOARD=...`)."""
+    from netfabric.program import program
+
+    loaded = program(board, bitstream_path, flash=flash)
+    echo(f"programmed {board} {'flash' if flash else 'FPGA'} with {loaded}")
 
 
 @main.command()

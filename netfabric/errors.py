@@ -46,3 +46,8 @@ class CheckpointError(NetfabricError):
 
 class BackendUnavailable(NetfabricError):
     """A runtime backend cannot run on this host (missing device, tool or package)."""
+
+
+class BackendFailure(NetfabricError):
+    """A runtime backend failed while running (device error, timeout, lost board), or every
+    backend that could take over did too."""

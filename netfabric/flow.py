@@ -52,11 +52,14 @@ class RunResult:
     seconds: float
 
 
-def make_backend(name: str, graph_path: Path, **kwargs):
-    """The runtime's backend factory (only cpu and sim exist so far)."""
-    from netfabric.host.runtime import open_backend
+def make_backend(name: str, graph_path: Path, fallback: bool | None = None, **kwargs):
+    """The runtime over backend ``name`` (auto | cpu | sim | triton | fpga | pynq): a
+    ``FallbackRuntime`` reporting who answered each input (``answered_by``), what was skipped
+    and any failover; ``fallback`` (default: on for auto) moves inputs to the next backend
+    when one fails. ``kwargs`` go to the backends that take them (``port=``, ``chunk=``)."""
+    from netfabric.host.runtime import open_runtime
 
-    return open_backend(name, graph_path, **kwargs)
+    return open_runtime(name, graph_path, fallback=fallback, **kwargs)
 
 
 def predictions(outputs: np.ndarray) -> np.ndarray:

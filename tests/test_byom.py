@@ -14,7 +14,7 @@ import pytest
 import torch
 from qonnx.core.modelwrapper import ModelWrapper
 
-from netfabric.errors import CompileError, GraphError, StitchError, UnsupportedOpError
+from netfabric.errors import CompileError
 from netfabric.hls.frontend import CompileConfig, compile_qonnx, parse_input_values
 from netfabric.hls.reference import reference_run
 from netfabric.host.hwgraph import load_hwgraph
@@ -57,18 +57,6 @@ def qonnx_logits(path, x_raw: np.ndarray, scale=PIXELS, mean=None) -> np.ndarray
     return np.concatenate([execute_onnx(model, {iname: sample[None]})[oname] for sample in x])
 
 
-def run_or_skip_xnor(make_engine):
-    """1-bit (XNOR-popcount) MVAUs reach the HW graph; a backend without binaryXnorMode (the
-    registry's MVAU semantics, the CPU engine, the RTL MVAU) refuses such graphs, naming XNOR:
-    skip then, saying why, instead of failing."""
-    try:
-        return make_engine()
-    except (UnsupportedOpError, GraphError, StitchError) as exc:
-        if "XNOR" in str(exc):
-            pytest.skip(f"binaryXnorMode MVAUs do not run yet: {exc}")
-        raise
-
-
 def check_network(qonnx_path, hw_dir, x_raw, scale=PIXELS, mean=None, **cfg):
     """Compile with the pre-processing folded in, run on the CPU engine; integers against
     FINN's execution of the HW graph, predictions against FINN's execution of the QONNX."""
@@ -80,8 +68,8 @@ def check_network(qonnx_path, hw_dir, x_raw, scale=PIXELS, mean=None, **cfg):
     g = load_hwgraph(graph)
     assert g.dtypes[g.input_name].name == "UINT8"
     logits_name = g.nodes[-1].inputs[0]
-    engine = run_or_skip_xnor(lambda: CpuEngine(graph, extra_outputs=[logits_name]))
-    labels, logits = run_or_skip_xnor(lambda: engine.run_all(x_raw))
+    engine = CpuEngine(graph, extra_outputs=[logits_name])
+    labels, logits = engine.run_all(x_raw)
     ref_labels, ref_logits = reference_run(
         ModelWrapper(str(graph)), engine.check_input(x_raw).astype(np.float32), [logits_name])
     assert np.array_equal(labels.reshape(-1), ref_labels.reshape(-1).astype(np.int64))
@@ -270,9 +258,8 @@ def test_tfc_rtl_simulation_is_bit_exact(name, tmp_path, mnist_test):
     graph = flow.compile_model(path, tmp_path / "hw", CompileConfig(
         input_scale=PIXELS, target_fps=100_000, label_select=False))
     x = mnist_images(mnist_test, 8)
-    want = run_or_skip_xnor(lambda: CpuEngine(graph).run(x))
-    sim = run_or_skip_xnor(lambda: SimBackend(graph, simulator="icarus",
-                                              project_dir=tmp_path / "rtl"))
+    want = CpuEngine(graph).run(x)
+    sim = SimBackend(graph, simulator="icarus", project_dir=tmp_path / "rtl")
     out = sim.run(x)
     assert np.array_equal(out, want.reshape(out.shape))
     assert sim.last_metrics["interval"] <= 1.05 * sim.manifest["ideal_cycles_per_frame"]
@@ -308,25 +295,39 @@ def test_bnn_pynq_rtl_simulation_is_bit_exact(name, tmp_path, mnist_test):
     graph = flow.compile_model(path, tmp_path / "hw", CompileConfig(
         input_scale=PIXELS, target_fps=fps, label_select=False))
     x = cifar_like(frames) if name.startswith("cnv") else mnist_images(mnist_test, frames)
-    want = run_or_skip_xnor(lambda: CpuEngine(graph).run(x))
-    sim = run_or_skip_xnor(lambda: SimBackend(graph, simulator=simulator,
-                                              project_dir=tmp_path / "rtl"))
+    want = CpuEngine(graph).run(x)
+    sim = SimBackend(graph, simulator=simulator, project_dir=tmp_path / "rtl")
     out = sim.run(x)
     assert np.array_equal(out, want.reshape(out.shape))
     assert sim.last_metrics["interval"] <= 1.05 * sim.manifest["ideal_cycles_per_frame"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["tfc_1w1a", "cnv_1w1a"])
-@pytest.mark.xfail(raises=StitchError, strict=True,
-                   reason="with LabelSelect the last XNOR noActivation MVAU keeps FINN's INT7 "
-                          "outputDataType for a popcount up to MW = 64 (or more); the stitcher "
-                          "refuses it ('needs UINT7 or INT8')")
-def test_xnor_head_before_labelselect_stitches(name, tmp_path):
-    """FINN's BNN-PYNQ builds end in LabelSelect: the graph as FINN compiles it should stitch."""
-    from netfabric import flow
-    from netfabric.hw.stitch import stitch
+# name: (simulator, target frames/s at 100 MHz, images)
+BNN_PYNQ_FINN_FORM = {"tfc_1w1a": ("icarus", 100_000, 4), "cnv_1w1a": ("verilator", 5_000, 3)}
 
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", [
+    "tfc_1w1a",  # about 15 s
+    pytest.param("cnv_1w1a", marks=pytest.mark.slow),  # about 5 min: a Verilator build of CNV
+])
+def test_xnor_network_with_labelselect_is_bit_exact_in_rtl(name, tmp_path, mnist_test):
+    """FINN's BNN-PYNQ builds end in LabelSelect after an XNOR layer without activation, whose
+    popcount (0..MW) FINN types as INT7 for MW = 64: compiled as FINN compiles it, the graph
+    stitches, and the RTL's labels equal the CPU engine's and FINN's own execution's."""
+    from netfabric import flow
+    from netfabric.host.cpu_engine import CpuEngine
+    from netfabric.host.sim_backend import SimBackend
+
+    simulator, fps, frames = BNN_PYNQ_FINN_FORM[name]
     path = bnn_pynq_qonnx(name, tmp_path / f"{name}.onnx")
-    graph = flow.compile_model(path, tmp_path / "hw", CompileConfig(input_scale=PIXELS))
-    stitch(graph, tmp_path / "rtl")
+    graph = flow.compile_model(path, tmp_path / "hw", CompileConfig(input_scale=PIXELS,
+                                                                     target_fps=fps))
+    head = [n for n in load_hwgraph(graph).nodes if n.op_type == "MVAU"][-1]
+    assert head.attr("outputDataType") == f"UINT{int(head.attr('MW')).bit_length()}"
+    x = cifar_like(frames) if name.startswith("cnv") else mnist_images(mnist_test, frames)
+    want = CpuEngine(graph).run(x).reshape(-1)
+    sim = SimBackend(graph, simulator=simulator, project_dir=tmp_path / "rtl")
+    assert np.array_equal(sim.run(x).reshape(-1), want)
+    finn_labels = np.argmax(qonnx_logits(path, x), axis=-1).reshape(-1)
+    assert np.array_equal(want, finn_labels)
