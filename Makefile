@@ -8,7 +8,7 @@ FREQ   ?=
 MODEL  ?=
 V      ?=  # V=1: third-party warnings and tool output on the terminal, not in a log file
 
-.PHONY: setup demo test test-all sim bitstream bench lint clean
+.PHONY: setup demo test test-all sim bitstream program deploy bench lint clean
 
 $(STAMP): pyproject.toml setup.py requirements/base.txt requirements/sim.txt requirements/dev.txt requirements/finn.txt requirements/backends.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ sim: $(STAMP)
 
 bitstream: $(STAMP)
 	$(BIN)/netfabric $(if $(V),-v) bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ))
+
+program: $(STAMP)
+	$(BIN)/netfabric $(if $(V),-v) program --board $(BOARD) $(if $(BITSTREAM),--bitstream $(BITSTREAM))
+
+# PYNQ deployment package (make deploy BOARD=pynq-z2 [MODEL=mlp] [GRAPH=g.onnx] [OUT=dir])
+deploy: $(STAMP)
+	$(BIN)/netfabric $(if $(V),-v) deploy --board $(if $(filter file,$(origin BOARD)),pynq-z2,$(BOARD)) $(if $(GRAPH),--graph $(GRAPH),$(if $(MODEL),--model $(MODEL))) $(if $(OUT),--out $(OUT))
 
 bench: $(STAMP)
 	$(BIN)/python bench/cpu_engine.py

@@ -66,6 +66,12 @@ FINN_FOLDING = {
 FINN_PUBLISHED = {"tfc_1w1a": {"board": "AUP-ZU3 (Zynq UltraScale+)", "images_per_s": 1.09e6}}
 
 
+def finn_name(model: str) -> str:
+    """brevitas_examples' ``tfc_1w1a`` is FINN's ``tfc-w1a1``."""
+    net, bits = model.split("_")
+    return f"{net}-w{bits[0]}a{bits[2]}"
+
+
 def inputs(model: str, frames: int) -> np.ndarray:
     """MNIST test images for the FC networks; CIFAR-shaped random pixels for CNV (throughput
     and bit-exactness do not depend on the image content)."""
@@ -161,7 +167,7 @@ def main() -> None:
             if key in want and got_folding.get(name, {}).get(key) != want[key]:
                 raise SystemExit(f"{name}.{key}: folding not applied ({got_folding.get(name)})")
     row: dict = {"model": f"{args.model} (brevitas_examples.bnn_pynq, random weights)",
-                 "folding": f"finn-examples {args.model.replace('_', '-')}_folding_config.json",
+                 "folding": f"finn-examples {finn_name(args.model)}_folding_config.json",
                  "compile_s": compile_s,
                  "finn_bottleneck_cycles": est["finn_bottleneck_cycles"],
                  "netfabric_bottleneck_cycles": est["bottleneck_cycles"]}
@@ -185,7 +191,7 @@ def main() -> None:
 
 def report(args, cmd: str, row: dict, flow_row: dict) -> str:
     data = "MNIST test images" if args.model.startswith("tfc") else "random 32x32x3 pixel images"
-    title = args.model.replace("_", "-").upper().replace("1W1A", "w1a1")
+    title = finn_name(args.model).upper().replace("-W", "-w").replace("A1", "a1")
     lines = [f"## BNN-PYNQ {title}, folded like FINN's build, on ECP5", "",
              f"Command: `{cmd}`. `{args.model}` from `brevitas_examples.bnn_pynq` (random "
              "weights, calibrated BatchNorm/TensorNorm), compiled with `--input-scale 1/255` and "

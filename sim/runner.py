@@ -296,6 +296,7 @@ def run_cocotb(
     testcase: str | None = None,
     seed: int | None = None,
     build_args: Sequence[str] = (),
+    run_dir: str | Path | None = None,
 ) -> SimResult:
     """Build ``toplevel`` (cached) and run the cocotb tests of ``test_module`` against it.
 
@@ -315,6 +316,8 @@ def run_cocotb(
         testcase: run only this cocotb test.
         seed: cocotb random seed.
         build_args: extra simulator build arguments.
+        run_dir: working folder of the simulation (default: the build folder); relative
+            ``$readmemh`` names resolve there, as in a bitstream build's folder.
 
     Raises:
         SimulatorNotFound: simulator tools missing.
@@ -361,7 +364,7 @@ def run_cocotb(
                 hdl_toplevel=toplevel,
                 hdl_toplevel_lang="verilog",
                 build_dir=build_dir,
-                test_dir=build_dir,
+                test_dir=Path(run_dir).resolve() if run_dir else build_dir,
                 results_xml=str(results_xml),
                 extra_env=overlay,
                 testcase=testcase,

@@ -76,7 +76,8 @@ def test_constraints_name_exactly_the_shell_ports(name: str):
         ports = set(re.findall(r"^set_io(?: -nowarn)? (\S+)", text, re.M))
     else:
         ports = set(re.findall(r"get_ports \{?([\w\[\]]+)\}?\]", text))
-    assert ports == {"clk_osc", *(f"led[{i}]" for i in range(board.leds))}
+    link = {"uart_rx", "uart_tx"} if board.link_baud else set()
+    assert ports == {"clk_osc", *link, *(f"led[{i}]" for i in range(board.leds))}
 
 
 # --- manifest ------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def test_shell_instantiates_pll_and_accelerator(name: str, primitive: str):
 def test_shell_fold_covers_every_output_bit_once():
     m = load_manifest(TINY)
     m = type(m)(**{**m.__dict__, "out_width_bits": 1000})
-    text = generate_shell(m, get_board("ulx3s-85f"), None)
+    text = generate_shell(m, get_board("ulx3s-85f"), None, host_link=False)
     bits: list[int] = []
     for hi, lo in re.findall(r"fold1\[\d+\] <= \^fold0\[(\d+):(\d+)\]", text):
         assert int(hi) - int(lo) < 16  # 16:1 at most: two LUT4 levels per stage
@@ -221,7 +222,8 @@ def test_shell_uses_manifest_port_names():
 def test_shell_streams_data_through_accelerator_in_simulation(tmp_path: Path):
     """The shell's LFSR stimulus must move beats through the accelerator into the LED MISR."""
     board = get_board("ulx3s-85f")  # no PLL model in Icarus: drive the shell's clock directly
-    (tmp_path / "shell.v").write_text(generate_shell(load_manifest(TINY), board, None))
+    shell = generate_shell(load_manifest(TINY), board, None, host_link=False)
+    (tmp_path / "shell.v").write_text(shell)
     (tmp_path / "tb.v").write_text(
         "`timescale 1ns/1ps\n"
         "module tb; reg clk = 0; wire [7:0] led; reg [7:0] prev = 0;\n"

@@ -30,7 +30,7 @@ from .report import (
     parse_synth_stat,
     parse_utilization,
 )
-from .shell import SHELL_FILE, SHELL_TOP, generate_shell
+from .shell import SHELL_FILE, SHELL_TOP, generate_shell, plan_link, shell_sources
 from .tools import find_tool
 
 WORK = "work"
@@ -71,7 +71,7 @@ def build_bitstream(
     steps: dict[str, float] = {}
 
     with progress.step("synth (yosys)") as note:
-        script = synth.synth_script([*manifest.sources, SHELL_FILE], SHELL_TOP, b)
+        script = synth.synth_script(_top_sources(manifest, b), SHELL_TOP, b)
         run = synth.run_synth(work, script, manifest)
         steps["synth"] = round(run.seconds, 2)
         cells = parse_synth_stat(load_json(work / synth.STAT))
@@ -119,13 +119,30 @@ def build_bitstream(
     return report
 
 
+def stage_board_top(project_dir: str | Path, board: str | Board, out_dir: str | Path,
+                    freq_mhz: float | None = None) -> tuple[Path, list[str]]:
+    """Write ``out_dir/work`` exactly as a bitstream build does (sources, memory files, the
+    board shell), run no tool; returns that folder and the Verilog files in read order, whose
+    top is ``nf_board_top``. The full-system simulation runs this very folder."""
+    b = get_board(board) if isinstance(board, str) else board
+    manifest = load_manifest(project_dir)
+    freq = float(freq_mhz) if freq_mhz is not None else b.default_freq_mhz
+    work = _stage(manifest, b, plan_clock(b, freq), Path(out_dir).resolve())
+    return work, _top_sources(manifest, b)
+
+
+def _top_sources(manifest: Manifest, board: Board) -> list[str]:
+    return [*manifest.sources, *(s.name for s in shell_sources(board)), SHELL_FILE]
+
+
 def _stage(manifest: Manifest, board: Board, clock: PllPlan | None, out: Path) -> Path:
     """Fresh ``out/work`` holding flat copies of every input plus the generated shell.
 
     The tools run inside it with relative paths (YoWASP cannot see absolute /tmp paths), and
     $readmemh files resolve next to the sources as they do in simulation.
     """
-    generated = {SHELL_FILE, board.constraints, synth.SCRIPT, synth.NETLIST, vivado.TCL}
+    generated = {SHELL_FILE, board.constraints, synth.SCRIPT, synth.NETLIST, vivado.TCL,
+                 *(s.name for s in shell_sources(board))}
     clash = generated & {*manifest.sources, *manifest.mem_files}
     if clash:
         raise ManifestError(f"project files {sorted(clash)} clash with files the flow generates")
@@ -137,7 +154,8 @@ def _stage(manifest: Manifest, board: Board, clock: PllPlan | None, out: Path) -
     for path in stale:
         path.unlink(missing_ok=True)
     work.mkdir(parents=True)
-    for src in [*manifest.source_paths(), *manifest.mem_paths(), board.constraints_path]:
+    for src in [*manifest.source_paths(), *manifest.mem_paths(), board.constraints_path,
+                *shell_sources(board)]:
         shutil.copy2(src, work / src.name)
     (work / SHELL_FILE).write_text(generate_shell(manifest, board, clock))
     return work
@@ -210,8 +228,17 @@ def _notes(r: Report) -> list[str]:
             f"Timing NOT met: the bitstream was written but is not reliable at {r.clock_mhz:g} MHz. "
             f"Rebuild with --freq {int(r.fmax_mhz)} or pipeline the critical path."
         )
-    notes.append(
-        "The board shell drives the accelerator's streams from an LFSR and shows a signature of "
-        "its output on the LEDs: the bitstream proves timing and resources, not host I/O."
-    )
+    link = plan_link(get_board(r.board), plan_clock(get_board(r.board), r.requested_mhz))
+    if link is None:
+        notes.append(
+            "The board shell drives the accelerator's streams from an LFSR and shows a signature "
+            "of its output on the LEDs: the bitstream proves timing and resources, not host I/O."
+        )
+    else:
+        notes.append(
+            f"Host link: UART on the board's USB-serial port at {link.baud:,} baud "
+            f"({link.actual_baud:,.0f} on the FPGA, {link.baud_error:+.2%}); load it with "
+            f"`netfabric program --board {r.board}`, run it with "
+            "`netfabric run GRAPH --backend fpga --port PORT`."
+        )
     return notes

@@ -1,7 +1,8 @@
 """Board registry: the device, its tool flow, oscillator and LED pins for each supported board.
 
 Pin assignments live in ``hw/boards/<board>.<lpf|pcf|xdc>``. They name the ports of the
-generated board shell (``shell.py``): ``clk_osc`` (board oscillator) and ``led[i]``.
+generated board shell (``shell.py``): ``clk_osc`` (board oscillator), ``led[i]`` and, on the open
+boards, ``uart_rx`` / ``uart_tx`` (the FPGA's side of the board's FTDI USB-serial port).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class Board:
     synth_args: tuple[str, ...] = ()  # extra synth_<family> options
     pnr_args: tuple[str, ...] = ()  # device selection for nextpnr
     default_freq_mhz: float = 100.0
+    leds_active_low: bool = False
+    # Host link (open boards): baud rate of the FTDI USB-serial port, 0 = no link in the shell.
+    link_baud: int = 0
+    programmer: str = ""  # openFPGALoader's --board name
 
     @property
     def constraints_path(self) -> Path:
@@ -57,6 +62,9 @@ BOARDS: dict[str, Board] = {
             constraints="ulx3s-85f.lpf",
             pnr_args=("--85k", "--package", "CABGA381", "--speed", "6"),
             default_freq_mhz=100.0,
+            # FT231X: 3 Mbaud is its maximum (3 MHz / n, n >= 1).
+            link_baud=3_000_000,
+            programmer="ulx3s",
         ),
         Board(
             name="icebreaker",
@@ -70,6 +78,10 @@ BOARDS: dict[str, Board] = {
             synth_args=("-dsp",),
             pnr_args=("--up5k", "--package", "sg48"),
             default_freq_mhz=24.0,
+            leds_active_low=True,
+            # FT2232H channel B: 3 Mbaud = 24 MHz / 8 exactly.
+            link_baud=3_000_000,
+            programmer="ice40_generic",
         ),
         Board(
             name="pynq-z2",

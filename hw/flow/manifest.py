@@ -40,6 +40,10 @@ class Manifest:
     in_width_bits: int
     out_width_bits: int
     ports: PortNames = field(default_factory=PortNames)
+    # Beats per frame on each stream (``input``/``output.beats_per_frame``, written by the
+    # stitcher): the board shell's host link frames requests and answers with them.
+    in_beats: int | None = None
+    out_beats: int | None = None
 
     def source_paths(self) -> list[Path]:
         return [self.project_dir / s for s in self.sources]
@@ -87,6 +91,8 @@ def parse_manifest(data: dict[str, Any], project_dir: Path) -> Manifest:
             raise ManifestError(f"{where}: {key!r} must be a positive integer, got {value!r}")
         widths[key] = value
     ports = _ports(data.get("ports", {}), where)
+    beats = {f"{k}_beats": _beats(data, side, where) for k, side in (("in", "input"),
+                                                                     ("out", "output"))}
 
     missing = [f for f in (*sources, *mem_files) if not (project_dir / f).is_file()]
     if missing:
@@ -98,6 +104,7 @@ def parse_manifest(data: dict[str, Any], project_dir: Path) -> Manifest:
         mem_files=tuple(mem_files),
         ports=ports,
         **widths,
+        **beats,
     )
 
 
@@ -107,6 +114,16 @@ def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
     value = data[key]
     if not isinstance(value, kind):
         raise ManifestError(f"{where}: {key!r} must be of type {kind.__name__}, got {value!r}")
+    return value
+
+
+def _beats(data: dict[str, Any], side: str, where: Path) -> int | None:
+    value = data.get(side, {}).get("beats_per_frame") if isinstance(data.get(side), dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ManifestError(f"{where}: {side}.beats_per_frame must be a positive integer, "
+                            f"got {value!r}")
     return value
 
 

@@ -13,11 +13,23 @@ from on-chip logic so that synthesis cannot remove anything and timing covers th
   stages (so the fold is never the critical path) and fed into a MISR whose bits drive the LEDs.
 
 Ports: ``clk_osc`` and ``led[N-1:0]``, matching ``hw/boards/<board>.*``.
+
+That is the shell of the vendor-flow board (pynq-z2). The open boards (ECP5, iCE40) get the
+host-link shell instead (``_link_shell``): the accelerator's streams come from and go to the
+board's FTDI USB-serial port through ``hw/rtl/host_link.v`` (framed protocol: hw/rtl/README.md),
+and the LEDs show the link's state. Its ports add ``uart_rx``/``uart_tx``; its baud divider and
+inter-byte timeout are parameters of ``nf_board_top`` (defaults: the board's baud at the core
+clock), so a simulation can run the same source with a faster line. For simulation,
+```define NF_SIM_NO_PLL`` replaces the PLL primitive by a wire (the only difference).
 """
 
 from __future__ import annotations
 
-from .boards import Board
+from dataclasses import dataclass
+from pathlib import Path
+
+from .boards import BOARDS_DIR, Board
+from .errors import ManifestError
 from .manifest import Manifest
 from .pll import PllPlan
 
@@ -28,9 +40,57 @@ _LFSR_SEED = "32'hACE1_2025"
 _LFSR_TAPS = "32'h8020_0003"  # x^32 + x^22 + x^2 + x + 1: maximal length
 _FOLD = 16  # XOR inputs per pipelined fold stage: two LUT4 levels
 
+# Library modules the host-link shell instantiates (copied into the build next to the shell).
+LINK_SOURCES = ("host_link.v", "uart_rx.v", "uart_tx.v")
+LINK_TIMEOUT_S = 0.01  # inter-byte timeout: USB-serial adapters leave gaps of a few ms at most
+SIM_DEFINE = "NF_SIM_NO_PLL"
 
-def generate_shell(manifest: Manifest, board: Board, pll: PllPlan | None) -> str:
-    """Verilog source of ``nf_board_top`` wrapping ``manifest.top`` for ``board``."""
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """The host link's line timing at the core clock."""
+
+    baud: int  # what the host opens the port with (the board's FTDI rate)
+    clock_hz: float
+    clks_per_bit: int
+    timeout_cycles: int
+
+    @property
+    def actual_baud(self) -> float:
+        return self.clock_hz / self.clks_per_bit
+
+    @property
+    def baud_error(self) -> float:
+        """Relative error of the FPGA's bit time against ``baud`` (UART tolerates ~2 %)."""
+        return self.actual_baud / self.baud - 1.0
+
+
+def plan_link(board: Board, pll: PllPlan | None) -> LinkPlan | None:
+    """Baud divider and timeout for ``board``'s host link, or None without a link."""
+    if not board.link_baud:
+        return None
+    clock_hz = (pll.fout_mhz if pll else board.osc_mhz) * 1e6
+    return LinkPlan(board.link_baud, clock_hz, max(4, round(clock_hz / board.link_baud)),
+                    round(clock_hz * LINK_TIMEOUT_S))
+
+
+def shell_sources(board: Board) -> list[Path]:
+    """Library files the shell of ``board`` needs besides the accelerator's own sources."""
+    rtl = BOARDS_DIR.parent / "rtl"
+    return [rtl / name for name in LINK_SOURCES] if board.link_baud else []
+
+
+def generate_shell(manifest: Manifest, board: Board, pll: PllPlan | None, *,
+                   host_link: bool = True) -> str:
+    """Verilog source of ``nf_board_top`` wrapping ``manifest.top`` for ``board``: with the
+    host link where the board has one, else (or with ``host_link=False``) the LFSR shell."""
+    link = plan_link(board, pll)
+    if link is not None and host_link:
+        return _link_shell(manifest, board, pll, link)
+    return _lfsr_shell(manifest, board, pll)
+
+
+def _lfsr_shell(manifest: Manifest, board: Board, pll: PllPlan | None) -> str:
     p = manifest.ports
     in_w, out_w, nled = manifest.in_width_bits, manifest.out_width_bits, board.leds
     clock = f"{pll.fout_mhz:g} MHz from PLL" if pll else f"{board.osc_mhz:g} MHz oscillator"
@@ -201,3 +261,113 @@ def _clock(board: Board, pll: PllPlan | None) -> list[str]:
         "    );",
         "    BUFG u_bufg (.I(clk_pll), .O(clk));",
     ]
+
+
+def _link_shell(manifest: Manifest, board: Board, pll: PllPlan | None, link: LinkPlan) -> str:
+    p = manifest.ports
+    in_w, out_w, nled = manifest.in_width_bits, manifest.out_width_bits, board.leds
+    if manifest.in_beats is None or manifest.out_beats is None:
+        raise ManifestError(
+            f"{manifest.project_dir}: the host link needs input/output.beats_per_frame in "
+            "manifest.json (written by netfabric's stitcher)")
+    for side, width in (("in", in_w), ("out", out_w)):
+        if width % 8:
+            raise ManifestError(f"{manifest.project_dir}: {side}_width_bits ({width}) must be "
+                                "a multiple of 8 for the host link (byte-padded tdata)")
+    clock = f"{pll.fout_mhz:g} MHz from PLL" if pll else f"{board.osc_mhz:g} MHz oscillator"
+    hz = link.clock_hz
+    hb = max(2, int(hz).bit_length() - 1)  # heartbeat: top bit toggles every ~0.3-0.7 s
+    act = max(4, int(hz / 25).bit_length())  # activity LEDs stay lit ~40 ms after an event
+    led_expr = "~status" if board.leds_active_low else "status"
+    clock_lines = _clock(board, pll)
+    if pll is not None:  # simulation: the same top with the PLL primitive as a wire
+        clock_lines = [f"`ifdef {SIM_DEFINE}", *_clock(board, None), "`else",
+                       *clock_lines, "`endif"]
+    lines = [
+        f"// Board shell for {board.name} ({board.part}) around {manifest.top}.",
+        "// Generated by netfabric.hw.flow.shell: do not edit.",
+        f"// Core clock: {clock}. Host link: UART on the FTDI port at {link.baud} baud",
+        f"// nominal, {link.actual_baud:.0f} baud here ({link.baud_error:+.2%}), protocol in",
+        "// hw/rtl/README.md (host/link_protocol.py on the host).",
+        f"// LEDs{' (active low)' if board.leds_active_low else ''}: 0 last answer was an error,",
+        "// 1 heartbeat, 2 byte received, 3 answer sent, 4.. count of good answers.",
+        f"// Simulation: define {SIM_DEFINE} to bypass the PLL; CLKS_PER_BIT and TIMEOUT_CYCLES",
+        "// may be overridden for a faster line.",
+        f"module {SHELL_TOP} #(",
+        f"    parameter CLKS_PER_BIT = {link.clks_per_bit},",
+        f"    parameter TIMEOUT_CYCLES = {link.timeout_cycles}",
+        ") (",
+        "    input  wire clk_osc,",
+        "    input  wire uart_rx,",
+        "    output wire uart_tx,",
+        f"    output wire [{nled - 1}:0] led",
+        ");",
+        "    wire clk;",
+        "    wire pll_locked;",
+        *clock_lines,
+        "",
+        "    // Reset: hold everything until the PLL has locked, then 16 more cycles; one",
+        "    // active-high register drives the accelerator's and the link's reset (see the",
+        "    // LFSR shell for why: no inverter on the net of largest fanout).",
+        "    reg [1:0] lock_sync = 2'b00;",
+        "    reg [4:0] rst_cnt = 5'd0;",
+        "    wire run = rst_cnt[4];",
+        "    always @(posedge clk) begin",
+        "        lock_sync <= {lock_sync[0], pll_locked};",
+        "        if (!lock_sync[1]) rst_cnt <= 5'd0;",
+        "        else if (!run) rst_cnt <= rst_cnt + 5'd1;",
+        "    end",
+        "    reg acc_rst = 1'b1;",
+        "    always @(posedge clk) acc_rst <= !run;",
+        "    wire rst_n = !acc_rst;",
+        "",
+        f"    wire [{in_w - 1}:0] s_tdata;",
+        "    wire s_tvalid, s_tready;",
+        f"    wire [{out_w - 1}:0] m_tdata;",
+        "    wire m_tvalid, m_tready;",
+        "    wire rx_byte, resp_ok, resp_err;",
+        "    host_link #(",
+        f"        .IN_W({in_w}), .IN_BEATS({manifest.in_beats}),",
+        f"        .OUT_W({out_w}), .OUT_BEATS({manifest.out_beats}),",
+        "        .CLKS_PER_BIT(CLKS_PER_BIT), .TIMEOUT_CYCLES(TIMEOUT_CYCLES)",
+        "    ) u_link (",
+        "        .clk(clk), .rst_n(rst_n), .uart_rx(uart_rx), .uart_tx(uart_tx),",
+        "        .m_axis_tdata(s_tdata), .m_axis_tvalid(s_tvalid), .m_axis_tready(s_tready),",
+        "        .s_axis_tdata(m_tdata), .s_axis_tvalid(m_tvalid), .s_axis_tready(m_tready),",
+        "        .rx_byte(rx_byte), .resp_ok(resp_ok), .resp_err(resp_err)",
+        "    );",
+        "",
+        f"    {manifest.top} u_accel (",
+        f"        .{p.clk}(clk),",
+        f"        .{p.rst_n}(rst_n),",
+        f"        .{p.s_axis}_tdata(s_tdata),",
+        f"        .{p.s_axis}_tvalid(s_tvalid),",
+        f"        .{p.s_axis}_tready(s_tready),",
+        f"        .{p.m_axis}_tdata(m_tdata),",
+        f"        .{p.m_axis}_tvalid(m_tvalid),",
+        f"        .{p.m_axis}_tready(m_tready)",
+        "    );",
+        "",
+        "    // Link status on the LEDs.",
+        "    reg err_seen = 1'b0;",
+        f"    reg [{hb - 1}:0] heartbeat = {hb}'d0;",
+        f"    reg [{act - 1}:0] rx_act = {act}'d0;",
+        f"    reg [{act - 1}:0] tx_act = {act}'d0;",
+        "    reg [3:0] n_ok = 4'd0;",
+        "    always @(posedge clk) begin",
+        f"        heartbeat <= heartbeat + {hb}'d1;",
+        "        if (resp_err) err_seen <= 1'b1;",
+        "        else if (resp_ok) err_seen <= 1'b0;",
+        f"        if (rx_byte) rx_act <= {{{act}{{1'b1}}}};",
+        f"        else if (rx_act != {act}'d0) rx_act <= rx_act - {act}'d1;",
+        f"        if (resp_ok || resp_err) tx_act <= {{{act}{{1'b1}}}};",
+        f"        else if (tx_act != {act}'d0) tx_act <= tx_act - {act}'d1;",
+        "        if (resp_ok) n_ok <= n_ok + 4'd1;",
+        "    end",
+        f"    wire [7:0] status = {{n_ok, tx_act != {act}'d0, rx_act != {act}'d0, "
+        f"heartbeat[{hb - 1}], err_seen}};",
+        f"    assign led = {led_expr}[{nled - 1}:0];" if nled > 1 else f"    assign led = {led_expr}[0];",
+        "endmodule",
+        "",
+    ]
+    return "\n".join(lines)
