@@ -316,6 +316,31 @@ def bitstream_cmd(model, graph, board, freq, target_fps, out) -> None:
     bs.build(model, board, freq, out or bs.default_out(model, board), target_fps, graph)
 
 
+@main.command(name="deploy")
+@click.option("--board", default="pynq-z2", show_default=True, help="pynq-z2")
+@click.option("--graph", type=click.Path(path_type=Path), default=None,
+              help="a compiled HW-layer graph (default: compile the shipped --model)")
+@click.option("--model", type=click.Choice(["mlp", "cnn", "digits"]), default=None,
+              help="shipped model, when no --graph is given (default: mlp)")
+@click.option("--count", type=click.IntRange(min=1), default=100, show_default=True,
+              help="test images shipped with the package")
+@click.option("--build", is_flag=True, help="also build the .bit and .hwh (needs Vivado)")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="package folder (default: build/deploy/<model or graph>-<board>)")
+@_guard
+def deploy_cmd(board, graph, model, count, build, out) -> None:
+    """A PYNQ deployment package: RTL as a Vivado IP, block design, build script, board script."""
+    from netfabric.deploy import build_package, deploy
+
+    name = Path(graph).parent.name if graph else (model or "mlp")
+    out = out or Path("build") / "deploy" / f"{name}-{board}"
+    package = deploy(board, out, graph=graph, model=model, count=count)
+    echo(f"wrote the {board} package {package}: build it with {package / 'build.sh'} (Vivado), "
+         f"then run `sudo python3 run_on_board.py` in it on the board")
+    if build:
+        echo(f"built {build_package(package)} and its .hwh")
+
+
 @main.command(name="program")
 @click.option("--board", default="ulx3s-85f", show_default=True,
               help="ulx3s-85f | icebreaker (open boards, over their USB port)")
