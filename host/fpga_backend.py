@@ -21,7 +21,7 @@ from netfabric.errors import BackendFailure, BackendUnavailable
 
 from .cpu_engine import CpuEngine
 from .hwgraph import apply_host_steps
-from .link_protocol import FrameFormat, HostLink, Transport
+from .link_protocol import WINDOW, FrameFormat, HostLink, Transport
 
 DEFAULT_BAUD = 3_000_000  # both open boards' host link (hw/flow/boards.py link_baud)
 
@@ -85,7 +85,7 @@ class FpgaBackend:
 
     def __init__(self, graph_path: str | Path, port: str | None = None,
                  baud: int = DEFAULT_BAUD, transport: Transport | None = None, *,
-                 reply_timeout_s: float = 1.0, resync_s: float = 0.05, window: int = 2) -> None:
+                 reply_timeout_s: float = 1.0, resync_s: float = 0.05, window: int = WINDOW) -> None:
         self.baud = baud
         self._owned: SerialTransport | None = None
         if transport is None:  # the port first: without a board, fail before any work

@@ -28,6 +28,8 @@ import numpy as np
 
 from netfabric.errors import BackendFailure
 
+# Requests in flight at once; the board's receive FIFO is sized for this many (hw/flow/shell.py).
+WINDOW = 2
 MAGIC = 0xA5
 HEADER_BYTES = 3
 BITS_PER_BYTE = 10  # 8N1: start + 8 data + stop
@@ -182,7 +184,7 @@ class HostLink:
     """
 
     def __init__(self, transport: Transport, fmt: FrameFormat, *, reply_timeout_s: float = 1.0,
-                 resync_s: float = 0.05, window: int = 2, where: str = "the board") -> None:
+                 resync_s: float = 0.05, window: int = WINDOW, where: str = "the board") -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.transport, self.fmt = transport, fmt

@@ -179,5 +179,32 @@ def open_runtime(name: str, graph: str | Path, *, fallback: bool | None = None,
 
     if fallback is None:
         fallback = name == "auto"
+    factories = {}
+    if name == "auto" and (reason := _interpreter_only()):
+        factories["triton"] = _refuse(reason)
     return FallbackRuntime(graph, chain_for(name, fallback), fallback=fallback,
-                           chunk=chunk or DEFAULT_CHUNK, options=options, workdir=workdir)
+                           chunk=chunk or DEFAULT_CHUNK, options=options, workdir=workdir,
+                           factories=factories)
+
+
+def _interpreter_only() -> str | None:
+    """Why ``auto`` passes over triton on a host without a CUDA GPU where the kernels would
+    run under Triton's interpreter (set for the tests): exact, but far slower than the CPU
+    engine. ``--backend triton`` still runs it there."""
+    import sys
+
+    if "torch" not in sys.modules and importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return ("no CUDA GPU: the Triton kernels would only run under the interpreter (exact but "
+            "slow); `--backend triton` runs them anyway")
+
+
+def _refuse(reason: str) -> Callable[..., Backend]:
+    def constructor(graph_path: Path, **options: Any) -> Backend:
+        raise BackendUnavailable(reason)
+
+    return constructor

@@ -41,6 +41,7 @@ class DemoState:
     retrain: bool = False
     reference_count: int = 200
     sim_count: int = 50
+    link_count: int = 10
     board: str | None = "ulx3s-85f"
     rows: list[tuple[str, str]] = field(default_factory=list)  # the measured-values table
     ckpt_path: Path | None = None
@@ -146,6 +147,9 @@ def default_stages(state: DemoState) -> list[Stage]:
         Stage(f"RTL: cycle-accurate simulation of {state.sim_count} images", _rtl_sim,
               ("project", "labels")),
         Stage("runtime: automatic backend choice on this machine", _runtime, ("graph", "labels")),
+        Stage(f"board link: the {state.board or 'ulx3s-85f'} bitstream top over its UART, "
+              f"simulated ({state.link_count} images)", _board_link, ("graph", "labels")),
+        Stage("PYNQ deployment package (pynq-z2)", _pynq_package, ("graph",)),
     ]
     if state.board:
         stages.append(Stage(f"bitstream for {state.board} (Yosys + nextpnr)", _bitstream,
@@ -286,6 +290,38 @@ def _runtime(s: DemoState) -> None:
                    f"{auto.name} ({'same labels' if same else '[red]DIFFERENT[/]'})"))
     if not same:
         raise StageFailed(f"the {auto.name} backend's labels differ from the CPU engine's")
+
+
+def _board_link(s: DemoState) -> None:
+    """The exact top that goes into the open board's bitstream (shell, UART host link,
+    accelerator), driven over its UART pins by the `fpga` backend's own protocol code."""
+    from netfabric.sim.board_link import SIM_CLKS_PER_BIT, simulate_board_link
+    from netfabric.sim.runner import SimulatorNotFound
+
+    board = s.board if s.board in ("ulx3s-85f", "icebreaker") else "ulx3s-85f"
+    x = s.x_test[:s.link_count, None]
+    t0 = time.perf_counter()
+    try:
+        out, _ = simulate_board_link(s.graph, x, s.out / "board_link", board=board)
+    except SimulatorNotFound as exc:
+        s.rows.append(("board link simulation", f"[yellow]skipped: {exc}[/]"))
+        raise StageSkipped(str(exc)) from exc
+    same = np.array_equal(flow.predictions(out), s.labels[:len(x)])
+    logs.console().print(f"{board} top simulated over its UART in {time.perf_counter() - t0:.1f} s "
+                         f"({SIM_CLKS_PER_BIT} clocks per bit in simulation)")
+    s.rows.append((f"board top over UART == CPU engine ({len(x)} images)",
+                   "[green]bit-exact[/]" if same else "[red]MISMATCH[/]"))
+    if not same:
+        raise StageFailed("the board top's answers over UART differ from the CPU engine's")
+
+
+def _pynq_package(s: DemoState) -> None:
+    from netfabric.deploy import write_package
+
+    package = write_package(s.graph, s.out / "deploy-pynq-z2")
+    logs.console().print(f"wrote {package}: run build.sh where Vivado is installed, then "
+                         "run_on_board.py on the board")
+    s.rows.append(("PYNQ deployment package", str(package)))
 
 
 def _bitstream(s: DemoState) -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from netfabric import flow
+
+# The triton backend's kernels run on CPU tensors only under Triton's interpreter, which triton
+# reads when a kernel is defined (host/triton_kernels, imported when a TritonBackend is built):
+# set it at session start, before any test module can import them. A GPU machine runs the same
+# tests compiled with TRITON_INTERPRET=0.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ top-level parameter) to keep the simulation short.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -26,11 +25,7 @@ from netfabric.host.link_protocol import (
     Status,
     StreamFormat,
 )
-from netfabric.paths import cache_dir
-
-SIM_CLKS_PER_BIT = 4
-SIM_TIMEOUT_CYCLES = 400
-
+from netfabric.sim.board_link import SIM_CLKS_PER_BIT, SIM_TIMEOUT_CYCLES
 
 # --- host side, no simulator ---------------------------------------------------------------------
 
@@ -167,39 +162,10 @@ def test_vendor_board_keeps_the_lfsr_shell():
 # --- full system in simulation -------------------------------------------------------------------
 
 
-def _board_folder(graph: Path) -> tuple[Path, list[str]]:
-    """The ULX3S build folder for ``graph``, in a cache folder named by content so the
-    Verilator build is reused across sessions."""
-    from netfabric.hw.flow.bitstream import stage_board_top
-    from netfabric.hw.stitch import stitch
+def _simulate(graph: Path, x: np.ndarray, tmp_path: Path, **kwargs) -> tuple[np.ndarray, dict]:
+    from netfabric.sim.board_link import simulate_board_link
 
-    digest = hashlib.sha256(graph.read_bytes()).hexdigest()[:12]
-    root = cache_dir("board_sim", create=True) / f"ulx3s-85f_{digest}"
-    stitch(graph, root / "rtl")
-    return stage_board_top(root / "rtl", "ulx3s-85f", root)
-
-
-def _simulate(graph: Path, x: np.ndarray, tmp_path: Path, *, malformed: bool,
-              window: int = 2, real_line: bool = False) -> tuple[np.ndarray, dict]:
-    """``real_line``: the bitstream's own divider and timeout (no parameter overrides) against
-    a host at the FTDI chip's 3 Mbaud, instead of the fast simulation line."""
-    from netfabric.hw.flow.shell import LINK_TIMEOUT_S
-    from netfabric.sim.runner import run_cocotb
-
-    work, sources = _board_folder(graph)
-    np.save(tmp_path / "in.npy", x)
-    line = {"clks_per_bit": 33, "timeout_cycles": round(100e6 * LINK_TIMEOUT_S),
-            "host_baud": 3_000_000} if real_line else {
-        "clks_per_bit": SIM_CLKS_PER_BIT, "timeout_cycles": SIM_TIMEOUT_CYCLES}
-    params = {} if real_line else {"CLKS_PER_BIT": SIM_CLKS_PER_BIT,
-                                   "TIMEOUT_CYCLES": SIM_TIMEOUT_CYCLES}
-    tb = {"graph": str(graph), "input_npy": str(tmp_path / "in.npy"),
-          "output_npy": str(tmp_path / "out.npy"), "report": str(tmp_path / "report.json"),
-          "window": window, "malformed": malformed, **line}
-    run_cocotb("nf_board_top", [work / s for s in sources], params,
-               "netfabric.sim.tb.tb_board_link", extra_env={"TB_PARAMS": json.dumps(tb)},
-               name="board_ulx3s", build_args=["-DNF_SIM_NO_PLL"], run_dir=work)
-    return np.load(tmp_path / "out.npy"), json.loads((tmp_path / "report.json").read_text())
+    return simulate_board_link(graph, x, tmp_path, **kwargs)
 
 
 @pytest.mark.sim

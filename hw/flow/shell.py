@@ -46,6 +46,16 @@ LINK_TIMEOUT_S = 0.01  # inter-byte timeout: USB-serial adapters leave gaps of a
 SIM_DEFINE = "NF_SIM_NO_PLL"
 
 
+def rx_fifo_depth(manifest: Manifest) -> int:
+    """Bytes of the link's receive FIFO: every request the host keeps in flight (header
+    included), so an accelerator that takes its input slower than the line never loses a
+    byte; a power of two for the RAM."""
+    from netfabric.host.link_protocol import WINDOW
+
+    need = WINDOW * (3 + (manifest.in_beats or 1) * -(-manifest.in_width_bits // 8))
+    return 1 << max(1, (need - 1).bit_length())
+
+
 @dataclass(frozen=True)
 class LinkPlan:
     """The host link's line timing at the core clock."""
@@ -329,7 +339,8 @@ def _link_shell(manifest: Manifest, board: Board, pll: PllPlan | None, link: Lin
         "    host_link #(",
         f"        .IN_W({in_w}), .IN_BEATS({manifest.in_beats}),",
         f"        .OUT_W({out_w}), .OUT_BEATS({manifest.out_beats}),",
-        "        .CLKS_PER_BIT(CLKS_PER_BIT), .TIMEOUT_CYCLES(TIMEOUT_CYCLES)",
+        "        .CLKS_PER_BIT(CLKS_PER_BIT), .TIMEOUT_CYCLES(TIMEOUT_CYCLES),",
+        f"        .RX_FIFO_DEPTH({rx_fifo_depth(manifest)})",
         "    ) u_link (",
         "        .clk(clk), .rst_n(rst_n), .uart_rx(uart_rx), .uart_tx(uart_tx),",
         "        .m_axis_tdata(s_tdata), .m_axis_tvalid(s_tvalid), .m_axis_tready(s_tready),",

@@ -20,7 +20,7 @@
 // frame, drop one (after a broken-off payload) or only send an error status.
 // Parameters: IN_W / OUT_W: the accelerator's tdata widths (multiples of 8); IN_BEATS /
 //   OUT_BEATS: beats per frame; CLKS_PER_BIT: clock / baud; TIMEOUT_CYCLES: inter-byte
-//   timeout (> 2 byte times).
+//   timeout (> 2 byte times); RX_FIFO_DEPTH: receive FIFO in bytes (power of two).
 // Status outputs (one-cycle pulses, for LEDs): rx_byte, resp_ok, resp_err.
 // Requires: uart_rx.v, uart_tx.v.
 `default_nettype none
@@ -44,7 +44,8 @@ module host_link #(
     parameter OUT_W = 8,
     parameter OUT_BEATS = 1,
     parameter CLKS_PER_BIT = 33,
-    parameter TIMEOUT_CYCLES = 1000000
+    parameter TIMEOUT_CYCLES = 1000000,
+    parameter RX_FIFO_DEPTH = 16
 ) (
     input  wire             clk,
     input  wire             rst_n,
@@ -74,6 +75,7 @@ module host_link #(
     localparam integer OUT_BPB_L = OUT_BPB - 1;
     localparam integer OUT_BEATS_L = OUT_BEATS - 1;
     localparam GW = $clog2(TIMEOUT_CYCLES + 1);
+    localparam QAW = (RX_FIFO_DEPTH > 2) ? $clog2(RX_FIFO_DEPTH) : 1;
     localparam integer TIMEOUT_I = TIMEOUT_CYCLES;
     localparam [GW-1:0] TIMEOUT = TIMEOUT_I[GW-1:0];
     // error codes (status byte = 0xE0 | code; 0 = ok)
@@ -93,6 +95,10 @@ module host_link #(
         if (IN_BYTES > 65535) begin : g_err_len
             `NF_PARAM_ERROR(("host_link: a request of %0d bytes exceeds the 16-bit length field",
                              IN_BYTES))
+        end
+        if (RX_FIFO_DEPTH < 2 || (RX_FIFO_DEPTH & (RX_FIFO_DEPTH - 1)) != 0) begin : g_err_fifo
+            `NF_PARAM_ERROR(("host_link: RX_FIFO_DEPTH (%0d) must be a power of two >= 2",
+                             RX_FIFO_DEPTH))
         end
         if (TIMEOUT_CYCLES < 20 * CLKS_PER_BIT) begin : g_err_timeout
             `NF_PARAM_ERROR(("host_link: TIMEOUT_CYCLES (%0d) must be >= 2 byte times (%0d)",
@@ -115,23 +121,38 @@ module host_link #(
         .tx(uart_tx));
     assign rx_byte = rx_valid;
 
-    // One-byte receive buffer; a byte arriving while it is still full is lost: overflow.
+    // Receive FIFO of RX_FIFO_DEPTH bytes in front of a one-byte output register (rb): the
+    // line never waits for the accelerator, which may take its input slower than the UART
+    // delivers it (an unfolded first layer). A byte arriving while the FIFO is full is lost:
+    // overflow. The shell sizes the FIFO for the host's window of requests in flight, so
+    // only a host that sends more than that ahead can overflow it.
+    reg [7:0] rxq [0:RX_FIFO_DEPTH-1];
+    reg [QAW-1:0] q_wp, q_rp;
+    reg [QAW:0] q_n;
+    wire q_full = (q_n == RX_FIFO_DEPTH[QAW:0]);
+    wire q_push = rx_valid && !q_full;
     reg [7:0] rb;
     reg rb_v, ovf;
     wire take;          // the receive FSM consumes rb this cycle
+    wire q_pop = (q_n != {(QAW + 1){1'b0}}) && (!rb_v || take);
     reg ovf_clr;
     always @(posedge clk) begin
+        if (q_push) rxq[q_wp] <= rx_data;
+        if (q_pop) rb <= rxq[q_rp];  // registered read: block RAM where the FIFO is large
         if (!rst_n) begin
+            q_wp <= {QAW{1'b0}};
+            q_rp <= {QAW{1'b0}};
+            q_n <= {(QAW + 1){1'b0}};
             rb_v <= 1'b0;
             ovf <= 1'b0;
         end else begin
-            if (rx_valid) begin
-                rb <= rx_data;
-                rb_v <= 1'b1;
-            end else if (take) begin
-                rb_v <= 1'b0;
-            end
-            if (rx_valid && rb_v && !take) ovf <= 1'b1;
+            if (q_push) q_wp <= q_wp + 1'b1;
+            if (q_pop) q_rp <= q_rp + 1'b1;
+            if (q_push && !q_pop) q_n <= q_n + 1'b1;
+            else if (!q_push && q_pop) q_n <= q_n - 1'b1;
+            if (q_pop) rb_v <= 1'b1;
+            else if (take) rb_v <= 1'b0;
+            if (rx_valid && q_full) ovf <= 1'b1;
             else if (ovf_clr) ovf <= 1'b0;
         end
     end
@@ -139,6 +160,10 @@ module host_link #(
     // Cycles since the last received byte, saturating at TIMEOUT.
     reg [GW-1:0] gap;
     wire timeout = (gap == TIMEOUT);
+    // Waiting for a byte that has not come: the line has been idle for TIMEOUT and nothing
+    // received is still queued (a slow accelerator may leave bytes in the FIFO long after
+    // the line went quiet; that is not a broken-off request).
+    wire starved = timeout && !rb_v && (q_n == {(QAW + 1){1'b0}});
     always @(posedge clk) begin
         if (!rst_n || rx_valid) gap <= {GW{1'b0}};
         else if (!timeout) gap <= gap + 1'b1;
@@ -211,7 +236,7 @@ module host_link #(
                     end
                 end
                 R_LEN0, R_LEN1: begin
-                    if (ovf || timeout) begin
+                    if (ovf || starved) begin
                         tag_in <= {1'b0, ovf ? E_OVF : E_TMO};
                         ovf_clr <= ovf;
                         rstate <= R_TAG;
@@ -230,7 +255,7 @@ module host_link #(
                             tag_in <= {1'b0, E_OK};
                             rstate <= R_TAG;
                         end
-                    end else if (ovf || (!m_axis_tvalid && timeout)) begin
+                    end else if (ovf || (!m_axis_tvalid && starved)) begin
                         // broken off inside the frame: complete it with filler beats
                         tag_in <= {1'b1, ovf ? E_OVF : E_TMO};
                         ovf_clr <= ovf;
@@ -256,7 +281,7 @@ module host_link #(
                     if (!tag_full) rstate <= (tag_in[2:0] == E_OK) ? R_HDR : R_DRAIN;
                 end
                 default: begin  // R_DRAIN: discard until the line is idle, then resync
-                    if (timeout) begin
+                    if (starved) begin
                         ovf_clr <= 1'b1;
                         rstate <= R_HDR;
                     end
