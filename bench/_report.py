@@ -64,10 +64,12 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) the section between <!-- name --> and <!-- /name --> markers."""
+def write_section(name: str, markdown: str, stamp: str | None = None) -> None:
+    """Replace (or append) the section between <!-- name --> and <!-- /name --> markers.
+    ``stamp``: where and at which commit it was measured, when not on this machine (default:
+    :func:`provenance`)."""
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    block = f"<!-- {name} -->\n{markdown.strip()}\n\n_{provenance()}_\n<!-- /{name} -->"
+    block = f"<!-- {name} -->\n{markdown.strip()}\n\n_{stamp or provenance()}_\n<!-- /{name} -->"
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
     text = (
         pattern.sub(lambda _: block, text)

@@ -169,11 +169,33 @@ def measure_models(graphs: Path) -> list[dict]:
     return rows
 
 
+def measure_profile(graphs: Path, model: str = "transformer", batch: int = 4096) -> list[dict]:
+    """Where the triton backend's time goes: each node of ``model`` timed alone on the inputs
+    the whole graph gives it (median of ``do_bench``)."""
+    import torch
+
+    from netfabric.host.triton_backend import TritonBackend
+
+    backend = TritonBackend(graphs / model / "hw_graph.onnx")
+    images = np.load(graphs / model / "images.npy")
+    tensors = {backend.graph.input_name: backend.to_device(images[np.arange(batch) % len(images)])}
+    rows = []
+    with torch.inference_mode():
+        for node, ins, run in backend.steps:
+            args = [tensors[t] for t in ins]
+            tensors.update(zip(node.outputs, run(args), strict=True))
+            rows.append({"model": model, "batch": batch, "node": node.name, "op": node.op_type,
+                         "ms": round(_bench(partial(run, args)), 4)})
+    for row in sorted(rows, key=lambda r: -r["ms"])[:5]:
+        print(row, flush=True)
+    return rows
+
+
 def measure_attention(heads: int = 4, head_dim: int = 16) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from netfabric.host.triton_ops import segment_attention
+    from netfabric.host.triton_ops import prepare_segment_attention, segment_attention
     from netfabric.models.transformer import segmented_attention
 
     rows = []
@@ -186,7 +208,9 @@ def measure_attention(heads: int = 4, head_dim: int = 16) -> list[dict]:
             full = partial(F.scaled_dot_product_attention, qh, kh, vh)
             flash, flash_mb = _bench(full), _peak_mb(full)
         for seg in ATTN_SEGMENTS:
-            fused = partial(segment_attention, q8, k8, v8, seg)
+            # the tables are prepared once, as a model's node does
+            plan = prepare_segment_attention(seg, head_dim, q8.device)
+            fused = partial(segment_attention, q8, k8, v8, seg, plan=plan)
             ours, ours_mb = _bench(fused), _peak_mb(fused)
             with torch.inference_mode():
                 seg_torch = partial(segmented_attention, qh, kh, vh, seg)
@@ -212,7 +236,8 @@ def measure(graphs: Path, out: Path) -> None:
     data = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
             "triton": triton.__version__, "cuda": torch.version.cuda}
     for part, fn in (("exact", lambda: measure_exact(graphs)), ("gemm", measure_gemm),
-                     ("models", lambda: measure_models(graphs)), ("attention", measure_attention)):
+                     ("models", lambda: measure_models(graphs)), ("attention", measure_attention),
+                     ("profile", lambda: measure_profile(graphs))):
         try:
             data[part] = fn()
         except Exception as exc:  # keep what the other parts measured
@@ -240,9 +265,9 @@ def record(path: Path, commit: str | None) -> None:
     lines = [f"## Triton backend on a GPU ({data['device']})", "",
              "Command: `python bench/gpu.py --graphs build/gpu --out gpu.json` on the GPU machine "
              f"({where}; graphs, CPU-engine references and the wheel from `--prepare`), recorded "
-             "with `--record`" + (f"; code at commit {commit}" if commit else "") + ". Times are "
+             "with `--record`. Times are "
              "medians of `triton.testing.do_bench` (CUDA events).", ""]
-    for key in ("exact", "gemm", "models", "attention"):
+    for key in ("exact", "gemm", "models", "attention", "profile"):
         if f"{key}_error" in data:
             lines += [f"**{key}: failed on the GPU** — `{data[f'{key}_error']}`", ""]
     if data.get("exact"):
@@ -296,7 +321,20 @@ def record(path: Path, commit: str | None) -> None:
         fig.tight_layout()
         fig.savefig(BENCH / "results" / "gpu_attention.png", dpi=120)
         lines += ["", "![GPU attention scaling](results/gpu_attention.png)"]
-    write_section("gpu", "\n".join(lines))
+    if data.get("profile"):
+        prof = data["profile"]
+        total = sum(r["ms"] for r in prof)
+        by_op: dict[str, float] = {}
+        for r in prof:
+            by_op[r["op"]] = by_op.get(r["op"], 0.0) + r["ms"]
+        lines += ["", f"### Where the triton backend's time goes: {prof[0]['model']} at batch "
+                  f"{prof[0]['batch']}", "", "Each node timed alone on its real inputs "
+                  f"(sum {total:.2f} ms).", "", "| op | ms | share |", "|---|---:|---:|"]
+        lines += [f"| {op} | {ms:.3f} | {ms / total:.0%} |"
+                  for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1])]
+    stamp = (f"Measured on the {data['device']} at commit {commit or 'unknown'} (the code sent to "
+             f"the GPU machine), recorded {time.strftime('%Y-%m-%d')}.")
+    write_section("gpu", "\n".join(lines), stamp)
 
 
 def main() -> None:

@@ -32,10 +32,10 @@ def __getattr__(name: str):
         from .triton_kernels.mvau import mvau_int8
 
         return mvau_int8
-    if name == "segment_attention":
-        from .triton_kernels.attention import segment_attention
+    if name in ("segment_attention", "prepare_segment_attention"):
+        from .triton_kernels import attention
 
-        return segment_attention
+        return getattr(attention, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -206,27 +206,35 @@ def default_params(head_dim: int) -> dict:
                 recip_bits=20, frac_bits=8, out_bits=8, score_min=-128)
 
 
+def prepare_segment_attention(seg: int, head_dim: int, device, params: dict | None = None
+                              ) -> AttentionPlan:
+    """The checked, uploaded tables for :func:`segment_attention` (``default_params`` when
+    None): prepare once, pass as ``plan=`` to every call, as a model's node does."""
+    p = dict(default_params(head_dim) if params is None else params)
+    return make_plan(seg, head_dim, p["score_thr"], p["score_act"], p["lut"], p["ctx_thr"],
+                     p["ctx_act"], p["recip_bits"], p["frac_bits"], p["out_bits"],
+                     p["score_min"], device, what="segment_attention")
+
+
 def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: int,
-                      params: dict | None = None, block: tuple[int, int, int] | None = None
-                      ) -> torch.Tensor:
+                      params: dict | None = None, block: tuple[int, int, int] | None = None,
+                      plan: AttentionPlan | None = None) -> torch.Tensor:
     """Just the fused segmented-attention kernel on int8 q, k, v [B, H, n, dh] (one device):
     attention only among tokens of the same segment of ``seg`` consecutive tokens (a last,
     shorter segment is masked). Returns the int8-range context [B, H, n, dh] as int32.
 
     ``params`` holds the integer tables (``default_params(dh)`` when None): score_thr [1, T],
     score_act, lut [2^score_bits], ctx_thr [1, T'], ctx_act, recip_bits, frac_bits, out_bits,
-    score_min. They are uploaded on each call (a model's node prepares them once);
-    ``block`` = (BLOCK_M, BLOCK_N, BLOCK_D) overrides the tile sizes. No s x s tensor is
+    score_min. They are checked and uploaded on each call unless ``plan`` (from
+    :func:`prepare_segment_attention`) is given; ``block`` = (BLOCK_M, BLOCK_N, BLOCK_D) overrides the tile sizes. No s x s tensor is
     written to memory."""
     if not (q.shape == k.shape == v.shape and q.dim() == 4):
         raise GraphError("segment_attention takes q, k, v of one shape [B, H, n, dh]")
     if {q.dtype, k.dtype, v.dtype} != {torch.int8}:
         raise GraphError("segment_attention takes int8 q, k, v")
     batch, heads, n, dh = q.shape
-    p = dict(default_params(dh) if params is None else params)
-    plan = make_plan(seg, dh, p["score_thr"], p["score_act"], p["lut"], p["ctx_thr"],
-                     p["ctx_act"], p["recip_bits"], p["frac_bits"], p["out_bits"],
-                     p["score_min"], q.device, what="segment_attention")
+    if plan is None:
+        plan = prepare_segment_attention(seg, dh, q.device, params)
     out = torch.empty((batch, heads, n, dh), dtype=torch.int32, device=q.device)
     view = lambda t: t.transpose(1, 2)  # noqa: E731 -- [B, n, H, dh] strides, no copy
     launch(view(q), view(k), view(v), view(out), plan, seg, n, 0, n, block=block)
