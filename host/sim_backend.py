@@ -1,10 +1,16 @@
-"""The `sim` backend: the stitched RTL accelerator under cocotb (Verilator by default).
+"""The `sim` backend: the stitched RTL accelerator simulated cycle by cycle.
 
 Same API as the CPU engine: ``run(x)`` takes raw integer inputs and returns the graph's
-integer output, here produced by simulating the generated Verilog cycle by cycle. The project
-folder is generated once per graph (cached by content hash); measured cycles are kept in
+integer output, here produced by simulating the generated Verilog. The project folder is
+generated once per graph (cached by content hash); measured cycles are kept in
 ``last_metrics``. A simulation whose accelerator stalls (no output for many cycles: a
 deadlock) raises :class:`~netfabric.errors.SimulationError` saying so.
+
+Two engines, bit-exact with each other and with the same measurements:
+
+* ``"compiled"`` (default with Verilator): a C++ testbench verilated with the design
+  (:mod:`netfabric.sim.harness`), no Python per cycle -- for long runs;
+* ``"cocotb"``: the cocotb testbench (``sim/tb/tb_accel.py``), always used with Icarus.
 """
 
 from __future__ import annotations
@@ -21,16 +27,43 @@ from netfabric.paths import cache_dir
 from .cpu_engine import CpuEngine
 from .hwgraph import apply_host_steps
 
+ENGINES = ("compiled", "cocotb")
+
+
+def default_engine(simulator: str) -> str:
+    """``"compiled"`` when Verilator and its C++ toolchain are installed, else ``"cocotb"``."""
+    if simulator != "verilator":
+        return "cocotb"
+    from netfabric.sim.runner import SimulatorNotFound, verilator_env
+
+    try:
+        verilator_env()
+    except SimulatorNotFound:
+        return "cocotb"  # which then reports what is missing
+    return "compiled"
+
 
 class SimBackend:
+    """``simulator``: "verilator" or "icarus"; ``engine``: "compiled" or "cocotb" (None: the
+    compiled harness when Verilator is usable, see :func:`default_engine`). ``src_idle`` /
+    ``sink_stall``: random idle / backpressure probabilities per cycle from ``seed``;
+    ``stall_cycles``: the deadlock watchdog (0: 40 frames' worth); ``fifo_depths``: forced
+    FIFO depths per graph tensor (see :func:`netfabric.hw.stitch.stitch`)."""
+
     name = "sim"
 
     def __init__(self, graph_path: str | Path, simulator: str = "verilator",
                  project_dir: str | Path | None = None, src_idle: float = 0.0,
                  sink_stall: float = 0.0, seed: int = 1,
-                 fifo_depths: dict[str, int] | None = None, stall_cycles: int = 0):
+                 fifo_depths: dict[str, int] | None = None, stall_cycles: int = 0,
+                 engine: str | None = None):
         from netfabric.hw.stitch import stitch
 
+        engine = engine or default_engine(simulator)
+        if engine not in ENGINES:
+            raise ValueError(f"sim engine must be one of {ENGINES}, got {engine!r}")
+        if engine == "compiled" and simulator != "verilator":
+            raise ValueError(f"the compiled sim engine needs Verilator, not {simulator}")
         graph_path = Path(graph_path)
         # input validation and host-side layout steps are shared with the CPU engine
         self._checker = CpuEngine(graph_path)
@@ -43,17 +76,32 @@ class SimBackend:
         stitch(graph_path, folder, fifo_depths=fifo_depths)
         self.project = folder.resolve()
         self.manifest = json.loads((folder / "manifest.json").read_text())
-        self.simulator = simulator
+        self.simulator, self.engine = simulator, engine
         self.src_idle, self.sink_stall, self.seed = src_idle, sink_stall, seed
         self.stall_cycles = stall_cycles  # 0: the testbench's default (40 frames' worth)
         self.last_metrics: dict = {}
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        xs = self._checker.check_input(x)
+        frames = xs.reshape(xs.shape[0], -1).astype(np.int64)
+        run = self._run_compiled if self.engine == "compiled" else self._run_cocotb
+        out, metrics = run(frames)
+        self.last_metrics = {**metrics, "engine": self.engine}
+        shape = [len(frames), *self.graph.output_shape[1:]]
+        return apply_host_steps(out.reshape(shape), self.graph.host_steps("host_post"))
+
+    def _run_compiled(self, frames: np.ndarray) -> tuple[np.ndarray, dict]:
+        from netfabric.sim.harness import build_harness, run_harness
+
+        exe = build_harness(self.project, self.manifest)
+        return run_harness(exe, self.project, frames, src_idle=self.src_idle,
+                           sink_stall=self.sink_stall, seed=self.seed,
+                           stall_cycles=self.stall_cycles, manifest=self.manifest)
+
+    def _run_cocotb(self, frames: np.ndarray) -> tuple[np.ndarray, dict]:
         from netfabric.errors import SimulationError
         from netfabric.sim.runner import SimulationFailed, run_cocotb
 
-        xs = self._checker.check_input(x)
-        frames = xs.reshape(xs.shape[0], -1).astype(np.int64)
         man = self.manifest
         sources = [self.project / s for s in man["sources"]]
         params = {k: str((self.project / v).resolve()) for k, v in man["mem_params"].items()}
@@ -73,7 +121,4 @@ class SimBackend:
                 if error:
                     raise SimulationError(f"RTL simulation of {self.project}: {error}") from exc
                 raise
-            out = np.load(tmp / "out.npy")
-            self.last_metrics = json.loads((tmp / "report.json").read_text())
-        shape = [len(frames), *self.graph.output_shape[1:]]
-        return apply_host_steps(out.reshape(shape), self.graph.host_steps("host_post"))
+            return np.load(tmp / "out.npy"), json.loads((tmp / "report.json").read_text())

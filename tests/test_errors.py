@@ -182,11 +182,14 @@ def test_simulator_not_found(mlp_graph, tmp_path, log_home, monkeypatch):
 
 
 def test_simulation_failed(mlp_graph, tmp_path, log_home, monkeypatch):
+    from netfabric.host import sim_backend
     from netfabric.sim import runner
 
     def failing(toplevel, *args, **kwargs):
         raise runner.SimulationFailed(f"{toplevel} on verilator: 1 of 1 cocotb tests failed")
 
     monkeypatch.setattr(runner, "run_cocotb", failing)  # a real failure needs a Verilator build
+    # the cocotb engine (the compiled harness, the default with Verilator, never calls cocotb)
+    monkeypatch.setattr(sim_backend, "default_engine", lambda simulator: "cocotb")
     res = invoke("run", mlp_graph, "--backend", "sim", "--input", _frames(tmp_path))
     assert_one_line_error(res, log_home, "SimulationFailed", "cocotb tests failed")

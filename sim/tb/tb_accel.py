@@ -71,7 +71,8 @@ async def test_accelerator_frames(dut) -> None:
     timing = Timing((tb._first_in or base) - base, [s - base for s in stamps])
     out = golden.unpack_beats(beats, outp["elems_per_beat"], outp["bits"], outp["signed"])
     np.save(p["output_npy"], out.reshape(n, -1))
-    metrics = {"frames": n, "latency_total": timing.total_cycles(), "ideal": ideal,
+    metrics = {"frames": n, "cycles": tb.now_cycles() - base,
+               "latency_total": timing.total_cycles(), "ideal": ideal,
                "first_frame_latency": timing.frame_ends(per_frame)[0] - timing.first_in}
     if n >= 3:
         metrics["interval"] = timing.steady_interval(per_frame)
