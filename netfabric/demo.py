@@ -147,6 +147,7 @@ def default_stages(state: DemoState) -> list[Stage]:
         Stage(f"RTL: cycle-accurate simulation of {state.sim_count} images", _rtl_sim,
               ("project", "labels")),
         Stage("runtime: automatic backend choice on this machine", _runtime, ("graph", "labels")),
+        Stage("GPU backend: Triton kernels", _triton, ("graph", "labels")),
         Stage(f"board link: the {state.board or 'ulx3s-85f'} bitstream top over its UART, "
               f"simulated ({state.link_count} images)", _board_link, ("graph", "labels")),
         Stage("PYNQ deployment package (pynq-z2)", _pynq_package, ("graph",)),
@@ -290,6 +291,39 @@ def _runtime(s: DemoState) -> None:
                    f"{auto.name} ({'same labels' if same else '[red]DIFFERENT[/]'})"))
     if not same:
         raise StageFailed(f"the {auto.name} backend's labels differ from the CPU engine's")
+
+
+def _triton(s: DemoState) -> None:
+    """The triton backend: on a CUDA GPU over 1000 images; without one, the same kernels on a
+    few images under Triton's interpreter (exact, slow), which must be switched on before the
+    kernels are first imported."""
+    import importlib.util
+    import os
+    import sys
+
+    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
+        reason = "triton is not installed: pip install 'netfabric[gpu]'"
+        s.rows.append(("GPU backend (triton)", f"[yellow]skipped: {reason}[/]"))
+        raise StageSkipped(reason)
+    import torch
+
+    gpu = torch.cuda.is_available()
+    if not gpu and "netfabric.host.triton_kernels" not in sys.modules:
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    from netfabric.host.triton_backend import TritonBackend
+
+    count = 1000 if gpu else 8
+    backend = TritonBackend(s.graph)
+    t0 = time.perf_counter()
+    labels = flow.predictions(backend.run(s.x_test[:count, None]))
+    dt = time.perf_counter() - t0
+    same = np.array_equal(labels, s.labels[:count])
+    where = torch.cuda.get_device_name(0) if gpu else "Triton's interpreter on the CPU (no GPU)"
+    logs.console().print(f"triton backend on {where}: {count} images in {dt:.1f} s")
+    s.rows.append((f"triton backend == CPU engine ({count} images, {where})",
+                   "[green]bit-exact[/]" if same else "[red]MISMATCH[/]"))
+    if not same:
+        raise StageFailed("the triton backend's labels differ from the CPU engine's")
 
 
 def _board_link(s: DemoState) -> None:
