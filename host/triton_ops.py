@@ -90,7 +90,7 @@ def _mvau(node: HWNode, graph: HWGraph, device) -> Run:
 def _thresholding(node: HWNode, graph: HWGraph, device) -> Run:
     import torch
 
-    from .triton_kernels.common import threshold_table
+    from .triton_kernels.common import fit_requant, threshold_table
     from .triton_kernels.threshold import thresholding as kernel
 
     channels = int(graph.shapes[node.outputs[0]][-1])
@@ -99,8 +99,11 @@ def _thresholding(node: HWNode, graph: HWGraph, device) -> Run:
     table, log2p = threshold_table(graph.params[node.inputs[1]], channels, dtype,
                                    f"node {node.name}")
     thr = torch.as_tensor(table, dtype=dtype, device=device)
+    # a proof needs the input's range: only typed inputs get the requantizer
+    rq = fit_requant(graph.params[node.inputs[1]], channels, in_type.min, in_type.max,
+                     device) if in_type else None
     act, out_dtype = int(node.attr("ActVal", 0)), _out_dtype(graph, node.outputs[0])
-    return lambda streams: [kernel(streams[0], thr, log2p, act, out_dtype)]
+    return lambda streams: [kernel(streams[0], thr, log2p, act, out_dtype, rq)]
 
 
 def _index_piece(idx: np.ndarray, out_shape: list[int], device) -> Run:

@@ -18,7 +18,15 @@ import triton.language as tl
 
 from netfabric.errors import GraphError
 
-from .common import pow2, threshold_count, threshold_table, torch_dtype
+from .common import (
+    RequantPlan,
+    fit_requant,
+    pow2,
+    requantize,
+    threshold_count,
+    threshold_table,
+    torch_dtype,
+)
 
 LIMB = 7  # bits per limb below the top one (the top limb is signed)
 MAX_K = 2**17 - 1  # 128 * 128 * K must fit an int32 accumulator
@@ -26,10 +34,11 @@ LIMB_BITS = tl.constexpr(LIMB)
 
 
 @triton.jit
-def _mvau_kernel(x_ptr, w_ptr, bias_ptr, thr_ptr, out_ptr, M, N, K, stride_xm, stride_om,
-                 XZERO, ACT_VAL, XL: tl.constexpr, WL: tl.constexpr,
-                 HAS_BIAS: tl.constexpr, HALVE: tl.constexpr, ACC64: tl.constexpr,
-                 LOG2P: tl.constexpr, HAS_THR: tl.constexpr,
+def _mvau_kernel(x_ptr, w_ptr, bias_ptr, thr_ptr, rq_mult_ptr, rq_add_ptr, out_ptr, M, N, K,
+                 stride_xm, stride_om, XZERO, ACT_VAL, RQ_LEVELS, XL: tl.constexpr,
+                 WL: tl.constexpr, HAS_BIAS: tl.constexpr, HALVE: tl.constexpr,
+                 ACC64: tl.constexpr, LOG2P: tl.constexpr, HAS_THR: tl.constexpr,
+                 RQ: tl.constexpr, RQ_SHIFT: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -72,7 +81,10 @@ def _mvau_kernel(x_ptr, w_ptr, bias_ptr, thr_ptr, out_ptr, M, N, K, stride_xm, s
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0)[None, :]
     if HALVE:  # BIPOLAR x BIPOLAR: (x . w + MW) / 2, an exact halving of an even number
         acc = acc >> 1
-    if HAS_THR:
+    if RQ:  # every channel a proven requantizer: no table search
+        acc = requantize(acc, rq_mult_ptr, rq_add_ptr, rn[None, :], n_ok[None, :], RQ_SHIFT,
+                         RQ_LEVELS) + ACT_VAL
+    elif HAS_THR:
         chan = tl.where(n_ok, rn, 0) * (1 << LOG2P)
         acc = threshold_count(acc, thr_ptr, chan[None, :], LOG2P) + ACT_VAL
     out = out_ptr + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
@@ -112,6 +124,7 @@ class MvauPlan:
     halve: bool
     acc64: bool
     out_dtype: torch.dtype
+    rq: RequantPlan | None = None  # the thresholds as a proven requantizer, when they are one
 
     @property
     def k(self) -> int:
@@ -124,7 +137,8 @@ class MvauPlan:
 
 def make_plan(w: np.ndarray, x_range: tuple[int, int], device, *, bias: np.ndarray | None = None,
               thresholds: np.ndarray | None = None, act_val: int = 0, halve: bool = False,
-              out_bound: int | None = None, what: str = "MVAU") -> MvauPlan:
+              out_bound: int | None = None, what: str = "MVAU", requant: bool = True
+              ) -> MvauPlan:
     """Prepare weights [K, N] (integers), the input range, an optional per-channel bias added
     to the accumulator, an optional halving (bipolar) and optional thresholds [N or 1, T]."""
     w = np.asarray(w, dtype=np.int64)
@@ -147,17 +161,19 @@ def make_plan(w: np.ndarray, x_range: tuple[int, int], device, *, bias: np.ndarr
         raise GraphError(f"{what}: the accumulator could exceed int64")
     acc64 = x_limbs * w_limbs > 1 or bound > 2**31 - 2
     acc_dtype = torch.int64 if acc64 else torch.int32
-    thr, log2p = None, 0
+    thr, log2p, rq = None, 0, None
     if thresholds is not None:
         table, log2p = threshold_table(thresholds, n, acc_dtype, what)
         thr = torch.as_tensor(table, dtype=acc_dtype, device=device)
         out_bound = max(abs(act_val), abs(act_val + table.shape[1]))
+        if requant:  # the accumulator lies in [-bound, bound]: a proof there holds for it
+            rq = fit_requant(thresholds, n, -bound, bound, device)
     out_dtype = torch_dtype(bound if out_bound is None else out_bound)
     return MvauPlan(
         w=torch.as_tensor(split_limbs(w, w_limbs), device=device).contiguous(),
         bias=torch.as_tensor(bias, dtype=acc_dtype, device=device) if bias.any() else None,
         thr=thr, log2p=log2p, act_val=int(act_val), x_zero=x_zero, x_limbs=x_limbs,
-        halve=halve, acc64=acc64, out_dtype=out_dtype)
+        halve=halve, acc64=acc64, out_dtype=out_dtype, rq=rq)
 
 
 def blocks(m: int, n: int, k: int) -> tuple[int, int, int]:
@@ -183,14 +199,15 @@ def run_plan(x: torch.Tensor, plan: MvauPlan, block: tuple[int, int, int] | None
     tuning = {"num_warps": num_warps or (8 if bm * bn >= 128 * 128 else 4)}
     if num_stages:
         tuning["num_stages"] = num_stages
-    dummy = plan.w
+    dummy, rq = plan.w, plan.rq
     _mvau_kernel[grid](
         x, plan.w, plan.bias if plan.bias is not None else dummy,
-        plan.thr if plan.thr is not None else dummy, out, m, plan.n, plan.k, x.stride(0),
-        out.stride(0), plan.x_zero, plan.act_val, XL=plan.x_limbs, WL=plan.w.shape[0],
-        HAS_BIAS=plan.bias is not None, HALVE=plan.halve, ACC64=plan.acc64, LOG2P=plan.log2p,
-        HAS_THR=plan.thr is not None, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-        **tuning)
+        plan.thr if plan.thr is not None else dummy, rq.mult if rq else dummy,
+        rq.add if rq else dummy, out, m, plan.n, plan.k, x.stride(0),
+        out.stride(0), plan.x_zero, plan.act_val, rq.levels if rq else 0, XL=plan.x_limbs,
+        WL=plan.w.shape[0], HAS_BIAS=plan.bias is not None, HALVE=plan.halve, ACC64=plan.acc64,
+        LOG2P=plan.log2p, HAS_THR=plan.thr is not None, RQ=rq is not None,
+        RQ_SHIFT=rq.shift if rq else 0, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, **tuning)
     return out
 
 
