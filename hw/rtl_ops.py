@@ -183,9 +183,11 @@ def mvau_stage(node, graph) -> Stage:
         raise StitchError(f"node {node.name}: BIPOLAR x BIPOLAR MVAUs count agreements (FINN); "
                           "convert them to binaryXnorMode=1 on BINARY operands (qonnx's "
                           "ConvertBipolarMatMulToXnorPopcount) for the RTL")
-    for what, t in (("weights", wt), ("inputs", it)):
-        if t.bits > 8:
-            raise StitchError(f"node {node.name}: {t.name} {what} are wider than the 8 bits supported")
+    # inputs up to 16 bits (a pooled sum feeding a classifier head): the 17 x 9-bit signed
+    # product still fits one 18x18 DSP multiplier
+    for what, t, most in (("weights", wt, 8), ("inputs", it, 16)):
+        if t.bits > most:
+            raise StitchError(f"node {node.name}: {t.name} {what} are wider than the {most} bits supported")
     acc = int_type(node.attr("accDataType"))
     if xnor:  # the popcount is 0..MW whatever accDataType says (FINN sizes it for +-1 sums)
         acc = int_type(f"UINT{mw.bit_length()}")
@@ -249,6 +251,10 @@ def thresholding_stage(node, graph) -> Stage:
 
 @register_piece("rtl", "ConvolutionInputGenerator")
 def swg_stage(node, graph) -> Stage:
+    """swg.v; FINN's ``parallel_window`` (SIMD = channels) -> PARALLEL_WINDOW=1, a whole
+    K x K x C window a beat, one input pixel a cycle."""
+    from netfabric.ops.defs.window import parallel_window, swg_cycles
+
     if node.attr("depthwise", 0):
         raise StitchError(f"node {node.name}: a depthwise window generator is only supported "
                           "directly before a max pool")
@@ -259,13 +265,19 @@ def swg_stage(node, graph) -> Stage:
     c, simd = int(node.attr("IFMChannels")), int(node.attr("SIMD"))
     bits = int_type(node.attr("inputDataType")).bits
     oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
-    cf = c // simd
     params = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k[0], S=s[0], BITS=bits)
-    ideal = max(oh * ow * k[0] * k[0] * cf, h * w * cf)
+    par = parallel_window(node)
+    if par:
+        if simd != c:
+            raise StitchError(f"node {node.name}: parallel_window needs SIMD = IFMChannels "
+                              f"({simd} != {c}), as FINN's window generator does")
+        params["PARALLEL_WINDOW"] = 1
     signed = int_type(node.attr("outputDataType")).signed
     win = k[0] * k[0] * c
-    return Stage(node.name.lower(), "swg", params, [Port(simd, bits, signed)], [Port(simd, bits, signed)],
-                 ideal, [node.name], sources=("swg.v",), latency=2,
+    # latency: a window is on m_axis 1 cycle (parallel) / 3 cycles after its last input beat
+    return Stage(node.name.lower(), "swg", params, [Port(simd, bits, signed)],
+                 [Port(win if par else simd, bits, signed)], swg_cycles(node, graph), [node.name],
+                 sources=("swg.v",), latency=1 if par else 3,
                  needs=_windowed(h, w, c, k[0], s[0], win, h * w * c, oh * ow * win),
                  in_tensors=[node.inputs[0]], out_tensors=[node.outputs[0]])
 
@@ -414,6 +426,149 @@ def _rom_period(value: np.ndarray, out_shape: list[int]) -> int:
     if not dims or out_shape[len(out_shape) - len(dims):] != dims:
         return prod(out_shape)
     return prod(dims)
+
+
+# ---------------------------------------------------------------------------------------------
+# reductions and the segmented-attention ops
+
+
+@register_piece("rtl", "GlobalAccPool")
+def global_acc_pool_stage(node, graph) -> Stage:
+    """Sum over a frame's vectors, one OBITS accumulator per channel; the sums leave while
+    the last vector comes in."""
+    ch, pe = int(node.attr("NumChannels")), int(node.attr("PE", 1))
+    if ch % pe:
+        raise StitchError(f"node {node.name}: PE={pe} does not divide NumChannels={ch}")
+    it = int_type(node.attr("inputDataType"))
+    ot = graph.dtypes[node.outputs[0]]
+    nvec = prod(node.attr("numInputVectors", [1]))
+    params = dict(CHANNELS=ch, PE=pe, IBITS=it.bits, ISIGNED=int(it.signed), OBITS=ot.bits,
+                  OSIGNED=int(ot.signed), NVEC=nvec)
+    frame_in = nvec * ch
+
+    def needs(n: int) -> int:  # output k of a frame needs the frame up to the last vector's k
+        if n <= 0:
+            return 0
+        frame, r = divmod(n - 1, ch)
+        return frame * frame_in + (nvec - 1) * ch + r + 1
+
+    # the registry's model is FINN's (nvec + 1) * NF; the module takes nvec * NF (its sums
+    # leave during the last vector), so the model is an upper bound by NF cycles
+    return Stage(node.name.lower(), "global_acc_pool", params, [Port(pe, it.bits, it.signed)],
+                 [Port(pe, ot.bits, ot.signed)], (nvec + 1) * ch // pe, [node.name],
+                 sources=("global_acc_pool.v",), latency=1, needs=needs,
+                 in_tensors=[node.inputs[0]], out_tensors=[node.outputs[0]])
+
+
+def _segment_geometry(node) -> tuple[int, int, int, int, int, int]:
+    """(n tokens, segment length s, shift, segments m, channels, PE) of a segment op."""
+    from netfabric.ops.defs.segments import geometry
+
+    n, s, shift, m = geometry(node)
+    ch, pe = int(node.attr("NumChannels")), int(node.attr("PE", 1))
+    if ch % pe:
+        raise StitchError(f"node {node.name}: PE={pe} does not divide NumChannels={ch}")
+    return n, s, shift, m, ch, pe
+
+
+def _segment_stage(node, graph, module: str, pad: bool) -> Stage:
+    n, s, shift, m, ch, pe = _segment_geometry(node)
+    dt = int_type(node.attr("inputDataType"))
+    params = dict(CHANNELS=ch, PE=pe, BITS=dt.bits, NTOK=n, SEGLEN=s, SHIFT=shift,
+                  SIGNED=int(dt.signed))
+    tokens_in, tokens_out = (n, m * s) if pad else (m * s, n)
+
+    def needs(k: int) -> int:  # elements read before the k-th output element is written
+        if k <= 0:
+            return 0
+        frame, r = divmod(k - 1, tokens_out * ch)
+        if pad:  # leading zeros need nothing, trailing zeros the whole frame
+            got = min(max(r + 1 - shift * ch, 0), n * ch)
+        else:  # the leading padded slots are read (and dropped) first
+            got = shift * ch + r + 1
+        return frame * tokens_in * ch + got
+
+    port = Port(pe, dt.bits, dt.signed)
+    return Stage(node.name.lower(), module, params, [port], [port], m * s * ch // pe, [node.name],
+                 sources=(f"{module}.v",), latency=1, needs=needs,
+                 in_tensors=[node.inputs[0]], out_tensors=[node.outputs[0]])
+
+
+@register_piece("rtl", "SegmentPad")
+def segment_pad_stage(node, graph) -> Stage:
+    """Tokens -> segments: the padding slots are generated in the module (zeros)."""
+    return _segment_stage(node, graph, "segment_pad", pad=True)
+
+
+@register_piece("rtl", "SegmentUnpad")
+def segment_unpad_stage(node, graph) -> Stage:
+    """Segments -> tokens: the padding slots are read and dropped."""
+    return _segment_stage(node, graph, "segment_unpad", pad=False)
+
+
+@register_piece("rtl", "SegmentAttention")
+def segment_attention_stage(node, graph) -> Stage:
+    """One segment_attention.v: a segment buffer, q.k / p.v on min(PE, HeadDim) multipliers,
+    the score and context thresholds (thresh_search.v), the exp LUT (a ROM), one divider."""
+    from netfabric.ops.defs.segments import attention_cycles
+    from netfabric.sim import golden
+
+    n, s, shift, m, ch, pe = _segment_geometry(node)
+    heads, dh = int(node.attr("Heads")), int(node.attr("HeadDim"))
+    d = heads * dh
+    if ch != 3 * d:
+        raise StitchError(f"node {node.name}: NumChannels={ch} is not 3 * Heads * HeadDim = {3 * d}")
+    it, ot = int_type(node.attr("inputDataType")), int_type(node.attr("outputDataType"))
+    st, pt = int_type(node.attr("scoreDataType")), int_type(node.attr("probDataType"))
+    if not st.signed or pt.signed:
+        raise StitchError(f"node {node.name}: needs signed scores and unsigned probabilities "
+                          f"(got {st.name}, {pt.name})")
+    ebits, rbits, pfrac = (int(node.attr(a)) for a in ("ExpBits", "RecipBits", "ProbFracBits"))
+    # exact accumulator ranges (the declared acc types are not needed): q.k and p.v
+    mag = max(-it.min, it.max)
+    qk_t = int_type(f"INT{(dh * mag * mag).bit_length() + 1}")
+    av_t = int_type(f"INT{(s * pt.max * mag).bit_length() + 1}")
+    name = node.name.lower()
+    mem: dict = {}
+    tbits = {}
+    for key, table, acc_t, obits in (("SCORE_FILE", node.inputs[1], qk_t, st.bits),
+                                     ("CTX_FILE", node.inputs[3], av_t, ot.bits)):
+        if np.asarray(graph.params[table]).shape[0] != 1:
+            raise StitchError(f"node {node.name}: threshold table {table} has one row per channel; "
+                              "the RTL takes one table for all (shape [1, K])")
+        thr, tb = _thresholds(node, graph, table, 1, acc_t, obits)
+        prefix = f"{name}_{'s' if key == 'SCORE_FILE' else 'c'}t"
+        files = [p.name for p in golden.threshold_file_names(prefix, obits)]
+        mem[key] = (files, lambda dd, prefix=prefix, thr=thr, obits=obits, tb=tb:
+                    golden.write_thresholds(dd / prefix, thr, 1, obits, tb), prefix)
+        tbits[key] = tb
+    lut = np.asarray(graph.params[node.inputs[2]], dtype=np.float64).reshape(-1)
+    if not np.array_equal(lut, np.round(lut)) or lut.min() < 0 or lut.max() >= 2**ebits:
+        raise StitchError(f"node {node.name}: the exp LUT must hold UINT{ebits} integers")
+    lut_words = [int(v) for v in lut]
+    fname = f"{name}_lut.hex"
+    mem["LUT_FILE"] = ([fname], lambda dd: golden.write_hex(dd / fname, lut_words, ebits))
+    ope = math.gcd(pe, d)
+    params = dict(CHANNELS=ch, PE=pe, IBITS=it.bits, ISIGNED=int(it.signed), HEADS=heads,
+                  HEADDIM=dh, NTOK=n, SEGLEN=s, SHIFT=shift, OPE=ope, QBITS=tbits["SCORE_FILE"],
+                  SBITS=st.bits, SCORE_BIAS=int(node.attr("ScoreActVal")), EBITS=ebits,
+                  LUTN=len(lut_words), RBITS=rbits, PFRAC=pfrac, PBITS=pt.bits,
+                  ABITS=tbits["CTX_FILE"], OBITS=ot.bits, OSIGNED=int(ot.signed),
+                  CTX_BIAS=int(node.attr("CtxActVal")))
+    seg_in, seg_out = s * ch, s * d
+
+    def needs(k: int) -> int:  # a segment's outputs need the whole segment
+        if k <= 0:
+            return 0
+        frame, r = divmod(k - 1, m * seg_out)
+        return frame * m * seg_in + (r // seg_out + 1) * seg_in
+
+    lanes = min(pe, dh)
+    row = 2 * s * -(-dh // lanes) + s + rbits + 1 + dh + 4 * st.bits + 3
+    return Stage(name, "segment_attention", params, [Port(pe, it.bits, it.signed)],
+                 [Port(ope, ot.bits, ot.signed)], attention_cycles(node, graph), [node.name], mem,
+                 ("segment_attention.v",), latency=heads * row + 4 * ot.bits + 4, needs=needs,
+                 in_tensors=[node.inputs[0]], out_tensors=[node.outputs[0]])
 
 
 # ---------------------------------------------------------------------------------------------

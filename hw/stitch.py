@@ -20,8 +20,9 @@ module they instantiate, so a shared module added to the library needs no list e
 FIFO depths, by analysis (in beats of the FIFO, rounded up to a power of two):
 
 * consumer rule: an MVAU reads one input vector (MW/SIMD beats) and then replays it NF - 1
-  times without reading, so its producer must be able to park a vector: 2*MW elements;
-  otherwise 16 beats (at most 1024 from this rule).
+  times without reading, so its producer must be able to park a vector: 2*MW elements
+  (at most 1024 beats from this rule); a segment attention reads a segment only between
+  computing two, so its producer parks one segment (SegLen x 3d elements); otherwise 16 beats.
 * fork/join rule: on a fork, the join downstream consumes element k from all its inputs at
   once, but a path through stages that hold data (an MVAU needs its whole input vector before
   its first output) delivers element k only after the fork sent it ``need(k)`` elements. The
@@ -165,6 +166,13 @@ def fifo_depth(consumer: Stage, fifo_elems: int | None = None) -> tuple[int, str
         depth = int(min(1024, max(16, _pow2(beats))))
         return depth, (f"parks an input vector of {consumer.name} (2 x MW={consumer.params['MW']} "
                        f"elements = {beats} beats)")
+    if consumer.module == "segment_attention":
+        # the module reads a segment only between computing two: the next one waits here,
+        # so the producer keeps running while a segment is computed
+        elems = consumer.params["SEGLEN"] * consumer.params["CHANNELS"]
+        beats = -(-elems // fifo_elems)
+        return _pow2(beats), (f"parks the next segment of {consumer.name} ({elems} elements = "
+                              f"{beats} beats)")
     return 16, "default"
 
 

@@ -63,15 +63,24 @@ def pad_cycles(node, graph) -> int:
 
 
 def unpad_cycles(node, graph) -> int:
+    """Every slot of the padded input is read (the padding ones dropped): m*s tokens."""
     n, s, shift, m = geometry(node)
-    return n * _channels_per_cycle(node)
+    return m * s * _channels_per_cycle(node)
 
 
 def attention_cycles(node, graph) -> int:
-    """Per segment and head: s*s*dh MACs for q.k^T, as many for p.v, s*s softmax steps."""
+    """The RTL's cycles (hw/rtl/segment_attention.v, sequential, no stalls), per segment:
+    the load (s*3d/PE beats; the buffer holds one segment), then per query slot 1 cycle and
+    per head a row of q.k and p.v on L = min(PE, dh) multipliers (2*s*ceil(dh/L)), s LUT and
+    row-sum steps, RecipBits+1 division steps, dh context-threshold inputs and the score
+    search's latency (4*B_s + 2) + 1. Exact (measured under cocotb) for every geometry."""
     n, s, shift, m = geometry(node)
     h, dh = int(node.attr("Heads")), int(node.attr("HeadDim"))
-    return m * h * s * s * (2 * dh + 1) // int(node.attr("PE", 1))
+    pe = int(node.attr("PE", 1))
+    lanes = min(pe, dh)
+    sbits = int_type(node.attr("scoreDataType")).bits
+    row = 2 * s * -(-dh // lanes) + s + int(node.attr("RecipBits")) + 1 + dh + 4 * sbits + 3
+    return m * (s * int(node.attr("NumChannels")) // pe + s * (1 + h * row))
 
 
 def pad_resources(node, graph) -> dict:
@@ -84,7 +93,9 @@ def attention_resources(node, graph) -> dict:
     bits = int_type(node.attr("inputDataType")).bits
     lut = graph.shapes[node.inputs[2]][0] * int(node.attr("ExpBits"))
     # one segment's q/k/v: memory bounded by the segment length, not the sequence
-    return {"buffer_bits": s * c * bits, "lut_bits": lut, "mult": int(node.attr("PE", 1))}
+    lanes = min(int(node.attr("PE", 1)), int(node.attr("HeadDim")))
+    # q.k and p.v lanes, and the e * reciprocal product of the softmax
+    return {"buffer_bits": s * c * bits, "lut_bits": lut, "mult": 2 * lanes + 1}
 
 
 def _geometry_sample(rng):

@@ -1,0 +1,508 @@
+// segment_attention.v -- integer multi-head attention inside segments (netfabric
+// SegmentAttention; RTL library)
+//
+// Per segment of SEGLEN token slots and per head h (head-major channels h*HEADDIM + t of
+// q | k | v), exactly ops/kernels.segment_attention with the integer softmax of
+// models/INT_SOFTMAX.md (ops/kernels.int_softmax_lut):
+//   acc[i][j] = q_i . k_j                            exact (wrapping QBITS, QBITS >= range)
+//   sc[i][j]  = #{acc >= TS} + SCORE_BIAS             score thresholds (thresh_search.v)
+//   mx        = max over valid keys j of sc[i][j]     (padded key slots are masked)
+//   e[j]      = valid j ? LUT[mx - sc[i][j]] : 0      exp LUT (ROM, LUT_FILE)
+//   S         = sum_j e[j];  r = S ? floor(2^RBITS / S) : 0   (restoring divider)
+//   p[j]      = min((e[j]*r + 2^(RBITS-PFRAC-1)) >> (RBITS-PFRAC), 2^PBITS - 1)
+//   av[t]     = sum_j p[j] * v_j[t]                   exact (wrapping ABITS, ABITS >= range)
+//   ctx[i][h*HEADDIM + t] = #{av[t] >= TC} + CTX_BIAS  context thresholds (thresh_search.v)
+// A key slot is valid when its position in the padded sequence, seg*SEGLEN + j, lies in
+// [SHIFT, SHIFT + NTOK) (segment_pad.v's real tokens); padded query rows are computed too
+// (SegmentUnpad drops them).
+//
+// Datapath (sequential, simple): the segment is loaded into a buffer of SEGLEN * CHANNELS
+// elements (memory bounded by the segment, not the sequence), then for each query i and head
+// h: q.k for every key with L = min(PE, HEADDIM) multipliers (DC = ceil(HEADDIM/L) cycles a
+// key), the scores' thresholds in a pipelined search, the row max on the fly, SEGLEN cycles of
+// LUT + row sum, RBITS+1 cycles of division, p.v with L multipliers (DC cycles a key),
+// HEADDIM cycles into the context thresholds. The next segment is loaded after the last
+// query row has started its context thresholds.
+//
+// Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
+//   s_axis: PE elements of IBITS per beat; a token slot (q | k | v) is CHANNELS/PE beats,
+//           SEGLEN slots a segment, NSEG = ceil((SHIFT + NTOK) / SEGLEN) segments a frame.
+//   m_axis: the context, OPE elements of OBITS per beat, a slot HEADS*HEADDIM/OPE beats.
+//   tdata ports are rounded up to whole bytes (pad bits: ignored in, zero out).
+//   s_axis_tready depends on registers only.
+// Parameters:
+//   CHANNELS, PE          3 * HEADS * HEADDIM, input lanes (CHANNELS % PE == 0)
+//   IBITS, ISIGNED        q/k/v element width and signedness
+//   HEADS, HEADDIM        heads, channels per head
+//   NTOK, SEGLEN, SHIFT   the segment geometry (as segment_pad.v)
+//   OPE                   output elements per beat ((HEADS*HEADDIM) % OPE == 0)
+//   QBITS                 signed width of q.k and of the score thresholds (accumulator + 1)
+//   SBITS, SCORE_BIAS     score width (signed) and the count's bias; SCORE_FILE thresholds
+//   EBITS, LUTN, LUT_FILE exp LUT: LUTN entries of EBITS bits ($readmemh, one per line);
+//                         indices >= LUTN read 0
+//   RBITS, PFRAC, PBITS   reciprocal precision, probability fraction bits and width
+//   ABITS                 signed width of p.v and of the context thresholds
+//   OBITS, CTX_BIAS       context width and bias; CTX_FILE thresholds; OSIGNED informational
+// Cycles per segment (no stalls): SEGLEN*CHANNELS/PE + SEGLEN*(1 + HEADS*(2*SEGLEN*DC +
+//   SEGLEN + RBITS + 1 + HEADDIM + 4*SBITS + 3)) (attention_cycles in the op registry,
+//   netfabric/ops/defs/segments.py; exact).
+// Latency: a query slot's context leaves HEADS rows after its segment is loaded.
+// Requires: thresh_search.v, fifo.v.
+`default_nettype none
+
+// Parameter checks (as in fifo.v): stop elaboration, or an Icarus simulation at time 0.
+`ifdef __ICARUS__
+`define NF_PARAM_ERROR(msg) initial begin $error msg; $fatal(1); end
+`elsif VERILATOR
+`define NF_PARAM_ERROR(msg) $error msg; initial begin $error msg; $fatal(1); end
+`else
+`define NF_PARAM_ERROR(msg) $error msg;
+`endif
+
+module segment_attention #(
+    parameter CHANNELS = 6,
+    parameter PE = 1,
+    parameter IBITS = 4,
+    parameter ISIGNED = 1,
+    parameter HEADS = 1,
+    parameter HEADDIM = 2,
+    parameter NTOK = 5,
+    parameter SEGLEN = 4,
+    parameter SHIFT = 0,
+    parameter OPE = 1,
+    parameter QBITS = 12,
+    parameter SBITS = 4,
+    parameter SCORE_BIAS = -8,
+    parameter EBITS = 8,
+    parameter LUTN = 16,
+    parameter RBITS = 20,
+    parameter PFRAC = 8,
+    parameter PBITS = 8,
+    parameter ABITS = 16,
+    parameter OBITS = 4,
+    /* verilator lint_off UNUSEDPARAM */  // OSIGNED: informational
+    parameter OSIGNED = 1,
+    /* verilator lint_on UNUSEDPARAM */
+    parameter CTX_BIAS = -8,
+    parameter SCORE_FILE = "",
+    parameter LUT_FILE = "",
+    parameter CTX_FILE = ""
+) (
+    input  wire clk,
+    input  wire rst_n,
+    /* verilator lint_off UNUSEDSIGNAL */  // byte-padding bits
+    input  wire [((PE * IBITS + 7) / 8) * 8 - 1:0] s_axis_tdata,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire s_axis_tvalid,
+    output wire s_axis_tready,
+    output wire [((OPE * OBITS + 7) / 8) * 8 - 1:0] m_axis_tdata,
+    output wire m_axis_tvalid,
+    input  wire m_axis_tready
+);
+    localparam D = HEADS * HEADDIM;
+    localparam DH = HEADDIM;
+    localparam L = (PE < DH) ? PE : DH;              // multipliers of q.k and p.v
+    localparam DC = (DH + L - 1) / L;                // cycles per key
+    localparam NFI = CHANNELS / PE;                  // input beats per token slot
+    localparam NBUF = SEGLEN * CHANNELS;
+    localparam NSEG = (SHIFT + NTOK + SEGLEN - 1) / SEGLEN;
+    localparam TOKB = D / OPE;                       // output beats per token slot
+    localparam OW = OPE * OBITS;
+    localparam OPW = ((OW + 7) / 8) * 8;
+    localparam SW = EBITS + $clog2(SEGLEN + 1);      // row sum
+    localparam MW = EBITS + RBITS + 2;               // e * r + half
+    localparam SH = RBITS - PFRAC;
+    // one width for every counter and index: holds NBUF, RBITS and NSEG * SEGLEN + 1
+    localparam CMAX0 = (NBUF > RBITS + 1) ? NBUF : RBITS + 1;
+    localparam CMAX = (CMAX0 > (NSEG + 1) * SEGLEN + SHIFT) ? CMAX0 : (NSEG + 1) * SEGLEN + SHIFT;
+    localparam CW = $clog2(CMAX + 1) + 1;
+    localparam AW = (NBUF > 1) ? $clog2(NBUF) : 1;
+    localparam JW = (SEGLEN > 1) ? $clog2(SEGLEN) : 1;
+    localparam KW = (DH > 1) ? $clog2(DH) : 1;
+    localparam PDW = $clog2(2 * TOKB + 1);
+    localparam OCW = (OPE > 1) ? $clog2(OPE) : 1;
+
+    generate
+        if (CHANNELS != 3 * D) begin : g_err_ch
+            `NF_PARAM_ERROR(("segment_attention: CHANNELS (%0d) must be 3 * HEADS * HEADDIM (%0d)", CHANNELS, 3 * D))
+        end
+        if (PE < 1 || CHANNELS % PE != 0) begin : g_err_pe
+            `NF_PARAM_ERROR(("segment_attention: PE (%0d) must divide CHANNELS (%0d)", PE, CHANNELS))
+        end
+        if (OPE < 1 || D % OPE != 0) begin : g_err_ope
+            `NF_PARAM_ERROR(("segment_attention: OPE (%0d) must divide HEADS*HEADDIM (%0d)", OPE, D))
+        end
+        if (SHIFT < 0 || SHIFT >= SEGLEN || NTOK < 1) begin : g_err_geom
+            `NF_PARAM_ERROR(("segment_attention: bad geometry NTOK=%0d SEGLEN=%0d SHIFT=%0d", NTOK, SEGLEN, SHIFT))
+        end
+        if (PFRAC >= RBITS || PFRAC < 0) begin : g_err_frac
+            `NF_PARAM_ERROR(("segment_attention: PFRAC (%0d) must be in 0 .. RBITS-1 (%0d)", PFRAC, RBITS - 1))
+        end
+        if (QBITS <= IBITS || ABITS <= IBITS || ABITS <= PBITS) begin : g_err_acc
+            `NF_PARAM_ERROR(("segment_attention: QBITS (%0d) and ABITS (%0d) must exceed IBITS (%0d), ABITS also PBITS (%0d)",
+                             QBITS, ABITS, IBITS, PBITS))
+        end
+        if (SBITS > 16 || EBITS > 24 || RBITS > 40 || LUTN < 1) begin : g_err_widths
+            `NF_PARAM_ERROR(("segment_attention: SBITS (%0d) <= 16, EBITS (%0d) <= 24, RBITS (%0d) <= 40, LUTN (%0d) >= 1",
+                             SBITS, EBITS, RBITS, LUTN))
+        end
+    endgenerate
+
+    // constants at the counter width
+    localparam integer SEGLAST_I = SEGLEN - 1;
+    localparam integer NFILAST_I = NFI - 1;
+    localparam integer DCLAST_I = DC - 1;
+    localparam integer HLAST_I = HEADS - 1;
+    localparam integer KLAST_I = DH - 1;
+    localparam integer NSEGLAST_I = NSEG - 1;
+    localparam integer SEG_I = SEGLEN;
+    localparam integer C3_I = CHANNELS;
+    localparam integer D_I = D;
+    localparam integer DH_I = DH;
+    localparam integer L_I = L;
+    localparam integer PE_I = PE;
+    localparam integer RB_I = RBITS;
+    localparam integer LO_I = SHIFT;
+    localparam integer HI_I = SHIFT + NTOK;
+    localparam integer TOKB_I = TOKB;
+    localparam integer OPELAST_I = OPE - 1;
+    localparam [CW-1:0] SEGLAST = SEGLAST_I[CW-1:0];
+    localparam [CW-1:0] NFILAST = NFILAST_I[CW-1:0];
+    localparam [CW-1:0] DCLAST = DCLAST_I[CW-1:0];
+    localparam [CW-1:0] HLAST = HLAST_I[CW-1:0];
+    localparam [CW-1:0] KLAST = KLAST_I[CW-1:0];
+    localparam [CW-1:0] NSEGLAST = NSEGLAST_I[CW-1:0];
+    localparam [CW-1:0] SEGC = SEG_I[CW-1:0];
+    localparam [CW-1:0] C3C = C3_I[CW-1:0];
+    localparam [CW-1:0] DD = D_I[CW-1:0];
+    localparam [CW-1:0] DHC = DH_I[CW-1:0];
+    localparam [CW-1:0] LC = L_I[CW-1:0];
+    localparam [CW-1:0] PEC = PE_I[CW-1:0];
+    localparam [CW-1:0] RBC = RB_I[CW-1:0];
+    localparam [CW-1:0] LO = LO_I[CW-1:0];
+    localparam [CW-1:0] HI = HI_I[CW-1:0];
+    localparam [CW-1:0] ONE = 1;
+    localparam [PDW-1:0] TOKBP = TOKB_I[PDW-1:0];
+    localparam [OCW-1:0] OPELAST = OPELAST_I[OCW-1:0];
+
+    localparam [2:0] S_LOAD = 3'd0, S_START = 3'd1, S_QK = 3'd2, S_WAIT = 3'd3, S_EXP = 3'd4,
+                     S_DIV = 3'd5, S_PV = 3'd6, S_CTX = 3'd7;
+
+    reg  [2:0] state;
+    reg  [CW-1:0] ld_tok, ld_f;      // load position (slot, fold)
+    reg  [CW-1:0] seg;               // segment of the frame
+    reg  [CW-1:0] qi, hd, kj, ch;    // query, head, key, chunk of a key
+    reg  [CW-1:0] ns;                // scores collected for the current row
+    reg  [CW-1:0] dstep;             // divider step (quotient bit)
+    reg  [CW-1:0] kc;                // context element fed to the thresholds
+    reg  [PDW-1:0] pend;             // output beats reserved and not yet sent
+
+    // ------------------------------------------------------------------ segment buffer
+    reg  [IBITS-1:0] sbuf [0:NBUF-1];
+    assign s_axis_tready = (state == S_LOAD);
+    wire take = s_axis_tvalid && s_axis_tready;
+    wire [CW-1:0] ld_base = ld_tok * C3C + ld_f * PEC;
+    integer wp;
+    always @(posedge clk) begin
+        if (take) begin
+            for (wp = 0; wp < PE; wp = wp + 1)
+                sbuf[ld_base[AW-1:0] + wp[AW-1:0]] <= s_axis_tdata[wp*IBITS +: IBITS];
+        end
+    end
+
+    // key validity of the current segment (the softmax mask)
+    wire [CW-1:0] seg_base = seg * SEGC;
+    wire [SEGLEN-1:0] vmask;
+    genvar g;
+    generate
+        for (g = 0; g < SEGLEN; g = g + 1) begin : g_valid
+            localparam integer G1_I = g + 1;
+            localparam [CW-1:0] G1 = G1_I[CW-1:0];
+            wire [CW-1:0] pos1 = seg_base + G1;   // slot position + 1 (no unsigned >= 0)
+            assign vmask[g] = (pos1 > LO) && (pos1 <= HI);
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ q.k and p.v lanes
+    wire [CW-1:0] off = hd * DHC + ch * LC;          // channel of lane 0 inside q / k / v
+    wire [CW-1:0] qbase = qi * C3C + off;
+    wire [CW-1:0] kbase = kj * C3C + DD + off;
+    wire [CW-1:0] vbase = kj * C3C + DD + DD + off;
+    reg  [EBITS-1:0] ex [0:SEGLEN-1];                // exp values of the row
+    reg  [RBITS:0] quo;                              // reciprocal (quotient)
+    reg  [SW-1:0] ssum;                              // row sum
+    wire [RBITS:0] recip = (ssum == {SW{1'b0}}) ? {(RBITS + 1){1'b0}} : quo;
+    wire [MW-1:0] ep = {{(MW - EBITS){1'b0}}, ex[kj[JW-1:0]]} * {{(MW - RBITS - 1){1'b0}}, recip};
+    localparam [MW-1:0] HALF = {{(MW - 1){1'b0}}, 1'b1} << (SH - 1);
+    wire [MW-1:0] pr_full = (ep + HALF) >> SH;
+    localparam [MW-1:0] PMAX = ({{(MW - 1){1'b0}}, 1'b1} << PBITS) - 1'b1;
+    wire [PBITS-1:0] prob = (pr_full > PMAX) ? PMAX[PBITS-1:0] : pr_full[PBITS-1:0];
+
+    reg  [ABITS-1:0] av [0:DH-1];
+    wire [QBITS-1:0] dot_qk;
+    wire [L*QBITS-1:0] lane_qk;
+    genvar l;
+    generate
+        for (l = 0; l < L; l = l + 1) begin : g_lane
+            localparam integer L_IDX = l;
+            localparam [CW-1:0] LW_ = L_IDX[CW-1:0];
+            wire on = (ch * LC + LW_) < DHC;             // lane inside the head
+            wire [CW-1:0] qa = qbase + LW_;
+            wire [CW-1:0] ka = kbase + LW_;
+            wire [CW-1:0] va = vbase + LW_;
+            wire [IBITS-1:0] qe = on ? sbuf[qa[AW-1:0]] : {IBITS{1'b0}};
+            wire [IBITS-1:0] ke = on ? sbuf[ka[AW-1:0]] : {IBITS{1'b0}};
+            wire [IBITS-1:0] ve = on ? sbuf[va[AW-1:0]] : {IBITS{1'b0}};
+            wire qs = (ISIGNED != 0) ? qe[IBITS-1] : 1'b0;
+            wire ks = (ISIGNED != 0) ? ke[IBITS-1] : 1'b0;
+            wire vs = (ISIGNED != 0) ? ve[IBITS-1] : 1'b0;
+            wire [QBITS-1:0] qx = {{(QBITS - IBITS){qs}}, qe};
+            wire [QBITS-1:0] kx = {{(QBITS - IBITS){ks}}, ke};
+            wire [ABITS-1:0] vx = {{(ABITS - IBITS){vs}}, ve};
+            wire [ABITS-1:0] px = {{(ABITS - PBITS){1'b0}}, prob};
+            wire [QBITS-1:0] m_qk = qx * kx;              // exact modulo 2^QBITS
+            wire [ABITS-1:0] m_pv = px * vx;              // exact modulo 2^ABITS
+            if (l == 0) begin : g_first
+                assign lane_qk[QBITS-1:0] = m_qk;
+            end else begin : g_next
+                assign lane_qk[l*QBITS +: QBITS] = lane_qk[(l-1)*QBITS +: QBITS] + m_qk;
+            end
+            // p.v: av[ch*L + l] += p * v (first key: =)
+            wire [CW-1:0] ai = ch * LC + LW_;
+            always @(posedge clk) begin
+                if (state == S_PV && on)
+                    av[ai[KW-1:0]] <= ((kj == {CW{1'b0}}) ? {ABITS{1'b0}} : av[ai[KW-1:0]]) + m_pv;
+            end
+        end
+    endgenerate
+    assign dot_qk = lane_qk[(L-1)*QBITS +: QBITS];
+
+    reg  [QBITS-1:0] acc;
+    wire [QBITS-1:0] acc_n = ((ch == {CW{1'b0}}) ? {QBITS{1'b0}} : acc) + dot_qk;
+
+    // ------------------------------------------------------------------ score thresholds
+    wire sq_in = (state == S_QK) && (ch == DCLAST);
+    wire sq_v;
+    wire [SBITS-1:0] sq_d;
+    thresh_search #(
+        .NF(1), .PE(1), .DBITS(QBITS), .OBITS(SBITS), .ACT_BIAS(SCORE_BIAS),
+        .THRESH_FILE(SCORE_FILE)
+    ) u_score (
+        .clk(clk), .rst_n(rst_n), .in_valid(sq_in), .in_data(acc_n),
+        .out_valid(sq_v), .out_data(sq_d)
+    );
+
+    reg  [SBITS-1:0] sc [0:SEGLEN-1];
+    reg  [SBITS-1:0] mx;
+    localparam [SBITS-1:0] SMIN = {1'b1, {(SBITS - 1){1'b0}}};
+    wire new_row = (state == S_START && pend <= TOKBP) || (state == S_CTX && kc == KLAST && hd != HLAST);
+
+    // exp LUT
+    reg  [EBITS-1:0] lut [0:LUTN-1];
+    initial begin
+        if (LUT_FILE != "") $readmemh(LUT_FILE, lut);
+    end
+    wire [SBITS:0] diff = {mx[SBITS-1], mx} - {sc[kj[JW-1:0]][SBITS-1], sc[kj[JW-1:0]]};
+    wire [SBITS-1:0] didx = diff[SBITS-1:0];
+    wire [EBITS-1:0] lut_q;
+    generate
+        if (LUTN >= (1 << SBITS)) begin : g_lut_full
+            assign lut_q = lut[didx];
+        end else begin : g_lut_part
+            localparam integer LN_I = LUTN;
+            localparam [SBITS:0] LN = LN_I[SBITS:0];
+            localparam LAW = (LUTN > 1) ? $clog2(LUTN) : 1;
+            assign lut_q = ({1'b0, didx} < LN) ? lut[didx[LAW-1:0]] : {EBITS{1'b0}};
+        end
+    endgenerate
+    wire [EBITS-1:0] e_now = vmask[kj[JW-1:0]] ? lut_q : {EBITS{1'b0}};
+
+    // divider: quotient bit dstep of 2^RBITS / ssum
+    reg  [SW:0] rem;
+    wire [SW+1:0] rem2 = {rem, (dstep == RBC)};
+    wire ge = rem2 >= {2'b0, ssum};
+    wire [SW+1:0] rem_sub = rem2 - {2'b0, ssum};
+
+    // ------------------------------------------------------------------ control
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            state <= S_LOAD;
+            ld_tok <= {CW{1'b0}};
+            ld_f <= {CW{1'b0}};
+            seg <= {CW{1'b0}};
+            qi <= {CW{1'b0}};
+            hd <= {CW{1'b0}};
+            kj <= {CW{1'b0}};
+            ch <= {CW{1'b0}};
+            kc <= {CW{1'b0}};
+            dstep <= {CW{1'b0}};
+        end else begin
+            case (state)
+                S_LOAD: if (take) begin
+                    if (ld_f == NFILAST) begin
+                        ld_f <= {CW{1'b0}};
+                        if (ld_tok == SEGLAST) begin
+                            ld_tok <= {CW{1'b0}};
+                            state <= S_START;
+                            qi <= {CW{1'b0}};
+                            hd <= {CW{1'b0}};
+                        end else begin
+                            ld_tok <= ld_tok + ONE;
+                        end
+                    end else begin
+                        ld_f <= ld_f + ONE;
+                    end
+                end
+                S_START: if (pend <= TOKBP) begin
+                    state <= S_QK;
+                    kj <= {CW{1'b0}};
+                    ch <= {CW{1'b0}};
+                end
+                S_QK: begin
+                    acc <= acc_n;
+                    if (ch == DCLAST) begin
+                        ch <= {CW{1'b0}};
+                        if (kj == SEGLAST) begin
+                            kj <= {CW{1'b0}};
+                            state <= S_WAIT;
+                        end else begin
+                            kj <= kj + ONE;
+                        end
+                    end else begin
+                        ch <= ch + ONE;
+                    end
+                end
+                S_WAIT: if (ns == SEGC) state <= S_EXP;
+                S_EXP: begin
+                    ex[kj[JW-1:0]] <= e_now;
+                    if (kj == SEGLAST) begin
+                        kj <= {CW{1'b0}};
+                        dstep <= RBC;
+                        state <= S_DIV;
+                    end else begin
+                        kj <= kj + ONE;
+                    end
+                end
+                S_DIV: begin
+                    quo <= {quo[RBITS-1:0], ge};
+                    rem <= ge ? rem_sub[SW:0] : rem2[SW:0];
+                    if (dstep == {CW{1'b0}}) begin
+                        state <= S_PV;
+                        ch <= {CW{1'b0}};
+                    end else begin
+                        dstep <= dstep - ONE;
+                    end
+                end
+                S_PV: begin
+                    if (ch == DCLAST) begin
+                        ch <= {CW{1'b0}};
+                        if (kj == SEGLAST) begin
+                            kj <= {CW{1'b0}};
+                            kc <= {CW{1'b0}};
+                            state <= S_CTX;
+                        end else begin
+                            kj <= kj + ONE;
+                        end
+                    end else begin
+                        ch <= ch + ONE;
+                    end
+                end
+                S_CTX: begin
+                    if (kc == KLAST) begin
+                        if (hd != HLAST) begin
+                            hd <= hd + ONE;
+                            state <= S_QK;
+                        end else begin
+                            hd <= {CW{1'b0}};
+                            if (qi == SEGLAST) begin
+                                qi <= {CW{1'b0}};
+                                seg <= (seg == NSEGLAST) ? {CW{1'b0}} : seg + ONE;
+                                state <= S_LOAD;
+                            end else begin
+                                qi <= qi + ONE;
+                                state <= S_START;
+                            end
+                        end
+                    end else begin
+                        kc <= kc + ONE;
+                    end
+                end
+                default: state <= S_LOAD;
+            endcase
+        end
+    end
+
+    // row sum, divider remainder, score collection and row max
+    always @(posedge clk) begin
+        if (state == S_EXP) ssum <= ((kj == {CW{1'b0}}) ? {SW{1'b0}} : ssum) + {{(SW - EBITS){1'b0}}, e_now};
+        if (state == S_EXP) rem <= {(SW + 1){1'b0}};
+        if (new_row) begin
+            ns <= {CW{1'b0}};
+            mx <= SMIN;
+        end else if (sq_v) begin
+            sc[ns[JW-1:0]] <= sq_d;
+            ns <= ns + ONE;
+            if (vmask[ns[JW-1:0]] && ($signed(sq_d) > $signed(mx))) mx <= sq_d;
+        end
+        if (!rst_n) ns <= {CW{1'b0}};
+    end
+
+    // ------------------------------------------------------------------ context thresholds
+    wire cx_in = (state == S_CTX);
+    wire cx_v;
+    wire [OBITS-1:0] cx_d;
+    thresh_search #(
+        .NF(1), .PE(1), .DBITS(ABITS), .OBITS(OBITS), .ACT_BIAS(CTX_BIAS),
+        .THRESH_FILE(CTX_FILE)
+    ) u_ctx (
+        .clk(clk), .rst_n(rst_n), .in_valid(cx_in), .in_data(av[kc[KW-1:0]]),
+        .out_valid(cx_v), .out_data(cx_d)
+    );
+
+    // pack OPE context elements a beat; beats reserved a token at a time (S_START)
+    reg  [OW-1:0] pk;
+    reg  [OCW-1:0] oc;
+    wire [OW-1:0] pk_n;                              // element 0 ends in the low bits
+    generate
+        if (OPE > 1) begin : g_pack
+            assign pk_n = {cx_d, pk[OW-1:OBITS]};
+        end else begin : g_one
+            assign pk_n = cx_d;
+        end
+    endgenerate
+    wire push = cx_v && (oc == OPELAST);
+    wire give = m_axis_tvalid && m_axis_tready;
+    wire reserve = (state == S_START) && (pend <= TOKBP);
+    always @(posedge clk) begin
+        if (cx_v) begin
+            pk <= pk_n;
+            oc <= (oc == OPELAST) ? {OCW{1'b0}} : oc + 1'b1;
+        end
+        if (!rst_n) begin
+            oc <= {OCW{1'b0}};
+            pend <= {PDW{1'b0}};
+        end else begin
+            pend <= pend + (reserve ? TOKBP : {PDW{1'b0}}) - {{(PDW - 1){1'b0}}, give};
+        end
+    end
+
+    wire [OPW-1:0] beat;
+    generate
+        if (OPW > OW) begin : g_pad
+            assign beat = {{(OPW - OW){1'b0}}, pk_n};
+        end else begin : g_nopad
+            assign beat = pk_n;
+        end
+    endgenerate
+
+    /* verilator lint_off PINCONNECTEMPTY */  // never full: beats are reserved first
+    fifo #(.WIDTH(OW), .DEPTH(2 * TOKB), .RAM_STYLE(1)) u_out (
+        .clk(clk), .rst_n(rst_n),
+        .s_axis_tdata(beat), .s_axis_tvalid(push), .s_axis_tready(),
+        .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid), .m_axis_tready(m_axis_tready)
+    );
+    /* verilator lint_on PINCONNECTEMPTY */
+endmodule
+
+`undef NF_PARAM_ERROR
+`default_nettype wire
