@@ -9,6 +9,7 @@ is the op registry's; FINN's own estimate is recorded beside it wherever FINN ha
 from __future__ import annotations
 
 import json
+import logging
 from math import gcd
 from pathlib import Path
 
@@ -43,16 +44,16 @@ def step_specialize(model, cfg):
 
 
 def step_fold(model, cfg):
-    """PE/SIMD from an explicit FINN folding config, or for a throughput target: FINN's
-    SetFolding for FINN's layers, the registry's cost model for netfabric's; then FINN's
-    accumulator minimization."""
+    """PE/SIMD from an explicit FINN folding config; for a board (``cfg.board``), the fastest
+    folding whose predicted resources fit it (``boardfold.py``); or for a throughput target:
+    FINN's SetFolding for FINN's layers, the registry's cost model for netfabric's. Then
+    FINN's accumulator minimization. What bounded each layer is recorded for the summary."""
     from finn.transformation.fpgadataflow.minimize_accumulator_width import (
         MinimizeAccumulatorWidth,
     )
-    from finn.transformation.fpgadataflow.set_folding import SetFolding
     from finn.transformation.general import ApplyConfig
 
-    names = {n.output[0]: n.name for n in model.graph.node}
+    target, search = cfg.target_cycles(), None
     if cfg.folding_json:
         path = Path(cfg.folding_json)
         if not path.is_file():
@@ -62,17 +63,93 @@ def step_fold(model, cfg):
         except (OSError, json.JSONDecodeError) as exc:
             raise CompileError(f"folding config {path} is not valid JSON: {exc}") from exc
         model = model.transform(ApplyConfig(str(path)))
+        model = model.transform(MinimizeAccumulatorWidth())
+        _widen_xnor_popcounts(model)
+        target = 0
+    elif getattr(cfg, "board", None):
+        from .boardfold import fold_for_board
+
+        model, search = fold_for_board(model, cfg, log=logging.getLogger("netfabric.fold").info)
+        target = search["target_cycles"]
     elif cfg.target_fps:
-        # FINN's second folding pass analyses the whole dataflow and knows only FINN's
-        # domains, so it runs only on graphs of FINN layers alone
-        foreign = any(n.domain == NETFABRIC_DOMAIN for n in model.graph.node)
-        model = model.transform(SetFolding(cfg.target_cycles(), mvau_wwidth_max=cfg.mvau_wwidth_max,
+        model = fold_for_target(model, cfg, target)
+    else:
+        model = model.transform(MinimizeAccumulatorWidth())
+        _widen_xnor_popcounts(model)
+    model.set_metadata_prop(FOLD_RECORD, json.dumps(
+        {"target_cycles": target, "search": search,
+         "bounds": layer_bounds(model, cfg, target, search)}))
+    return model
+
+
+FOLD_RECORD = "netfabric_folding"
+
+
+def fold_for_target(model, cfg, target_cycles: int):
+    """FINN's SetFolding for ``target_cycles`` (its per-node warnings to the log at debug
+    level), the registry's cost model for netfabric's nodes, accumulator minimization."""
+    from finn.transformation.fpgadataflow.minimize_accumulator_width import (
+        MinimizeAccumulatorWidth,
+    )
+    from finn.transformation.fpgadataflow.set_folding import SetFolding
+
+    from .boardfold import quiet_finn_folding
+
+    names = {n.output[0]: n.name for n in model.graph.node}
+    # FINN's second folding pass analyses the whole dataflow and knows only FINN's
+    # domains, so it runs only on graphs of FINN layers alone
+    foreign = any(n.domain == NETFABRIC_DOMAIN for n in model.graph.node)
+    with quiet_finn_folding():
+        model = model.transform(SetFolding(target_cycles, mvau_wwidth_max=cfg.mvau_wwidth_max,
                                            two_pass_relaxation=not foreign))
-        _restore_names(model, names)
-        _fold_netfabric(model, cfg.target_cycles())
+    _restore_names(model, names)
+    _fold_netfabric(model, target_cycles)
     model = model.transform(MinimizeAccumulatorWidth())
     _widen_xnor_popcounts(model)
     return model
+
+
+def layer_bounds(model, cfg, target: int, search: dict | None) -> dict[str, str]:
+    """Per layer, what its folding stopped at: the target met, the largest PE/SIMD the layer
+    has, FINN's weight-width limit (``mvau_wwidth_max``), or the board's resources."""
+    from netfabric.ops.registry import get
+
+    graph = _hw_view(model)
+    cycles = {n.name: int(get(n.op_type).cycles(n, graph)) for n in graph.nodes}
+    bottleneck = max(cycles.values(), default=0)
+    bounds = {}
+    for node in graph.nodes:
+        cyc = cycles[node.name]
+        if not target:
+            bounds[node.name] = "folding config" if cfg.folding_json else "unfolded"
+        elif cyc <= target and not (search and search.get("limited_by") and cyc == bottleneck):
+            bounds[node.name] = "target met"
+        elif search and search.get("limited_by") and cyc == bottleneck:
+            bounds[node.name] = f"board: {search['limited_by']}"
+        else:
+            bounds[node.name] = _parallel_limit(node, cfg)
+    return bounds
+
+
+def _parallel_limit(node, cfg) -> str:
+    from netfabric.host.hwgraph import int_type
+
+    op = node.op_type
+    pe, simd = node.attr("PE"), node.attr("SIMD")
+    if op == "MVAU":
+        mw, mh = int(node.attr("MW")), int(node.attr("MH"))
+        if simd == mw and pe == mh:
+            return "max PE/SIMD"
+        wbits = int_type(node.attr("weightDataType")).bits
+        larger = [d for d in range(int(simd) + 1, mw + 1) if mw % d == 0]
+        if larger and larger[0] * wbits > cfg.mvau_wwidth_max:
+            return "mvau_wwidth_max"
+        return "FINN: weight stream width" if simd == mw else "FINN folding"
+    if simd is not None and node.attr("IFMChannels") is not None and simd == node.attr("IFMChannels"):
+        return "max SIMD"
+    if pe is not None:
+        return "max PE"
+    return "not foldable"
 
 
 def _widen_xnor_popcounts(model) -> None:
@@ -174,6 +251,8 @@ def estimate(model, cfg) -> dict:
 
     graph = _hw_view(model)
     finn_cycles, finn_res = _finn_estimates(model, cfg)
+    fold = json.loads(model.get_metadata_prop(FOLD_RECORD) or "{}")
+    bounds = fold.get("bounds", {})
     layers = []
     for node in graph.nodes:
         op = get(node.op_type)
@@ -181,6 +260,8 @@ def estimate(model, cfg) -> dict:
                  **{a: node.attr(a) for a in ("PE", "SIMD") if node.attr(a) is not None},
                  "cycles": int(op.cycles(node, graph)),
                  "resources": op.resources(node, graph) if op.resources else {}}
+        if node.name in bounds:
+            layer["bound"] = bounds[node.name]
         if node.name in finn_cycles and op.origin == "finn":
             layer["finn_cycles"] = int(finn_cycles[node.name])
             layer["finn_resources"] = finn_res.get(node.name, {})
@@ -196,6 +277,7 @@ def estimate(model, cfg) -> dict:
         "finn_bottleneck_cycles": finn_bottleneck or None,
         "total_resources": _sum([layer["resources"] for layer in layers]),
         "finn_total_resources": _sum([layer.get("finn_resources", {}) for layer in layers]),
+        "folding": {"target_cycles": fold.get("target_cycles"), "board": fold.get("search")},
     }
 
 

@@ -34,7 +34,11 @@ class CompileConfig:
     clock_mhz: float = 100.0
     target_fps: float | None = None  # folding from a throughput target at clock_mhz
     folding_json: Path | None = None  # or an explicit FINN folding config
-    mvau_wwidth_max: int = 128
+    # FINN's SetFolding stops raising an MVAU's SIMD where SIMD x weight bits passes this: a
+    # limit of its HLS code. Our RTL (mvau.v) has none; 8191 is the widest FINN accepts
+    # without warning that its HLS layers would break (the pynq-z2 flow sets 128 back).
+    mvau_wwidth_max: int = 8191
+    board: str | None = None  # fold for this board: the fastest folding that fits (boardfold.py)
     label_select: bool = True  # end with LabelSelect (top-1 index); else integer logits
     # Input pre-processing folded into the graph (step "preprocess"): the accelerator takes raw
     # integers of input_type and the model sees (raw - input_mean) * input_scale; one value, or

@@ -23,7 +23,8 @@ from . import flow, logs
 from .errors import FlowError
 from .files import atomic_write
 
-# Folding per board: a throughput target (frames/s at the clock) that fits the device.
+# Throughput goal per board (frames/s at the clock). On the open boards the compile folds for
+# the board: the fastest folding up to this goal whose predicted resources fit (hw/flow/fit.py).
 FOLDING_FPS = {"ulx3s-85f": 100_000, "icebreaker": 20_000, "pynq-z2": 100_000}
 SHIPPED = {"mlp": "mlp_w8a8.pt", "cnn": "cnn_w8a8.pt", "digits": "mlp_digits_w4a4.pt"}
 # The MNIST MLP's 400 kbit of weights exceed an iCE40 UP5K's 120 kbit of block RAM: the
@@ -40,7 +41,7 @@ def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float 
     from netfabric.hw.flow.progress import ConsoleProgress
     from netfabric.hw.stitch import stitch
 
-    get_board(board)  # an unknown board fails now, not after the compile
+    b = get_board(board)  # an unknown board fails now, not after the compile
     if graph is None and model not in SHIPPED:
         raise ValueError(f"unknown model {model!r}; shipped: {', '.join(SHIPPED)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -48,9 +49,14 @@ def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float 
     if graph is None:
         qonnx = flow.export_checkpoint(flow.PRETRAINED / SHIPPED[model], out / f"{model}.qonnx.onnx")
         fps = target_fps or FOLDING_FPS.get(board, 10_000)
-        cfg = CompileConfig(clock_mhz=freq_mhz, target_fps=fps)
+        cfg = CompileConfig(clock_mhz=freq_mhz, target_fps=fps,
+                            # an explicit --target-fps is folded as asked (and fit-checked)
+                            board=board if b.capacity and target_fps is None else None)
+        if b.family == "xc7":  # FINN's HLS layers: keep FINN's weight-width limit
+            cfg.mvau_wwidth_max = 128
         graph = flow.compile_model(qonnx, out / "hw", cfg,
                                    progress=lambda s: logs.echo(f"  compile: {s}"))
+        _echo_folding(out / "hw" / "estimates.json", freq_mhz)
     if board == "pynq-z2":
         _vivado_boundary(graph, freq_mhz, out)
     project = stitch(graph, out / "rtl", clock_mhz=freq_mhz)
@@ -67,6 +73,17 @@ def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float 
     logs.echo(f"QONNX -> bitstream in {summary['seconds_total']} s; "
               f"timing {'met' if report.timing_met else 'NOT met'} ({fmax} vs {freq_mhz:g})")
     return summary
+
+
+def _echo_folding(estimates: Path, freq_mhz: float) -> None:
+    est = json.loads(estimates.read_text())
+    search = (est.get("folding") or {}).get("board")
+    fps = est.get("est_fps")
+    if search and fps:
+        limit = (f"; faster foldings need more {search['limited_by']}"
+                 if search.get("limited_by") else "")
+        logs.echo(f"  folded for {search['board']}: {est['bottleneck_cycles']:,} cycles/frame, "
+                  f"{fps:,.0f} frames/s at {freq_mhz:g} MHz{limit}")
 
 
 def _vivado_boundary(graph: Path, freq_mhz: float, out: Path) -> None:

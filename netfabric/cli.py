@@ -180,6 +180,9 @@ def export(checkpoint, out) -> None:
 @click.option("--target-fps", type=float, default=None, help="fold to reach this throughput")
 @click.option("--folding", type=click.Path(path_type=Path), default=None,
               help="explicit FINN folding config (JSON)")
+@click.option("--board", default=None,
+              help="fold for this board (ulx3s-85f | icebreaker): the fastest folding whose "
+                   "predicted resources fit it, up to --target-fps if given")
 @click.option("--label-select/--no-label-select", default=True,
               help="end in a top-1 LabelSelect layer, or output integer logits")
 @click.option("--input-scale", default=None, metavar="S",
@@ -190,14 +193,22 @@ def export(checkpoint, out) -> None:
               help="subtracted from the raw input before --input-scale (raw units; one value or "
                    "one per channel)")
 @_guard
-def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select, input_scale,
+def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, board, label_select, input_scale,
                 input_mean) -> None:
     """Compile QONNX (or a transformer checkpoint) to a folded HW-layer graph."""
     from netfabric.hls.frontend import CompileConfig, parse_input_values
     from netfabric.hls.transformer import compile_transformer_cli, is_transformer_checkpoint
 
+    if board is not None:
+        from netfabric.hw.flow import get_board
+
+        if not get_board(board).capacity:
+            raise UserError(f"--board {board}: no resource model for its family; fold it with "
+                            "--target-fps or --folding")
+        if folding is not None:
+            raise UserError("--board folds for the board; it cannot be combined with --folding")
     cfg = CompileConfig(clock_mhz=clock_mhz, target_fps=target_fps, folding_json=folding,
-                        label_select=label_select,
+                        board=board, label_select=label_select,
                         input_scale=parse_input_values(input_scale, "--input-scale"),
                         input_mean=parse_input_values(input_mean, "--input-mean"))
     progress = lambda s: echo(f"  step {s}")  # noqa: E731
@@ -210,10 +221,7 @@ def compile_cmd(qonnx, out, clock_mhz, target_fps, folding, label_select, input_
     else:
         path = flow.compile_model(qonnx, out, cfg, progress=progress)
     est = json.loads((Path(out) / "estimates.json").read_text())
-    for layer in est["layers"]:
-        fold = " ".join(f"{k}={layer[k]}" for k in ("PE", "SIMD") if k in layer)
-        finn = f"  (FINN: {layer['finn_cycles']})" if "finn_cycles" in layer else ""
-        echo(f"  {layer['name']:<34} {fold:<14} {layer['cycles']:>8} cycles{finn}")
+    _print_folding(est)
     fps = est["est_fps"]
     finn = est.get("finn_bottleneck_cycles")
     echo(f"wrote {path}  (estimate: {est['bottleneck_cycles']} cycles/frame, {fps:,.0f} frames/s "
@@ -264,6 +272,34 @@ def run(graph, backend, fallback, port, chunk, dataset, count, input_npy) -> Non
     echo(f"predictions[:20] {pred[:20].tolist()}")
     if y is not None:
         echo(f"accuracy {100.0 * float((pred == y).mean()):.2f}%")
+
+
+def _print_folding(est: dict) -> None:
+    """One table: per layer the final PE/SIMD, cycles (FINN's estimate beside) and what
+    bounded its folding; then the board search's result, if any."""
+    from rich.table import Table
+
+    table = Table(title="folding", title_justify="left", box=None, pad_edge=False)
+    for col, justify in (("layer", "left"), ("PE", "right"), ("SIMD", "right"),
+                         ("cycles", "right"), ("FINN", "right"), ("bound", "left")):
+        table.add_column(col, justify=justify)
+    bottleneck = est["bottleneck_cycles"]
+    for layer in est["layers"]:
+        cyc = f"{layer['cycles']:,}"
+        table.add_row(layer["name"], str(layer.get("PE", "")), str(layer.get("SIMD", "")),
+                      f"[bold]{cyc}[/]" if layer["cycles"] == bottleneck else cyc,
+                      f"{layer['finn_cycles']:,}" if "finn_cycles" in layer else "",
+                      layer.get("bound", ""))
+    console = logs.console()
+    console.print(table)
+    search = (est.get("folding") or {}).get("board")
+    if search:
+        used, cap = search["predicted"], search["capacity"]
+        util = ", ".join(f"{k} {used[k]:,}/{cap[k]:,}" for k in cap)
+        limit = (f"; a faster folding needs more {search['limited_by']}"
+                 if search.get("limited_by") else "; the throughput target is met")
+        console.print(f"folded for {search['board']}: predicted {util}{limit}",
+                      soft_wrap=True, highlight=False)
 
 
 def _print_runtime_report(engine) -> None:

@@ -18,6 +18,7 @@ from netfabric.files import atomic_copy
 from . import pnr, synth, vivado
 from .boards import Board, get_board
 from .errors import FlowError, ManifestError
+from .fit import check_fit, compare
 from .manifest import Manifest, load_manifest
 from .pack import pack_tool, run_pack
 from .pll import PllPlan, plan_clock
@@ -56,6 +57,8 @@ def build_bitstream(
     if b.family == "xc7":
         vivado.require_vivado(b)  # before any work: nothing else can build this board
     manifest = load_manifest(project_dir)
+    # refused in seconds, before any tool runs, when the prediction does not fit the board
+    predicted = check_fit(manifest.layers, b) if manifest.layers and b.capacity else None
     freq = float(freq_mhz) if freq_mhz is not None else b.default_freq_mhz
     progress = progress or Progress()
     out = Path(out_dir).resolve()
@@ -114,6 +117,8 @@ def build_bitstream(
         bitstream=str(out / bit_name),
         bitstream_bytes=size,
     )
+    if predicted is not None:
+        report.predicted = compare(predicted, {r.kind: r.used for r in resources})
     report.notes += _notes(report)
     report.write(out)
     return report

@@ -34,6 +34,9 @@ class Board:
     # Host link (open boards): baud rate of the FTDI USB-serial port, 0 = no link in the shell.
     link_baud: int = 0
     programmer: str = ""  # openFPGALoader's --board name
+    # What the fit check (fit.py) compares with: LUT4, FF, DSP, BRAM as the family counts
+    # them (nextpnr's utilisation report); empty where the model has no primitives (xc7).
+    capacity: tuple[tuple[str, int], ...] = ()
 
     @property
     def constraints_path(self) -> Path:
@@ -65,6 +68,7 @@ BOARDS: dict[str, Board] = {
             # FT231X: 3 Mbaud is its maximum (3 MHz / n, n >= 1).
             link_baud=3_000_000,
             programmer="ulx3s",
+            capacity=(("LUT4", 83640), ("FF", 83640), ("DSP", 156), ("BRAM", 208)),
         ),
         Board(
             name="icebreaker",
@@ -82,6 +86,8 @@ BOARDS: dict[str, Board] = {
             # FT2232H channel B: 3 Mbaud = 24 MHz / 8 exactly.
             link_baud=3_000_000,
             programmer="ice40_generic",
+            # an iCE40 logic cell is one LUT4 and one FF
+            capacity=(("LUT4", 5280), ("FF", 5280), ("DSP", 8), ("BRAM", 30)),
         ),
         Board(
             name="pynq-z2",

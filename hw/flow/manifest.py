@@ -44,6 +44,8 @@ class Manifest:
     # stitcher): the board shell's host link frames requests and answers with them.
     in_beats: int | None = None
     out_beats: int | None = None
+    # The module instances (name, module, params) the stitcher recorded: the fit check's input.
+    layers: tuple[dict, ...] = ()
 
     def source_paths(self) -> list[Path]:
         return [self.project_dir / s for s in self.sources]
@@ -105,6 +107,8 @@ def parse_manifest(data: dict[str, Any], project_dir: Path) -> Manifest:
         ports=ports,
         **widths,
         **beats,
+        layers=tuple(layer for layer in data.get("layers", [])
+                     if isinstance(layer, dict) and {"name", "module", "params"} <= set(layer)),
     )
 
 

@@ -92,6 +92,9 @@ class Report:
     bitstream: str | None = None
     bitstream_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
+    # fit.py's prediction made before synthesis vs what the tools reported, per resource:
+    # {"LUT4": {"predicted": n, "reported": m, "error": (n - m) / m}, ...}
+    predicted: dict[str, dict] = field(default_factory=dict)
 
     @property
     def fmax_mhz(self) -> float | None:
@@ -262,6 +265,12 @@ def _markdown(r: Report) -> str:
         pct = "" if res.percent is None else f"{res.percent:.1f} %"
         avail = "" if res.available is None else f"{res.available:,}"
         lines.append(f"| {res.kind} | {res.cell} | {res.used:,} | {avail} | {pct} |")
+    if r.predicted:
+        lines += ["", "## Predicted before synthesis vs reported", "",
+                  "| Resource | Predicted | Reported | Error |", "|---|---:|---:|---:|"]
+        for kind, c in r.predicted.items():
+            err = "" if c.get("error") is None else f"{100 * c['error']:+.1f} %"
+            lines.append(f"| {kind} | {c['predicted']:,} | {c['reported']:,} | {err} |")
     if r.clocks:
         lines += [
             "",

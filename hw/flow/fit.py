@@ -1,0 +1,377 @@
+"""Will it fit? The stitched design's LUT4 / FF / DSP / block RAM use, predicted per module.
+
+The model reads what the stitcher plans (each module instance of ``hw/rtl`` with its
+parameters: ``manifest.json``'s ``layers``, or :func:`plan_layers` on a HW-layer graph) and maps
+it to the family's primitives the way our RTL and Yosys do:
+
+* memories (weight ROMs, threshold ROMs, input buffers, line buffers, FIFOs) follow Yosys's
+  ``memory_libmap`` cost rule: soft logic costs 1/16 per ROM bit and 1 per RAM bit; a block
+  RAM 128 (ECP5 DP16KD, 18 kbit) or 64 (iCE40 SB_RAM40_4K, 4 kbit) per block; ECP5 LUT RAM
+  (TRELLIS_DPR16X4) 4 per 16x4 plus the read mux. The cheapest wins, as in Yosys; a FIFO's
+  ``ram_style`` (block RAM from 64 entries, fifo.v) is forced.
+* multipliers: one MULT18X18D per PE x SIMD lane when both operands have more than 4 bits
+  (mvau.v's ``MUL_STYLE`` auto: shift-and-add in LUTs otherwise; none for XNOR).
+* flip-flops: the pipeline registers each module declares (mvau.v, thresh_search.v, ...).
+* LUT4: adders, comparators, muxes and ROMs in logic, per module; one scale per family
+  (``LUT_SCALE``) turns Yosys's LUT4 + carry cells into nextpnr's TRELLIS_COMB count.
+
+Calibrated against recorded Yosys/nextpnr reports (tests/fixtures/fit_calibration.json,
+tests/test_fit.py states the error per resource). ``check_fit`` refuses a design whose
+prediction exceeds the board's capacity times a margin, before any tool runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .boards import Board, get_board
+from .errors import DesignDoesNotFitError
+
+KINDS = ("LUT4", "FF", "DSP", "BRAM")
+# Capacity used at most, per resource: block RAMs and multipliers are counted per memory and
+# per lane by Yosys's own rules (recorded error a few blocks) and the placer can use every
+# one, so up to 100%; LUT4 / FF are estimates (error up to ~15%) and nextpnr needs spare
+# slices to route at 100 MHz, so they keep 15% headroom.
+MARGIN = {"LUT4": 0.85, "FF": 0.85, "DSP": 1.0, "BRAM": 1.0}
+# The per-module counts below follow the RTL's registers and adders; Yosys then shares
+# and trims (sign bits of narrow adder-tree nodes, constant lanes) and nextpnr adds
+# route-through LUTs (TRELLIS_COMB = about 1.24 x (LUT4 + 2 per CCU2C)). One scale per
+# resource, fitted on the recorded reports (tests/fixtures/fit_calibration.json), absorbs both.
+LUT_SCALE = {"ecp5": 0.86, "ice40": 0.7, "xc7": 0.7}
+FF_SCALE = 0.73
+# The board shell (PLL, UART host link, credit logic) around the accelerator.
+SHELL = {"LUT4": 900, "FF": 700, "DSP": 0, "BRAM": 0}
+
+
+@dataclass
+class Usage:
+    """Primitive counts of one module instance (or a sum)."""
+
+    lut: float = 0.0
+    ff: float = 0.0
+    dsp: int = 0
+    bram: int = 0
+    lutram: int = 0  # ECP5 TRELLIS_DPR16X4 (its LUTs are in ``lut``)
+    notes: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: Usage) -> Usage:
+        self.lut += other.lut
+        self.ff += other.ff
+        self.dsp += other.dsp
+        self.bram += other.bram
+        self.lutram += other.lutram
+        self.notes += other.notes
+        return self
+
+    def __add__(self, other: Usage) -> Usage:
+        total = Usage()
+        total += self
+        total += other
+        return total
+
+
+def _clog2(n: int) -> int:
+    return max(0, math.ceil(math.log2(max(1, n))))
+
+
+# --- memories -----------------------------------------------------------------------------------
+
+# (depth, width) aspects of one block: ECP5 DP16KD (and the 512 x 36 PDPW16KD), iCE40 4K.
+_BRAM_ASPECTS = {"ecp5": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
+                 "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16))}
+_BRAM_COST = {"ecp5": 128, "ice40": 64}
+
+
+def bram_blocks(depth: int, width: int, family: str) -> int:
+    """Blocks for a depth x width memory in the best aspect (Yosys's libmap picks it too)."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in _BRAM_ASPECTS[family])
+
+
+def memory(depth: int, width: int, family: str, rom: bool, style: str = "auto") -> Usage:
+    """A depth x width memory with a registered read port, as Yosys maps it."""
+    bits = depth * width
+    if bits == 0:
+        return Usage()
+    blocks = bram_blocks(depth, width, family) if family in _BRAM_COST else 0
+    options: dict[str, float] = {}
+    if blocks:
+        options["block"] = blocks * _BRAM_COST[family]
+    if family == "ecp5" and not rom:  # LUT RAM: 16 x 4 per cell, plus the read mux
+        options["lutram"] = 4 * math.ceil(depth / 16) * math.ceil(width / 4) + \
+            (math.ceil(depth / 16) - 1) * width
+    options["logic"] = bits / 16 if rom else bits
+    if style == "block" and "block" in options:
+        choice = "block"
+    elif style == "distributed":
+        choice = "lutram" if "lutram" in options else "logic"
+    else:  # the cheapest; a tie goes to logic (what Yosys did on TFC's 64 x 64 ROMs)
+        choice = min(options, key=lambda k: (options[k], k != "logic"))
+    if choice == "block":
+        return Usage(bram=blocks, lut=width / 2)  # output mux / enables
+    if choice == "lutram":
+        cells = math.ceil(depth / 16) * math.ceil(width / 4)
+        # the read mux: a LUT per bit per extra 16 words (the cells' own LUTs are in LUT_SCALE)
+        return Usage(lutram=cells, lut=(math.ceil(depth / 16) - 1) * width, ff=width)
+    if rom:  # a ROM in LUTs: a LUT4 per 16 words per bit, muxes above
+        return Usage(lut=width * max(1, math.ceil(depth / 16)) * (1.0 if depth <= 16 else 1.3))
+    return Usage(ff=bits, lut=bits / 2 + width * max(1, depth // 4))
+
+
+# --- modules ------------------------------------------------------------------------------------
+
+
+def _fifo(p: dict, family: str, style: int | None = None) -> Usage:
+    width, depth = int(p["WIDTH"]), int(p["DEPTH"])
+    style = int(p.get("RAM_STYLE", 0)) if style is None else style
+    block = style == 2 or (style == 0 and depth >= 64)
+    aw = _clog2(depth)
+    u = memory(depth, width, family, rom=False, style="block" if block else "distributed")
+    if not block:
+        u.ff -= width  # the distributed FIFO reads asynchronously: no data register
+    # pointers, count (and the block RAM style's look-ahead beats)
+    u += Usage(ff=3 * aw + 5 + (width // 2 if block else 0), lut=30 + 3 * aw)
+    return u
+
+
+def _credit_fifo(width: int, lat: int, family: str) -> Usage:
+    depth = 1 << _clog2(lat + 6)
+    credits = _clog2(depth) + 2  # the credit counter
+    return _fifo({"WIDTH": width, "DEPTH": depth}, family) + Usage(ff=credits, lut=credits)
+
+
+def _thresh_search(nf: int, pe: int, dbits: int, obits: int, family: str) -> Usage:
+    """thresh_search.v: per stage a (depth NF*2^j) x DBITS ROM per lane, 4 registers of the
+    data and the count prefix, a DBITS comparator per lane."""
+    u = Usage(ff=pe * dbits + 8, lut=4)
+    cw, nfw = pe * obits, _clog2(nf)
+    for j in range(obits):
+        depth = nf << j
+        banks = math.ceil(depth / 2048)  # deep stages: banks of 2048 words, each its own memory
+        for _ in range(pe):
+            m = Usage()
+            for _ in range(banks):
+                m += memory(min(depth, 2048), dbits, family, rom=True)
+            u += m
+            u.ff += 2 * dbits + (0 if m.bram else dbits)  # q (in a block RAM), q_m, q_c
+            u.lut += dbits  # the comparison (carry chain)
+        u.ff += 4 * (pe * dbits + cw + nfw + 1)  # 3-deep wait line + the next stage's registers
+        u.lut += nfw + 2
+    u.ff += cw
+    u.lut += cw
+    return u
+
+
+def _mvau(p: dict, family: str) -> Usage:
+    mw, mh, pe, simd = (int(p[k]) for k in ("MW", "MH", "PE", "SIMD"))
+    wbits, ibits, acc = int(p["WBITS"]), int(p["IBITS"]), int(p["ACCBITS"])
+    xnor, use_act, obits = bool(p.get("XNOR", 0)), bool(p["USE_ACT"]), int(p["OBITS"])
+    sf, nf = mw // simd, mh // pe
+    levels = _clog2(simd)
+    simdp = 1 << levels
+    pw = 2 if xnor else ibits + wbits + 2
+    style = int(p.get("MUL_STYLE", 0))
+    lutmul = style == 1 or (style == 0 and (wbits <= 4 or ibits <= 4))
+    iw, ww = simd * ibits, pe * simd * wbits
+    lanes = pe * simd
+    u = Usage(ff=3 * (6 + levels) + 2 * _clog2(nf * sf) + _clog2(sf) + _clog2(nf) + 8,
+              lut=2 * _clog2(nf * sf) + _clog2(sf) + _clog2(nf) + 10)
+    rom = memory(nf * sf, ww, family, rom=True)
+    u += rom
+    u.ff += ww * (1 if rom.bram else 2)  # w_q (a block RAM's own register), w_r
+    u.ff += 2 * iw  # input data registers
+    if nf > 1:
+        u += memory(sf, iw, family, rom=False)
+        u.ff += iw
+        u.lut += iw  # stream / buffer select
+    u.ff += pe * iw  # per-PE operand copies (kept)
+    lane_bits = 1 if xnor else pw
+    u.ff += lanes * ((2 if xnor else ibits + wbits) + lane_bits)
+    if xnor:
+        u.lut += lanes
+    elif lutmul:
+        nb = min(wbits, ibits)
+        u.lut += lanes * nb * pw * 0.6
+    else:
+        u.dsp += lanes
+        u.lut += lanes * 2
+    # registered adder tree: node widths pw + levels below, at most ACCBITS
+    tree = simdp * min(lane_bits, acc)
+    for d in range(levels):
+        tree += (1 << d) * min(pw + levels - d, acc)
+    adders = sum((1 << d) * min(pw + levels - d, acc) for d in range(levels))
+    u.ff += pe * (tree + 2 * acc)
+    u.lut += pe * (adders + acc * 1.5)
+    ob = obits if use_act else acc
+    if use_act:
+        u += _thresh_search(nf, pe, acc, obits, family)
+    u += _credit_fifo(pe * ob, 7 + levels + (4 * obits + 2 if use_act else 0), family)
+    return u
+
+
+def _thresholding(p: dict, family: str) -> Usage:
+    ch, pe, obits, tbits = int(p["CHANNELS"]), int(p["PE"]), int(p["OBITS"]), int(p["TBITS"])
+    u = _thresh_search(ch // pe, pe, tbits, obits, family)
+    return u + _credit_fifo(pe * obits, 4 * obits + 2, family)
+
+
+def _swg(p: dict, family: str) -> Usage:
+    h, w, c, simd, k, s, bits = (int(p[x]) for x in ("IFM_H", "IFM_W", "IFM_CH", "SIMD", "K",
+                                                       "S", "BITS"))
+    cf = c // simd
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    dw = simd * bits
+    span = ((k - 1) * w + k) * cf
+    rel_f = (h * w - (oh - 1) * s * w - (ow - 1) * s) * cf
+    need = int(p.get("BUF_DEPTH", 0)) or max((k + s) * w * cf + k * cf, rel_f + span)
+    n = 1 << _clog2(max(need, span, 3))
+    u = memory(n, dw, family, rom=False)
+    aw = _clog2(n)
+    ctrl = 8 * aw + 4 * _clog2(h * w * cf) + 20
+    u += Usage(ff=ctrl + 2 * dw, lut=ctrl * 1.5 + dw)
+    return u
+
+
+def _maxpool(p: dict, family: str) -> Usage:
+    ch, pe, bits, w, k = (int(p[x]) for x in ("CHANNELS", "PE", "BITS", "IFM_W", "K"))
+    dw = pe * bits
+    md = (w // k) * (ch // pe)
+    u = memory(md, dw, family, rom=False)
+    u += Usage(ff=3 * dw + 4 * _clog2(md) + 20, lut=2 * dw + 4 * _clog2(md) + 20)
+    return u + _credit_fifo(dw, 3, family)
+
+
+def _dwc(p: dict, family: str) -> Usage:
+    iw, ow = int(p["IN_WIDTH"]) * int(p["BITS"]), int(p["OUT_WIDTH"]) * int(p["BITS"])
+    r = max(iw, ow) // max(1, min(iw, ow))
+    if ow > iw:  # collect R-1 beats, then the output word
+        return Usage(ff=2 * ow - iw + _clog2(r) + 2, lut=ow - iw + _clog2(r) + 4)
+    return Usage(ff=2 * iw + _clog2(r) + 2, lut=iw + ow + _clog2(r) + 4)  # shift out
+
+
+def _label_select(p: dict, family: str) -> Usage:
+    n, pe, bits = int(p["NLABELS"]), int(p["PE"]), int(p["BITS"])
+    vb, idxw, levels = bits + 1, _clog2(n), _clog2(pe)
+    tree = (2 * (1 << levels) - 1) * (vb + max(1, levels))
+    return Usage(ff=tree + 3 * vb + 4 * idxw + 12, lut=tree * 1.2 + 2 * vb + 20) + \
+        _credit_fifo(idxw, 1 + levels, family)
+
+
+def _generic(p: dict, family: str) -> Usage:
+    """A module without its own model: its stream widths' worth of registers and logic."""
+    width = sum(int(v) for k, v in p.items() if k.endswith(("WIDTH", "BITS")) and
+                isinstance(v, int))
+    return Usage(ff=4 * width + 32, lut=4 * width + 32, notes=["generic model"])
+
+
+MODELS: dict[str, Callable[[dict, str], Usage]] = {
+    "mvau": _mvau, "thresholding": _thresholding, "swg": _swg, "maxpool": _maxpool,
+    "fifo": _fifo, "dwc": _dwc, "label_select": _label_select,
+}
+
+
+def module_usage(module: str, params: dict, family: str) -> Usage:
+    return MODELS.get(module, _generic)(params, family)
+
+
+# --- prediction and the fit check ---------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    """Predicted use of the whole design (accelerator + board shell) on one board."""
+
+    board: str
+    family: str
+    used: dict[str, int]
+    capacity: dict[str, int]
+    per_layer: dict[str, dict[str, int]]
+    lutram: int = 0
+
+    def fraction(self, kind: str) -> float:
+        cap = self.capacity.get(kind, 0)
+        return self.used.get(kind, 0) / cap if cap else 0.0
+
+    def over(self, margin: dict[str, float] | None = None) -> list[str]:
+        """Resources over capacity x margin, most over first."""
+        margin = margin or MARGIN
+        bad = [k for k in KINDS if self.capacity.get(k) is not None
+               and self.used.get(k, 0) > self.capacity[k] * margin[k]]
+        return sorted(bad, key=lambda k: -self.fraction(k))
+
+    def binding(self) -> str:
+        """The resource closest to its limit (relative to its margin)."""
+        return max((k for k in KINDS if self.capacity.get(k)),
+                   key=lambda k: self.fraction(k) / MARGIN[k])
+
+    def fits(self, margin: dict[str, float] | None = None) -> bool:
+        return not self.over(margin)
+
+    def describe(self, kinds: list[str] | None = None) -> str:
+        names = primitive_names(self.family)
+        return "; ".join(f"{names[k]} needs {self.used[k]:,}, device has {self.capacity[k]:,} "
+                         f"(limit {MARGIN[k]:.0%})" for k in (kinds or KINDS)
+                         if self.capacity.get(k) is not None)
+
+    def to_dict(self) -> dict:
+        return {"board": self.board, "used": self.used, "capacity": self.capacity,
+                "margin": MARGIN, "lutram": self.lutram, "per_layer": self.per_layer}
+
+
+def primitive_names(family: str) -> dict[str, str]:
+    if family == "ice40":
+        return {"LUT4": "LUT4 (SB_LUT4)", "FF": "FF (SB_DFF)", "DSP": "DSP (SB_MAC16)",
+                "BRAM": "BRAM (SB_RAM40_4K)"}
+    return {"LUT4": "LUT4", "FF": "FF", "DSP": "DSP (MULT18X18D)", "BRAM": "BRAM (DP16KD)"}
+
+
+def predict(layers: list[dict], board: str | Board) -> Prediction:
+    """``layers``: the manifest's (name, module, params) instances."""
+    b = get_board(board) if isinstance(board, str) else board
+    family = b.family
+    per_layer: dict[str, dict[str, int]] = {}
+    total = Usage(lut=SHELL["LUT4"], ff=SHELL["FF"])
+    for layer in layers:
+        u = module_usage(layer["module"], layer["params"], family)
+        total += u
+        per_layer[layer["name"]] = {"LUT4": round(u.lut * LUT_SCALE[family]),
+                                    "FF": round(u.ff * FF_SCALE),
+                                    "DSP": u.dsp, "BRAM": u.bram}
+    used = {"LUT4": round(total.lut * LUT_SCALE[family]), "FF": round(total.ff * FF_SCALE),
+            "DSP": total.dsp, "BRAM": total.bram}
+    return Prediction(b.name, family, used, dict(b.capacity), per_layer, total.lutram)
+
+
+def compare(pred: Prediction, reported: dict[str, int]) -> dict[str, dict]:
+    """Predicted vs reported per resource, with the relative error of the prediction."""
+    out = {}
+    for kind in KINDS:
+        if kind in reported and kind in pred.used:
+            rep, pre = reported[kind], pred.used[kind]
+            out[kind] = {"predicted": pre, "reported": rep,
+                         "error": round((pre - rep) / rep, 3) if rep else None}
+    return out
+
+
+def check_fit(layers: list[dict], board: str | Board) -> Prediction:
+    """The prediction, or DesignDoesNotFitError naming each binding resource."""
+    pred = predict(layers, board)
+    over = pred.over()
+    if over:
+        first = over[0]
+        raise DesignDoesNotFitError(
+            f"design does not fit {pred.board} (predicted before synthesis): "
+            f"{pred.describe(over)}; fold for the board (netfabric compile --board "
+            f"{pred.board}) or choose a lower --target-fps",
+            first, pred.used[first], pred.capacity[first])
+    return pred
+
+
+def plan_layers(graph) -> list[dict]:
+    """The stitcher's module instances for a HW-layer graph (a HWGraph view), in memory:
+    the same list ``manifest.json`` records, without writing a project."""
+    from netfabric.hw.stitch import connect, plan_stages
+
+    instances, *_ = connect(graph, plan_stages(graph))
+    return [{"name": s.name, "module": s.module, "params": s.params} for s in instances]
