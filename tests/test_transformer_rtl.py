@@ -94,6 +94,16 @@ def test_transformer_rtl_bit_exact_with_idles_and_backpressure(tf_folded, tf_sim
 
 
 @pytest.mark.slow
+def test_transformer_rtl_bit_exact_on_1000_images(tf_folded, tf_sim, mnist_test):
+    """1000 MNIST test images through the compiled harness (about 50M simulated cycles)."""
+    x = mnist_test[0][:1000, None]
+    want = CpuEngine(tf_folded).run(x)
+    got = tf_sim.run(x)
+    assert np.array_equal(np.asarray(got).reshape(want.shape), want)
+    assert tf_sim.last_metrics["interval"] <= 1.02 * tf_sim.manifest["ideal_cycles_per_frame"]
+
+
+@pytest.mark.slow
 def test_transformer_rtl_under_cocotb(tf_folded, mnist_test, tmp_path):
     """The same accelerator under the cocotb testbench (Verilator), 2 images."""
     _verilator_or_skip()
