@@ -69,7 +69,7 @@ def test_stitched_mlp_on_icarus(mlp_logits_sim, mnist_test):
 
 
 @pytest.mark.slow
-def test_stitched_cnn_is_bit_exact_on_50_images(tmp_path, mnist_test, compile_helper):
+def test_stitched_cnn_is_bit_exact_on_50_images_within_finn_estimate(tmp_path, mnist_test, compile_helper):
     from netfabric import flow
 
     qonnx = flow.export_checkpoint(flow.PRETRAINED / "cnn_w8a8.pt", tmp_path / "cnn.onnx")
@@ -78,8 +78,13 @@ def test_stitched_cnn_is_bit_exact_on_50_images(tmp_path, mnist_test, compile_he
     x = mnist_test[0][:50, None]
     out = sim.run(x)
     assert np.array_equal(out, _reference(graph, sim, x).reshape(out.shape))
-    print(f"CNN: {sim.last_metrics['interval']:.0f} cycles/frame measured, "
-          f"ideal {sim.manifest['ideal_cycles_per_frame']}")
+    est = json.loads((graph.parent / "estimates.json").read_text())
+    interval = sim.last_metrics["interval"]
+    print(f"CNN: {interval:.0f} cycles/frame measured, ideal "
+          f"{sim.manifest['ideal_cycles_per_frame']}, FINN estimate {est['finn_bottleneck_cycles']}")
+    # FINN folds the first window generators with parallel_window (a window a cycle) and the
+    # RTL follows; without it the first one (9 beats a window, 6084 cycles) was the bottleneck
+    assert interval <= est["finn_bottleneck_cycles"]
 
 
 # ---------------------------------------------------------------------------------------------

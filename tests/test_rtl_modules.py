@@ -239,6 +239,8 @@ LINT_PARAMS: list[tuple[str, dict[str, int]]] = [
     ("mvau", {"XNOR": 1, "WBITS": 1, "IBITS": 1, "WSIGNED": 0, "ACCBITS": 6, "USE_ACT": 1,
               "OBITS": 1, "SIMD": 4, "MW": 16, "MH": 4}),
     ("swg", {"K": 1, "S": 2, "SIMD": 4}),
+    ("swg", {"PARALLEL_WINDOW": 1, "K": 3, "SIMD": 4, "IFM_CH": 4}),
+    ("swg", {"PARALLEL_WINDOW": 1, "K": 1, "SIMD": 4, "IFM_CH": 4}),
     ("dwc", {"IN_WIDTH": 6, "OUT_WIDTH": 2}),
     ("label_select", {"NLABELS": 7, "PE": 1}),
     ("axis_out_credit", {"WIDTH": 16, "DEPTH": 64}),
@@ -270,6 +272,14 @@ SWG_CASES = {
     "k1s1_pointwise": (4, 5, 8, 4, 1, 1, 8),
     "k5s1_wide": (7, 9, 2, 2, 5, 1, 4),
 }
+# PARALLEL_WINDOW=1 (a whole window a beat, SIMD = IFM_CH): line buffers of IFM_W - K pixels
+# (K = 1 and more shapes: the op's conformance samples, tests/test_op_conformance.py)
+SWG_PAR_CASES = {
+    "par_k3s2_odd": (9, 7, 3, 3, 3, 2, 8),    # RAM line buffers (4 deep), stride 2, skipped
+                                              # last column and row
+    "par_k2s1_lb1": (5, 3, 1, 1, 2, 1, 8),    # one-pixel line buffer (a register)
+    "par_k3_kw": (5, 3, 2, 2, 3, 1, 4),       # K = IFM_W: no line buffer
+}
 
 
 @pytest.mark.sim
@@ -279,6 +289,16 @@ def test_swg(name: str, simulator: str) -> None:
     hdl = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k, S=s, BITS=bits)
     rep = _run("swg", f"swg_{name}", hdl, {"seed": 3, "frames": 4}, simulator)
     assert rep["interval"] <= 1.05 * rep["ideal"]
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize(("name", "simulator"), _with_icarus(SWG_PAR_CASES, "par_k3s2_odd"))
+def test_swg_parallel_window(name: str, simulator: str) -> None:
+    """A window a beat: IFM_H*IFM_W cycles per frame (FINN's estimate: that + 2)."""
+    h, w, c, simd, k, s, bits = SWG_PAR_CASES[name]
+    hdl = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k, S=s, BITS=bits, PARALLEL_WINDOW=1)
+    rep = _run("swg", f"swg_{name}", hdl, {"seed": 3, "frames": 4}, simulator)
+    assert rep["interval"] <= h * w + 2
 
 
 # ----------------------------------------------------------------------------- max-pool

@@ -36,6 +36,8 @@ BAD_PARAMS = [
     ("mvau", {"USE_ACT": 1, "OBITS": 12}, "thresh_search: OBITS (12) must be 1..10"),
     ("mvau", {"XNOR": 1, "WBITS": 4, "IBITS": 1},
      "mvau: XNOR needs WBITS = IBITS = 1, unsigned (4, 1, 1, 0)"),
+    ("swg", {"PARALLEL_WINDOW": 1, "IFM_CH": 4, "SIMD": 2},
+     "swg: PARALLEL_WINDOW=1 needs SIMD (2) == IFM_CH (4)"),
 ]
 # Legal sets of the same modules: the checks must stay silent.
 GOOD_PARAMS = [
@@ -45,6 +47,7 @@ GOOD_PARAMS = [
     ("thresholding", {"CHANNELS": 6, "PE": 3}),
     ("maxpool", {"IFM_H": 9, "IFM_W": 6, "K": 3}),
     ("dwc", {"IN_WIDTH": 6, "OUT_WIDTH": 2}),
+    ("swg", {"PARALLEL_WINDOW": 1, "IFM_CH": 4, "SIMD": 4}),
 ]
 
 

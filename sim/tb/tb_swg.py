@@ -1,7 +1,8 @@
 """cocotb tests of swg.v against golden.swg: window contents/order under random stalls, and the
 steady-state frame interval with frames back to back.
 
-TB_PARAMS keys: IFM_H, IFM_W, IFM_CH, SIMD, K, S, BITS, seed, frames, optional report.
+TB_PARAMS keys: IFM_H, IFM_W, IFM_CH, SIMD, K, S, BITS, seed, frames, optional
+PARALLEL_WINDOW (a whole window a beat) and report.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from netfabric.sim import golden
 from netfabric.sim.tb.tbutil import StreamTB, check_equal, tb_params, write_report
 
 
+def swg_out_elems(p: dict) -> int:
+    """Elements per output beat: SIMD, or the whole K x K x SIMD window (PARALLEL_WINDOW)."""
+    k, simd = int(p["K"]), int(p["SIMD"])
+    return k * k * simd if int(p.get("PARALLEL_WINDOW", 0)) else simd
+
+
 def swg_ideal_cycles(p: dict) -> tuple[int, int, int]:
     """(output beats, input beats, ideal cycles) per frame."""
     h, w, c, simd, k, s = (int(p[x]) for x in ("IFM_H", "IFM_W", "IFM_CH", "SIMD", "K", "S"))
     cf = c // simd
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    out_beats, in_beats = oh * ow * k * k * cf, h * w * cf
+    out_beats, in_beats = oh * ow * k * k * c // swg_out_elems(p), h * w * cf
     return out_beats, in_beats, max(out_beats, in_beats)
 
 
@@ -42,7 +49,7 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
         await tb.send(golden.pack_beats(img, simd, bits))
     beats, timing = await tb.recv(frames * out_beats,
                                   timeout_cycles=40 * frames * ideal + 4000)
-    got = golden.unpack_beats(beats, simd, bits, False).reshape(exp.shape)
+    got = golden.unpack_beats(beats, swg_out_elems(p), bits, False).reshape(exp.shape)
     check_equal("swg windows", got, exp, tb.log)
 
     if measure:

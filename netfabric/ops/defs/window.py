@@ -38,12 +38,22 @@ def swg_semantics(node, streams, graph):
     return [x[:, im2col_indices(h, w, c, k, s, d)]]
 
 
+def parallel_window(node) -> bool:
+    """FINN's ``parallel_window`` (set by SetFolding on a window generator whose SIMD is
+    maxed out and still too slow): a whole K x K x SIMD window per output beat."""
+    return bool(int(node.attr("parallel_window", 0) or 0))
+
+
 def swg_cycles(node, graph) -> int:
-    """The RTL window generator emits SIMD channels a cycle and reads each input once:
-    max(windows x window beats, input beats). FINN's estimate differs where it sets
-    ``parallel_window`` (a whole window a cycle): see bench/RESULTS.md."""
+    """Cycles per frame. Default style: the RTL window generator emits SIMD channels a cycle
+    and reads each input once, max(windows x window beats, input beats). With
+    ``parallel_window`` a window a cycle, input-bound: FINN's own model of that style
+    (``ConvolutionInputGenerator_rtl.get_exp_cycles``), input beats + 2; the RTL takes the
+    input beats alone. (FINN's model of the default style differs: see bench/RESULTS.md.)"""
     h, w, c, k, s, d = _geometry(node)
     cf = check_width(node, "SIMD", c, int(node.attr("SIMD")))
+    if parallel_window(node):
+        return h * w * cf + 2
     oh, ow = (h - d[0] * (k[0] - 1) - 1) // s[0] + 1, (w - d[1] * (k[1] - 1) - 1) // s[1] + 1
     return max(oh * ow * k[0] * k[1] * cf, h * w * cf)
 
@@ -51,26 +61,41 @@ def swg_cycles(node, graph) -> int:
 def swg_resources(node, graph) -> dict:
     h, w, c, k, s, d = _geometry(node)
     bits = int_type(node.attr("inputDataType")).bits
+    if parallel_window(node):  # K-1 line buffers of W-K pixels + the K x K window registers
+        return {"buffer_bits": (k[0] - 1) * (w - k[1]) * c * bits,
+                "register_bits": k[0] * k[1] * c * bits}
     return {"buffer_bits": k[0] * w * c * bits}  # K rows of the input in the line buffer
 
 
-def _swg_node(b, x, h, w, c, k, s, simd, dtype, depthwise, out):
+def _swg_node(b, x, h, w, c, k, s, simd, dtype, depthwise, out, parallel=False):
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    extra = {"parallel_window": 1} if parallel else {}
     b.node("ConvolutionInputGenerator", [x], [(out, [1, oh, ow, k * k * c], dtype)],
            name=f"swg_{out}", ConvKernelDim=[k, k], IFMChannels=c, IFMDim=[h, w], OFMDim=[oh, ow],
            SIMD=simd, Stride=[s, s], Dilation=[1, 1], inputDataType=dtype, outputDataType=dtype,
-           depthwise=int(depthwise))
+           depthwise=int(depthwise), **extra)
     return oh, ow
 
 
 def swg_sample(rng: np.random.Generator):
+    """Two window generators in a chain, one of each style (random order), so every sample
+    exercises both: SIMD channels a beat, and FINN's ``parallel_window`` (SIMD = channels,
+    a whole window a beat). The second one slides a 1x1 or 2x2 kernel over the first's
+    windows (K*K*C channels)."""
     c, k = pick(rng, [1, 2, 3, 4]), pick(rng, [1, 2, 3])
     s = pick(rng, [1, 2] if k > 1 else [1])
-    h, w = int(rng.integers(k + 1, k + 5)), int(rng.integers(k + 1, k + 5))
+    k2 = pick(rng, [1, 2])
+    lo = max(k + 1, k + (k2 - 1) * s)  # the first one's output is at least k2 x k2
+    h, w = int(rng.integers(lo, lo + 4)), int(rng.integers(lo, lo + 4))
     dtype = random_type(rng)
+    first_parallel = bool(pick(rng, [0, 1]))
     b = HWGraphBuilder("swg_sample")
     x = b.input("x", [1, h, w, c], dtype)
-    _swg_node(b, x, h, w, c, k, s, pick(rng, divisors(c)), dtype, False, "y")
+    simd = c if first_parallel else pick(rng, divisors(c))
+    oh, ow = _swg_node(b, x, h, w, c, k, s, simd, dtype, False, "win", first_parallel)
+    c2 = k * k * c  # default style: at most 4 beats a pixel (cocotb time)
+    simd2 = pick(rng, [d for d in divisors(c2) if 4 * d >= c2]) if first_parallel else c2
+    _swg_node(b, "win", oh, ow, c2, k2, 1, simd2, dtype, False, "y", not first_parallel)
     b.output("y")
     return b.build()
 
