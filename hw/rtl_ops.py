@@ -266,6 +266,8 @@ def swg_stage(node, graph) -> Stage:
     bits = int_type(node.attr("inputDataType")).bits
     oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
     params = dict(IFM_H=h, IFM_W=w, IFM_CH=c, SIMD=simd, K=k[0], S=s[0], BITS=bits)
+    if int(node.attr("M", 1)) != 1:
+        raise StitchError(f"node {node.name}: M={node.attr('M')} (several windows a beat) has no RTL")
     par = parallel_window(node)
     if par:
         if simd != c:
