@@ -80,12 +80,14 @@ class Failover:
 class FallbackRuntime:
     """The graph on a chain of backends (see the module docstring). ``options`` go to every
     backend's constructor that takes them (``port=``, ``threads=``, ``simulator=``);
-    ``factories`` add or replace backends by name (a constructor ``(graph_path, **options)``)."""
+    ``factories`` add or replace backends by name (a constructor ``(graph_path, **options)``);
+    ``checks`` give, by name, a reason to pass over a backend that loads (``auto``'s policy)."""
 
     def __init__(self, graph: str | Path, chain: Sequence[str], *, fallback: bool = True,
                  chunk: int = DEFAULT_CHUNK, options: Mapping[str, Any] | None = None,
                  factories: Mapping[str, Callable[..., runtime.Backend]] | None = None,
-                 workdir: str | Path | None = None) -> None:
+                 workdir: str | Path | None = None,
+                 checks: Mapping[str, Callable[[], str | None]] | None = None) -> None:
         import onnx
 
         from .hwgraph import load_hwgraph
@@ -111,6 +113,10 @@ class FallbackRuntime:
                 ctor = self._factories.get(name) or runtime.load(name)
             except (BackendUnavailable, ImportError) as exc:
                 self._skip(name, str(exc))
+                continue
+            check = (checks or {}).get(name)
+            if name not in self._factories and check and (reason := check()):
+                self._skip(name, reason)  # loads, but `auto` should not pick it (see runtime)
                 continue
             self._constructors[name] = ctor
             self._ops[name] = runtime.implemented_ops(name, ctor)

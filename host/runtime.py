@@ -179,12 +179,9 @@ def open_runtime(name: str, graph: str | Path, *, fallback: bool | None = None,
 
     if fallback is None:
         fallback = name == "auto"
-    factories = {}
-    if name == "auto" and (reason := _interpreter_only()):
-        factories["triton"] = _refuse(reason)
     return FallbackRuntime(graph, chain_for(name, fallback), fallback=fallback,
                            chunk=chunk or DEFAULT_CHUNK, options=options, workdir=workdir,
-                           factories=factories)
+                           checks=AUTO_CHECKS if name == "auto" else None)
 
 
 def _interpreter_only() -> str | None:
@@ -203,8 +200,5 @@ def _interpreter_only() -> str | None:
             "slow); `--backend triton` runs them anyway")
 
 
-def _refuse(reason: str) -> Callable[..., Backend]:
-    def constructor(graph_path: Path, **options: Any) -> Backend:
-        raise BackendUnavailable(reason)
-
-    return constructor
+# What `auto` asks of a backend beyond loading: a reason to pass it over, or None.
+AUTO_CHECKS: dict[str, Callable[[], str | None]] = {"triton": _interpreter_only}

@@ -200,7 +200,10 @@ def test_host_link_pipelines_and_reports_overflow(params):
     from netfabric.sim.runner import rtl_sources, run_cocotb
 
     simulator = "icarus" if shutil.which("iverilog") else "verilator"
-    params = {**params, "CLKS_PER_BIT": SIM_CLKS_PER_BIT, "TIMEOUT_CYCLES": SIM_TIMEOUT_CYCLES}
+    # the smallest receive FIFO, so that one request into a stalled accelerator overflows it
+    # (the board's FIFO holds the host's whole window: hw/flow/shell.rx_fifo_depth)
+    params = {**params, "CLKS_PER_BIT": SIM_CLKS_PER_BIT, "TIMEOUT_CYCLES": SIM_TIMEOUT_CYCLES,
+              "RX_FIFO_DEPTH": 2}
     run_cocotb("host_link", rtl_sources("host_link.v", "uart_rx.v", "uart_tx.v"), params,
                "netfabric.sim.tb.tb_host_link", simulator,
                extra_env={"TB_PARAMS": json.dumps(params)})
