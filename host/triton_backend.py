@@ -142,3 +142,20 @@ class TritonBackend:
                 if self._last_use[t] == i and t != out_name:
                     tensors.pop(t, None)
         return tensors[out_name]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m netfabric.host.triton_backend GRAPH IN.npy OUT.npy``: run a batch and save
+    the outputs; lets a process whose Triton was set up before ``TRITON_INTERPRET`` could be
+    set (the demo) run the kernels under the interpreter in a fresh one."""
+    import sys
+
+    import numpy as np
+
+    graph, src, dst = (argv if argv is not None else sys.argv[1:])
+    np.save(dst, TritonBackend(graph).run(np.load(src)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

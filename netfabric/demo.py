@@ -78,7 +78,7 @@ def run_demo(out: Path, retrain: bool = False, reference_count: int = 200,
     """Run the stages, print the measurements and each stage's outcome; 0 only if none failed."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = DemoState(out, retrain, reference_count, sim_count, bitstream_board)
+    state = DemoState(out, retrain, reference_count, sim_count, board=bitstream_board)
     console = logs.console()
     if logs.log_path() is not None:
         console.print(f"[dim]full log (third-party warnings, tool output): {logs.log_path()}[/]")
@@ -295,10 +295,11 @@ def _runtime(s: DemoState) -> None:
 
 def _triton(s: DemoState) -> None:
     """The triton backend: on a CUDA GPU over 1000 images; without one, the same kernels on a
-    few images under Triton's interpreter (exact, slow), which must be switched on before the
-    kernels are first imported."""
+    few images under Triton's interpreter (exact, slow), in a fresh process: the interpreter
+    must be switched on before Triton is first imported, and this one imported it already."""
     import importlib.util
     import os
+    import subprocess
     import sys
 
     if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
@@ -308,17 +309,29 @@ def _triton(s: DemoState) -> None:
     import torch
 
     gpu = torch.cuda.is_available()
-    if not gpu and "netfabric.host.triton_kernels" not in sys.modules:
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    from netfabric.host.triton_backend import TritonBackend
-
     count = 1000 if gpu else 8
-    backend = TritonBackend(s.graph)
+    x = s.x_test[:count, None]
     t0 = time.perf_counter()
-    labels = flow.predictions(backend.run(s.x_test[:count, None]))
+    if gpu:
+        from netfabric.host.triton_backend import TritonBackend
+
+        out = TritonBackend(s.graph).run(x)
+        where = torch.cuda.get_device_name(0)
+    else:
+        work = s.out / "triton"
+        work.mkdir(parents=True, exist_ok=True)
+        np.save(work / "in.npy", x)
+        done = subprocess.run(
+            [sys.executable, "-m", "netfabric.host.triton_backend", str(s.graph),
+             str(work / "in.npy"), str(work / "out.npy")],
+            env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True)
+        if done.returncode:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise StageFailed(f"the triton backend failed: {lines[-1] if lines else done.returncode}")
+        out = np.load(work / "out.npy")
+        where = "Triton's interpreter on the CPU (no GPU)"
     dt = time.perf_counter() - t0
-    same = np.array_equal(labels, s.labels[:count])
-    where = torch.cuda.get_device_name(0) if gpu else "Triton's interpreter on the CPU (no GPU)"
+    same = np.array_equal(flow.predictions(out), s.labels[:count])
     logs.console().print(f"triton backend on {where}: {count} images in {dt:.1f} s")
     s.rows.append((f"triton backend == CPU engine ({count} images, {where})",
                    "[green]bit-exact[/]" if same else "[red]MISMATCH[/]"))
