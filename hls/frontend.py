@@ -35,9 +35,11 @@ class CompileConfig:
     target_fps: float | None = None  # folding from a throughput target at clock_mhz
     folding_json: Path | None = None  # or an explicit FINN folding config
     # FINN's SetFolding stops raising an MVAU's SIMD where SIMD x weight bits passes this: a
-    # limit of its HLS code. Our RTL (mvau.v) has none; 8191 is the widest FINN accepts
-    # without warning that its HLS layers would break (the pynq-z2 flow sets 128 back).
-    mvau_wwidth_max: int = 8191
+    # limit of its HLS code. mvau.v has no such limit, but its adder tree over SIMD lanes is
+    # one pipeline stage per level only up to a point: at 8191 the shipped MLP folds to a wide
+    # SIMD whose tree closes at 84 MHz on ECP5 (116 MHz at 128, and fewer cycles per frame).
+    # FINN's 128 stays the default until the tree is pipelined deeper.
+    mvau_wwidth_max: int = 128
     board: str | None = None  # fold for this board: the fastest folding that fits (boardfold.py)
     label_select: bool = True  # end with LabelSelect (top-1 index); else integer logits
     # Input pre-processing folded into the graph (step "preprocess"): the accelerator takes raw
