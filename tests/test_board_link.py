@@ -193,14 +193,15 @@ def test_board_top_is_bit_exact_and_recovers_from_malformed_requests(mlp_graph, 
 
 @pytest.mark.sim
 @pytest.mark.parametrize("params", [
-    {"IN_W": 8, "IN_BEATS": 5, "OUT_W": 16, "OUT_BEATS": 2},   # byte beats, multi-byte answers
+    {"IN_W": 8, "IN_BEATS": 8, "OUT_W": 16, "OUT_BEATS": 2},   # byte beats, multi-byte answers
     {"IN_W": 24, "IN_BEATS": 3, "OUT_W": 8, "OUT_BEATS": 1},
-], ids=["in8x5-out16x2", "in24x3-out8x1"])
+], ids=["in8x8-out16x2", "in24x3-out8x1"])
 def test_host_link_pipelines_and_reports_overflow(params):
     from netfabric.sim.runner import rtl_sources, run_cocotb
 
     simulator = "icarus" if shutil.which("iverilog") else "verilator"
-    # the smallest receive FIFO, so that one request into a stalled accelerator overflows it
+    # the smallest receive FIFO (2 bytes, plus the read and output registers), so that one
+    # request into a stalled accelerator overflows it
     # (the board's FIFO holds the host's whole window: hw/flow/shell.rx_fifo_depth)
     params = {**params, "CLKS_PER_BIT": SIM_CLKS_PER_BIT, "TIMEOUT_CYCLES": SIM_TIMEOUT_CYCLES,
               "RX_FIFO_DEPTH": 2}

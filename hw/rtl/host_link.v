@@ -125,24 +125,29 @@ module host_link #(
     // line never waits for the accelerator, which may take its input slower than the UART
     // delivers it (an unfolded first layer). A byte arriving while the FIFO is full is lost:
     // overflow. The shell sizes the FIFO for the host's window of requests in flight, so
-    // only a host that sends more than that ahead can overflow it.
+    // only a host that sends more than that ahead can overflow it. The memory's read register
+    // (q_dout, inside the block RAM) feeds rb, a fabric register, so the receive FSM never
+    // decodes straight from the block RAM's slow output.
     reg [7:0] rxq [0:RX_FIFO_DEPTH-1];
     reg [QAW-1:0] q_wp, q_rp;
     reg [QAW:0] q_n;
     wire q_full = (q_n == RX_FIFO_DEPTH[QAW:0]);
     wire q_push = rx_valid && !q_full;
-    reg [7:0] rb;
-    reg rb_v, ovf;
+    reg [7:0] q_dout, rb;
+    reg q_dv, rb_v, ovf;
     wire take;          // the receive FSM consumes rb this cycle
-    wire q_pop = (q_n != {(QAW + 1){1'b0}}) && (!rb_v || take);
+    wire rb_load = q_dv && (!rb_v || take);
+    wire q_pop = (q_n != {(QAW + 1){1'b0}}) && (!q_dv || rb_load);
     reg ovf_clr;
     always @(posedge clk) begin
         if (q_push) rxq[q_wp] <= rx_data;
-        if (q_pop) rb <= rxq[q_rp];  // registered read: block RAM where the FIFO is large
+        if (q_pop) q_dout <= rxq[q_rp];
+        if (rb_load) rb <= q_dout;
         if (!rst_n) begin
             q_wp <= {QAW{1'b0}};
             q_rp <= {QAW{1'b0}};
             q_n <= {(QAW + 1){1'b0}};
+            q_dv <= 1'b0;
             rb_v <= 1'b0;
             ovf <= 1'b0;
         end else begin
@@ -150,7 +155,9 @@ module host_link #(
             if (q_pop) q_rp <= q_rp + 1'b1;
             if (q_push && !q_pop) q_n <= q_n + 1'b1;
             else if (!q_push && q_pop) q_n <= q_n - 1'b1;
-            if (q_pop) rb_v <= 1'b1;
+            if (q_pop) q_dv <= 1'b1;
+            else if (rb_load) q_dv <= 1'b0;
+            if (rb_load) rb_v <= 1'b1;
             else if (take) rb_v <= 1'b0;
             if (rx_valid && q_full) ovf <= 1'b1;
             else if (ovf_clr) ovf <= 1'b0;
@@ -163,7 +170,7 @@ module host_link #(
     // Waiting for a byte that has not come: the line has been idle for TIMEOUT and nothing
     // received is still queued (a slow accelerator may leave bytes in the FIFO long after
     // the line went quiet; that is not a broken-off request).
-    wire starved = timeout && !rb_v && (q_n == {(QAW + 1){1'b0}});
+    wire starved = timeout && !rb_v && !q_dv && (q_n == {(QAW + 1){1'b0}});
     always @(posedge clk) begin
         if (!rst_n || rx_valid) gap <= {GW{1'b0}};
         else if (!timeout) gap <= gap + 1'b1;
