@@ -93,7 +93,17 @@ class _SegmentOp(HWCustomOp):
         model.set_tensor_datatype(node.output[0], self.get_output_datatype())
 
     def get_exp_cycles(self):
-        return int(np.prod(self.get_folded_output_shape()[:-1]))
+        """The op registry's cost model (netfabric/ops/defs/segments.py): one definition,
+        read by the stitcher, the folding and FINN's analyses alike."""
+        from onnx import helper
+
+        from netfabric.host.hwgraph import HWNode, _attr_value
+        from netfabric.ops.registry import get
+
+        n = self.onnx_node
+        attrs = {a.name: _attr_value(helper.get_attribute_value(a)) for a in n.attribute}
+        node = HWNode(n.name, n.op_type, "", list(n.input), list(n.output), attrs)
+        return int(get(n.op_type).cycles(node, None))
 
     def verify_node(self):
         n, s, shift = (self.get_nodeattr(a) for a in ("NumTokens", "SegLen", "Shift"))
@@ -193,11 +203,6 @@ class SegmentAttention(_SegmentOp):
 
     def get_folded_input_shape(self, ind=0):
         return self._fold(list(self.get_normal_input_shape(0)))
-
-    def get_exp_cycles(self):
-        # per segment and head: s*s*dh MACs for q.k, as many for p.v, s*s softmax steps
-        s, h, dh = (self.get_nodeattr(a) for a in ("SegLen", "Heads", "HeadDim"))
-        return int(self.num_segments * h * s * s * (2 * dh + 1) // self.get_nodeattr("PE"))
 
     def verify_node(self):
         msgs = super().verify_node()
