@@ -100,8 +100,24 @@ def generate_shell(manifest: Manifest, board: Board, pll: PllPlan | None, *,
     return _lfsr_shell(manifest, board, pll)
 
 
-def _lfsr_shell(manifest: Manifest, board: Board, pll: PllPlan | None) -> str:
+def _accel_instance(manifest: Manifest) -> list[str]:
+    """The stitched accelerator, its streams on the shell's s_/m_ t{data,valid,ready} wires."""
     p = manifest.ports
+    return [
+        f"    {manifest.top} u_accel (",
+        f"        .{p.clk}(clk),",
+        f"        .{p.rst_n}(rst_n),",
+        f"        .{p.s_axis}_tdata(s_tdata),",
+        f"        .{p.s_axis}_tvalid(s_tvalid),",
+        f"        .{p.s_axis}_tready(s_tready),",
+        f"        .{p.m_axis}_tdata(m_tdata),",
+        f"        .{p.m_axis}_tvalid(m_tvalid),",
+        f"        .{p.m_axis}_tready(m_tready)",
+        "    );",
+    ]
+
+
+def _lfsr_shell(manifest: Manifest, board: Board, pll: PllPlan | None) -> str:
     in_w, out_w, nled = manifest.in_width_bits, manifest.out_width_bits, board.leds
     clock = f"{pll.fout_mhz:g} MHz from PLL" if pll else f"{board.osc_mhz:g} MHz oscillator"
     lines = [
@@ -163,16 +179,7 @@ def _lfsr_shell(manifest: Manifest, board: Board, pll: PllPlan | None) -> str:
         "    end",
         *_fold_stages(out_w, nled),
         "",
-        f"    {manifest.top} u_accel (",
-        f"        .{p.clk}(clk),",
-        f"        .{p.rst_n}(rst_n),",
-        f"        .{p.s_axis}_tdata(s_tdata),",
-        f"        .{p.s_axis}_tvalid(s_tvalid),",
-        f"        .{p.s_axis}_tready(s_tready),",
-        f"        .{p.m_axis}_tdata(m_tdata),",
-        f"        .{p.m_axis}_tvalid(m_tvalid),",
-        f"        .{p.m_axis}_tready(m_tready)",
-        "    );",
+        *_accel_instance(manifest),
         "endmodule",
         "",
     ]
@@ -274,7 +281,6 @@ def _clock(board: Board, pll: PllPlan | None) -> list[str]:
 
 
 def _link_shell(manifest: Manifest, board: Board, pll: PllPlan | None, link: LinkPlan) -> str:
-    p = manifest.ports
     in_w, out_w, nled = manifest.in_width_bits, manifest.out_width_bits, board.leds
     if manifest.in_beats is None or manifest.out_beats is None:
         raise ManifestError(
@@ -348,16 +354,7 @@ def _link_shell(manifest: Manifest, board: Board, pll: PllPlan | None, link: Lin
         "        .rx_byte(rx_byte), .resp_ok(resp_ok), .resp_err(resp_err)",
         "    );",
         "",
-        f"    {manifest.top} u_accel (",
-        f"        .{p.clk}(clk),",
-        f"        .{p.rst_n}(rst_n),",
-        f"        .{p.s_axis}_tdata(s_tdata),",
-        f"        .{p.s_axis}_tvalid(s_tvalid),",
-        f"        .{p.s_axis}_tready(s_tready),",
-        f"        .{p.m_axis}_tdata(m_tdata),",
-        f"        .{p.m_axis}_tvalid(m_tvalid),",
-        f"        .{p.m_axis}_tready(m_tready)",
-        "    );",
+        *_accel_instance(manifest),
         "",
         "    // Link status on the LEDs.",
         "    reg err_seen = 1'b0;",
