@@ -117,7 +117,8 @@ def test_a_missing_simulator_skips_the_rtl_stage(monkeypatch, tmp_path):
 
     monkeypatch.setattr(sb, "SimBackend", NoSim)
     state = DemoState(tmp_path, graph=tmp_path / "g.onnx", project=tmp_path / "rtl",
-                      x_test=np.zeros((4, 28, 28), np.uint8), labels=np.zeros(4, np.int64))
+                      x_test=np.zeros((4, 28, 28), np.uint8), labels=np.zeros(4, np.int64),
+                      outputs=np.zeros((4, 1), np.int64))
     outcomes = demo.run_stages([Stage("RTL sim", demo._rtl_sim, ("project",))], state)
     assert outcomes[0].status == "skipped"
 
@@ -126,3 +127,36 @@ def test_stage_failed_is_a_netfabric_error():
     from netfabric.errors import NetfabricError
 
     assert issubclass(StageFailed, NetfabricError)
+
+
+def test_transformer_demo_runs_the_transformer_recipe(monkeypatch, tmp_path):
+    seen = {}
+
+    def stages(state):
+        seen["recipe"] = state.recipe
+        return [Stage("compile", _ok)]
+
+    monkeypatch.setattr(demo, "default_stages", stages)
+    res = CliRunner().invoke(main, ["demo", "--model", "transformer", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    assert seen["recipe"].checkpoint == "transformer_int8.pt"
+    assert seen["recipe"].target_fps == 2000  # <= 50,000 cycles a sequence at 100 MHz
+    assert "segmented-attention transformer" in " ".join(res.output.split())
+
+
+def test_demo_refuses_retraining_the_transformer_in_one_line(tmp_path):
+    res = CliRunner().invoke(main, ["demo", "--model", "transformer", "--train",
+                                    "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2
+    assert "--train retrains the MLP only" in res.output and "Traceback" not in res.output
+
+
+def test_same_compares_every_integer_not_only_the_argmax():
+    import numpy as np
+
+    logits = np.array([[3, 1, 2], [0, 5, 1]])
+    assert demo._same(logits.copy(), logits)
+    off_by_one = logits.copy()
+    off_by_one[0, 2] += 1  # the same argmax, a different integer
+    assert not demo._same(off_by_one, logits)
+    assert not demo._same(logits[:1], logits)
