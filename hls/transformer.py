@@ -23,8 +23,8 @@ Graph (tokens [1, n, 1, C], n = 49, d = 64; * = FINN op, + = netfabric op)::
     *MVAU head (no activation): integer logits [1,1,1,10]  (host: Reshape [1, 10])
 
 Every requantizer is a threshold table computed from integer_forward's own float64 expression
-(``thresholds.py``), so the graph's integers equal ``integer_forward``'s exactly, including the
-~0.12% of values where Brevitas' float32 rounding differs by one LSB. The logit scale
+(``thresholds.py``), so the graph's integers equal ``integer_forward``'s exactly, and those of
+the QAT model's eval forward, which evaluates the same expressions (``exact_linear``). The logit scale
 ``head.s_w * final.s / n`` (the mean's 1/n folded in) is metadata only (``output_scale``).
 """
 

@@ -45,6 +45,13 @@ logits                 int32 acc           s_w * s_f / n, bias-free per-tensor: 
 Every Q after an integer accumulator is a requantizer (FINN: MultiThreshold, or multiply-shift-
 clip where the table is evenly spaced). ``transformer_int.py`` writes the same forward pass in
 numpy integers.
+
+Evaluation is exact: in eval mode the QAT model computes every quantizer's input in float64 from
+the exact integer accumulator, ``acc * (s_in * s_w) + b`` (BatchNorm: ``x * a + c``), the
+expressions ``integer_forward`` and the HW graph's threshold tables are built from; Brevitas'
+own quantizers then round it (half to even, clip) in float64. Its integers and predictions
+therefore equal the HW graph's exactly. Training runs Brevitas' float32 layers (gradients,
+statistics), whose summation order would flip about 1 in 10^6 requantized values by one LSB.
 """
 
 from __future__ import annotations
@@ -257,6 +264,47 @@ class TokenNorm(nn.Module):
         b, n, d = x.shape
         return self.bn(x.reshape(b * n, d)).reshape(b, n, d)
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """The eval-mode BatchNorm as ``y = x * a + c`` per channel (float64): the one folding the
+        exact evaluation, ``integer_forward`` and the HW graph's threshold tables all use."""
+        bn = self.bn
+        inv = 1.0 / np.sqrt(bn.running_var.double().numpy() + bn.eps)
+        a = bn.weight.detach().double().numpy() * inv
+        c = bn.bias.detach().double().numpy() - bn.running_mean.double().numpy() * a
+        return a, c
+
+    def exact(self, x: torch.Tensor) -> torch.Tensor:
+        """``x * a + c`` in float64; ``x`` a float64 quantizer output (integer * scale, exact)."""
+        a, c = (torch.from_numpy(t).to(x.device) for t in self.affine())
+        return x * a + c
+
+
+# --------------------------------------------------------------------------- exact evaluation
+# Eval-mode helpers: tensors are float64 quantizer outputs, integer * scale, which float64 holds
+# exactly (an 8-bit integer times a float32 scale), so dividing by the scale recovers the integer.
+
+
+def act_scale(quant: nn.Module) -> float:
+    """A Brevitas activation quantizer's per-tensor scale, as the Python float the integer
+    reference uses."""
+    return float(quant.act_quant.scale().detach())
+
+
+def grid_ints(t: torch.Tensor, quant: nn.Module) -> torch.Tensor:
+    """The integers (float64) of ``quant``'s float64 output ``t``."""
+    return torch.round(t / act_scale(quant))
+
+
+def exact_linear(lin: nn.Module, x: torch.Tensor, quant_in: nn.Module) -> torch.Tensor:
+    """``lin(x)`` as ``integer_forward`` writes it: ``acc * (s_in * s_w) + b`` in float64, ``acc``
+    the exact integer accumulator (float64 sums of these integers stay far below 2^53).
+    A float32 ``F.linear`` sums rounded products instead, which moves a value lying next to a
+    rounding tie of the following quantizer across it."""
+    qw = lin.quant_weight()
+    acc = grid_ints(x, quant_in) @ qw.int().to(torch.float64).T
+    y = acc * (act_scale(quant_in) * float(qw.scale.detach()))
+    return y if lin.bias is None else y + lin.bias.detach().double()
+
 
 # --------------------------------------------------------------------------- blocks
 
@@ -313,15 +361,44 @@ class SegmentedAttention(nn.Module):
         sq = self.score_quant(raw)
         params = self.cfg.softmax_params()
         probs = int_softmax_ste(sq.value, sq.scale, mask, params)
-        if self.record:
-            scale = float(sq.scale.detach())
-            self.last = {
-                "scores_int": torch.round(sq.value.detach() / scale).to(torch.int64),
-                "score_scale": torch.tensor(scale, dtype=torch.float64),
-                "probs_int": torch.round(probs.detach() / params.out_scale).to(torch.int64),
-                "mask": mask if mask is not None else torch.ones((), dtype=torch.bool),
-            }
+        self._remember(sq, probs, mask)
         return from_segments(probs @ vs, geo)
+
+    def _remember(self, sq, probs: torch.Tensor, mask: torch.Tensor | None) -> None:
+        if not self.record:
+            return
+        scale = float(sq.scale.detach())
+        self.last = {
+            "scores_int": torch.round(sq.value.detach() / scale).to(torch.int64),
+            "score_scale": torch.tensor(scale, dtype=torch.float64),
+            "probs_int": torch.round(probs.detach() / self.cfg.softmax_params().out_scale).to(
+                torch.int64
+            ),
+            "mask": mask if mask is not None else torch.ones((), dtype=torch.bool),
+        }
+
+    def exact_forward(self, a: torch.Tensor, quant_in: nn.Module) -> torch.Tensor:
+        """Eval-mode branch on exact integers: ``a`` [B, n, d] is ``quant_in``'s float64 output;
+        returns the output projection's float64 input to the residual quantizer (see
+        ``exact_linear``). Integer products q.k and p.v, scaled as ``integer_forward`` does."""
+        b, n, d = a.shape
+        q, k, v = (
+            self._split(quant(exact_linear(lin, a, quant_in)))
+            for lin, quant in ((self.q, self.q_quant), (self.k, self.k_quant), (self.v, self.v_quant))
+        )
+        geo = SegmentGeometry(n, self.segment, self.shift)
+        mask = key_mask_segments(geo, None, a.device)
+        qs, ks, vs = (to_segments(t, geo) for t in (q, k, v))
+        acc = grid_ints(qs, self.q_quant) @ grid_ints(ks, self.k_quant).transpose(-1, -2)
+        s_q, s_k, s_v = (act_scale(t) for t in (self.q_quant, self.k_quant, self.v_quant))
+        sq = self.score_quant(acc * (s_q * s_k * self.head_dim**-0.5))
+        params = self.cfg.softmax_params()
+        probs = int_softmax_ste(sq.value, sq.scale, mask, params)
+        self._remember(sq, probs, mask)
+        p_int = torch.round(probs / params.out_scale)  # exact: probs = p * 2^-P (+ STE ulps)
+        ctx = from_segments((p_int @ grid_ints(vs, self.v_quant)) * (params.out_scale * s_v), geo)
+        ctx = self.ctx_quant(ctx.transpose(1, 2).reshape(b, n, d))
+        return exact_linear(self.o, ctx, self.ctx_quant)
 
 
 class MLP(nn.Module):
@@ -356,6 +433,16 @@ class Block(nn.Module):
     def mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.mlp_norm_quant(self.mlp_norm(x)))
 
+    def exact_attn_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """``attn_branch`` on exact integers (eval; ``x`` a float64 quantizer output)."""
+        a = self.attn_norm_quant(self.attn_norm.exact(x))
+        return self.attn.exact_forward(a, self.attn_norm_quant)
+
+    def exact_mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.mlp_norm_quant(self.mlp_norm.exact(x))
+        h = self.mlp.act(exact_linear(self.mlp.fc1, a, self.mlp_norm_quant))
+        return exact_linear(self.mlp.fc2, h, self.mlp.act)
+
 
 def residual_add(
     x: torch.Tensor, branch: torch.Tensor, q_in: nn.Module, q_out: nn.Module
@@ -382,6 +469,13 @@ class SegmentTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
         self.final_norm, self.final_quant = TokenNorm(cfg.dim), f.quant()
         self.head = f.linear(cfg.dim, cfg.num_classes, bias=False)
+        # eval mode of the QAT model runs on exact integers (module docstring); the QONNX
+        # export turns it off to trace Brevitas' own layers
+        self.exact_eval = True
+
+    def exact(self) -> bool:
+        """True when forward runs on exact integers: the QAT model in eval mode."""
+        return self.cfg.quant and self.exact_eval and not self.training
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> [B, n, C*p*p], patches in row-major order over the patch grid."""
@@ -401,7 +495,9 @@ class SegmentTransformer(nn.Module):
         return x.float()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Token features after the final norm, [B, n, d]."""
+        """Token features after the final norm, [B, n, d] (float64 when ``exact()``)."""
+        if self.exact():
+            return self._exact_features(x)
         x = self.pixel_quant(self._check_input(x) * (1.0 / 255.0))
         rq = self.res_quants
         h = rq[1](rq[0](self.embed(self.patchify(x))) + rq[0](self.pos))
@@ -411,8 +507,27 @@ class SegmentTransformer(nn.Module):
             h = residual_add(h, blk.mlp_branch(h), rq[j + 1], rq[j + 2])
         return self.final_quant(self.final_norm(h))
 
+    def _exact_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pixel_quant(self._check_input(x).double() * (1.0 / 255.0))
+        rq = self.res_quants
+        e = rq[0](exact_linear(self.embed, self.patchify(x), self.pixel_quant))
+        # float64 sums of two values on one grid are exact: (x + br) * s, as integer_forward
+        h = rq[1](e + rq[0](self.pos.detach().double()))
+        for i, blk in enumerate(self.blocks):
+            j = 2 * i + 1
+            h = residual_add(h, blk.exact_attn_branch(h), rq[j], rq[j + 1])
+            h = residual_add(h, blk.exact_mlp_branch(h), rq[j + 1], rq[j + 2])
+        return self.final_quant(self.final_norm.exact(h))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=1))
+        """Logits [B, classes]. When ``exact()``: float64, exactly the HW graph's integer logits
+        times its ``output_scale`` (``head.s_w * final.s / n``), so argmax ties break alike."""
+        f = self.features(x)
+        if not self.exact():
+            return self.head(f.mean(dim=1))
+        qw = self.head.quant_weight()
+        acc = grid_ints(f, self.final_quant).sum(dim=1) @ qw.int().to(torch.float64).T
+        return acc * (float(qw.scale.detach()) * act_scale(self.final_quant) / self.cfg.num_tokens)
 
     def attention_modules(self) -> list[SegmentedAttention]:
         return [blk.attn for blk in self.blocks]
