@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 BOARD  ?= ulx3s-85f
 FREQ   ?=
 MODEL  ?=
+SEEDS  ?=  # SEEDS=3: make bitstream places and routes with nextpnr seeds 1..3 (worst one decides)
 V      ?=  # V=1: third-party warnings and tool output on the terminal, not in a log file
 
 .PHONY: setup demo test test-all sim bitstream program deploy bench lint clean
@@ -37,7 +38,7 @@ sim: $(STAMP)
 	$(BIN)/python -m pytest -q -m sim
 
 bitstream: $(STAMP)
-	$(BIN)/netfabric $(if $(V),-v) bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ))
+	$(BIN)/netfabric $(if $(V),-v) bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ)) $(if $(SEEDS),--seeds $(SEEDS))
 
 program: $(STAMP)
 	$(BIN)/netfabric $(if $(V),-v) program --board $(BOARD) $(if $(BITSTREAM),--bitstream $(BITSTREAM))
@@ -46,8 +47,9 @@ program: $(STAMP)
 deploy: $(STAMP)
 	$(BIN)/netfabric $(if $(V),-v) deploy --board $(if $(filter file,$(origin BOARD)),pynq-z2,$(BOARD)) $(if $(GRAPH),--graph $(GRAPH),$(if $(MODEL),--model $(MODEL))) $(if $(OUT),--out $(OUT))
 
+# every benchmark that needs no GPU, rerun from scratch (make bench SKIP="bnn_cnv" leaves some out)
 bench: $(STAMP)
-	$(BIN)/python bench/cpu_engine.py
+	$(BIN)/python bench/run_all.py $(if $(SKIP),--skip $(SKIP))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,13 +2,17 @@
 
 Peers: onnxruntime on the float twin quantized to INT8 with QDQ (static calibration), torch on the
 float twin, and the Brevitas QAT model in torch. Batch 1 and 64, shipped INT8 MLP, MNIST test set.
+Then the shipped segmented-attention transformer: the engine vs its torch float twin.
+Windows of all runners of one table are interleaved (a shared machine's load hits them alike);
+each rate is the median over the windows.
 
-    python bench/cpu_engine.py [--quick]
+    python bench/cpu_engine.py [--quick] [--json-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -21,19 +25,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_json, write_section  # noqa: E402
 
 
-def throughput(fn, x: np.ndarray, batch: int, seconds: float, repeats: int = 3) -> float:
-    """Median inferences per second over ``repeats`` windows of about ``seconds`` each."""
-    batches = [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)]
-    fn(batches[0])  # warm-up
-    rates = []
+def _batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
+    return [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)][: max(1, 256 // batch)]
+
+
+def _window(fn, batches: list[np.ndarray], seconds: float) -> float:
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for b in batches:
+            fn(b)
+            done += len(b)
+    return done / (time.perf_counter() - t0)
+
+
+def throughputs(runners: dict, batch: int, seconds: float, repeats: int) -> dict[str, float]:
+    """Median inferences per second of each runner over ``repeats`` interleaved windows."""
+    prepared = {name: (fn, _batches(data, batch)) for name, (fn, data) in runners.items()}
+    for fn, batches in prepared.values():
+        fn(batches[0])  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
-        done, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            for b in batches[: max(1, 256 // batch)]:
-                fn(b)
-                done += len(b)
-        rates.append(done / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        for name, (fn, batches) in prepared.items():
+            rates[name].append(_window(fn, batches, seconds))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def ort_session(model_bytes_or_path, ort):
@@ -89,8 +103,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")
+    ap.add_argument("--json-only", action="store_true",
+                    help="write bench/results/cpu_engine.json but leave RESULTS.md alone")
     args = ap.parse_args()
-    seconds = 0.3 if args.quick else 2.0
+    seconds, repeats = (0.3, 3) if args.quick else (1.0, 7)
+    load_before = os.getloadavg()
 
     import onnxruntime as ort
     import torch
@@ -134,24 +151,24 @@ def main() -> None:
             accuracy = acc(
                 np.concatenate([fn(data[i : i + 500]) for i in range(0, len(data), 500)]).argmax(1)
             )
-            r1 = throughput(fn, data, 1, seconds)
-            r64 = throughput(fn, data, 64, seconds)
-            rows.append(
-                {
-                    "runner": name,
-                    "accuracy": accuracy,
-                    "batch1_per_s": round(r1),
-                    "batch64_per_s": round(r64),
-                }
-            )
-            print(
-                f"{name:<38} acc {accuracy:6.2f}%  batch1 {r1:>10,.0f}/s  batch64 {r64:>10,.0f}/s"
-            )
+            rows.append({"runner": name, "accuracy": accuracy})
+        r1 = throughputs(runners, 1, seconds, repeats)
+        r64 = throughputs(runners, 64, seconds, repeats)
+        for row in rows:
+            row["batch1_per_s"] = round(r1[row["runner"]])
+            row["batch64_per_s"] = round(r64[row["runner"]])
+            print(f"{row['runner']:<38} acc {row['accuracy']:6.2f}%  "
+                  f"batch1 {row['batch1_per_s']:>10,}/s  batch64 {row['batch64_per_s']:>10,}/s")
+        tf_rows = _transformer_rows(x_u8, y_test, seconds, repeats, acc)
 
     base = rows[0]
     for row in rows:
         row["engine_speedup_b1"] = round(base["batch1_per_s"] / row["batch1_per_s"], 2)
         row["engine_speedup_b64"] = round(base["batch64_per_s"] / row["batch64_per_s"], 2)
+    for row in tf_rows:
+        row["engine_speedup_b1"] = round(tf_rows[0]["batch1_per_s"] / row["batch1_per_s"], 2)
+        row["engine_speedup_b64"] = round(tf_rows[0]["batch64_per_s"] / row["batch64_per_s"], 2)
+    ort_row = rows[1]
     cmd = "python bench/cpu_engine.py" + (" --quick" if args.quick else "")
     write_json(
         "cpu_engine",
@@ -160,13 +177,24 @@ def main() -> None:
             "model": "shipped INT8 MLP 784-64-64-64-10",
             "threads": 1,
             "machine": machine(),
+            "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "rows": rows,
+            "transformer_model": "shipped segmented-attention transformer INT8",
+            "transformer_rows": tf_rows,
+            "ratios": {  # engine throughput / the named peer's
+                "mlp_engine_vs_onnxruntime_qdq_b1": ort_row["engine_speedup_b1"],
+                "mlp_engine_vs_onnxruntime_qdq_b64": ort_row["engine_speedup_b64"],
+                "transformer_engine_vs_torch_float_twin_b1": tf_rows[1]["engine_speedup_b1"],
+                "transformer_engine_vs_torch_float_twin_b64": tf_rows[1]["engine_speedup_b64"],
+            },
         },
     )
+    if args.json_only:
+        return
     lines = [
         "## CPU engine vs peers (shipped INT8 MLP, MNIST test set, 1 thread)",
         "",
-        f"Command: `{cmd}` — inferences per second, median of 3 windows; "
+        f"Command: `{cmd}` — inferences per second, median of {repeats} interleaved windows; "
         "'engine ×' is the netfabric engine's throughput divided by the row's.",
         "",
         "| runner | accuracy | batch 1 /s | batch 64 /s | engine × (b1) | engine × (b64) |",
@@ -177,7 +205,55 @@ def main() -> None:
             f"| {r['runner']} | {r['accuracy']:.2f}% | {r['batch1_per_s']:,} | "
             f"{r['batch64_per_s']:,} | {r['engine_speedup_b1']} | {r['engine_speedup_b64']} |"
         )
+    lines += [
+        "",
+        "Shipped segmented-attention transformer (MNIST test set, 1 thread, same windows):",
+        "",
+        "| runner | accuracy | batch 1 /s | batch 64 /s | engine × (b1) | engine × (b64) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in tf_rows:
+        lines.append(
+            f"| {r['runner']} | {r['accuracy']:.2f}% | {r['batch1_per_s']:,} | "
+            f"{r['batch64_per_s']:,} | {r['engine_speedup_b1']} | {r['engine_speedup_b64']} |"
+        )
+    lines += ["", f"Load average (1 min) before/after on the shared machine: "
+              f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}."]
     write_section("cpu_engine", "\n".join(lines))
+
+
+def _transformer_rows(x_u8, y_test, seconds: float, repeats: int, acc) -> list[dict]:
+    """The shipped transformer: the engine on its compiled HW-layer graph vs its torch float
+    twin (an onnxruntime row would need an ONNX export of the twin's segmented attention)."""
+    import torch
+
+    from netfabric import flow
+    from netfabric.hls.transformer import compile_transformer_cli
+    from netfabric.host.cpu_engine import CpuEngine
+    from netfabric.models.train_transformer import load_transformer
+
+    ckpt = flow.PRETRAINED / "transformer_int8.pt"
+    twin = load_transformer(ckpt, quant=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = CpuEngine(compile_transformer_cli(ckpt, Path(tmp) / "tf"), threads=1)
+    x_f32 = x_u8.astype(np.float32)
+    runners = {
+        "netfabric cpu engine (exact INT8)": (lambda b: engine.run(b), x_u8),
+        "torch float twin": (lambda b: twin(torch.from_numpy(b)).numpy(), x_f32),
+    }
+    rows = []
+    with torch.no_grad():
+        for name, (fn, data) in runners.items():
+            pred = np.concatenate([fn(data[i : i + 500]) for i in range(0, len(data), 500)])
+            rows.append({"runner": name, "accuracy": acc(pred.reshape(len(data), -1).argmax(1))})
+        r1 = throughputs(runners, 1, seconds, repeats)
+        r64 = throughputs(runners, 64, seconds, repeats)
+    for row in rows:
+        row["batch1_per_s"] = round(r1[row["runner"]])
+        row["batch64_per_s"] = round(r64[row["runner"]])
+        print(f"transformer {row['runner']:<34} acc {row['accuracy']:6.2f}%  "
+              f"batch1 {row['batch1_per_s']:>10,}/s  batch64 {row['batch64_per_s']:>10,}/s")
+    return rows
 
 
 if __name__ == "__main__":

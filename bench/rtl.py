@@ -1,8 +1,13 @@
-"""RTL backend measurements: cycles per frame (measured in simulation, ideal for the folding,
-FINN's estimate), simulator speed (Verilator vs Icarus), and the open flow from QONNX to
-bitstream (wall time, resources, Fmax per board).
+"""RTL backend measurements for every shipped model: cycles per frame measured in simulation
+beside the registry's model and FINN's estimate, the simulators' speed, and the open flow from
+the model to a bitstream (Fmax per nextpnr seed, resources predicted before synthesis vs
+reported by nextpnr, block RAM beside FINN's estimate, wall time).
 
-    python bench/rtl.py [--quick] [--no-bitstream]
+    python bench/rtl.py [--quick] [--no-bitstream] [--only MODEL ...]
+
+Peers: FINN's `exp_cycles_per_layer` and its BRAM_18K/LUT estimates for the same folding
+(FINN's ops only: the transformer's Segment* ops are netfabric's), nextpnr's utilisation and
+timing report. "ideal" and "registry model" are netfabric's own formulas, shown for context.
 """
 
 from __future__ import annotations
@@ -10,124 +15,209 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_json, write_section  # noqa: E402
+from _report import machine, provenance, write_json, write_section  # noqa: E402
 
-MODELS = {  # name: (checkpoint, target frames/s at 100 MHz, frames to simulate)
+# name: (checkpoint, target frames/s at 100 MHz, frames to simulate)
+MODELS = {
     "mlp": ("mlp_w8a8.pt", 100_000, 100),
     "cnn": ("cnn_w8a8.pt", 20_000, 20),
+    "transformer": ("transformer_int8.pt", 2_000, 20),
 }
-BOARDS = [("ulx3s-85f", "mlp", 100.0), ("icebreaker", "digits", 24.0)]
+# (board, model, MHz, seeds): the open boards' bitstreams; folded for the board (fit-checked)
+BITSTREAMS = [("ulx3s-85f", "mlp", 100.0, 3), ("ulx3s-85f", "cnn", 100.0, 3),
+              ("ulx3s-85f", "transformer", 100.0, 1), ("icebreaker", "digits", 24.0, 1)]
+SIM_SEED = 0  # the compiled harness's idle/backpressure seed (no stalls in these runs)
+
+
+def _compile(name: str, work: Path) -> tuple[Path, dict]:
+    from netfabric import flow
+    from netfabric.hls.frontend import CompileConfig
+
+    ckpt, fps, _ = MODELS[name]
+    out = work / f"{name}_hw"
+    if name == "transformer":
+        from netfabric.hls.transformer import compile_transformer
+
+        graph = compile_transformer(flow.PRETRAINED / ckpt, out,
+                                    CompileConfig(target_fps=fps, label_select=False))
+    else:
+        qonnx = flow.export_checkpoint(flow.PRETRAINED / ckpt, work / f"{name}.qonnx.onnx")
+        graph = flow.compile_model(qonnx, out, CompileConfig(target_fps=fps))
+    return graph, json.loads((out / "estimates.json").read_text())
 
 
 def cycles_and_speed(name: str, work: Path, quick: bool) -> dict:
-    from netfabric import flow
-    from netfabric.hls.frontend import CompileConfig
     from netfabric.host.sim_backend import SimBackend
     from netfabric.models.data import load_mnist
 
-    ckpt, fps, frames = MODELS[name]
+    _, fps, frames = MODELS[name]
     frames = max(5, frames // 5) if quick else frames
-    qonnx = flow.export_checkpoint(flow.PRETRAINED / ckpt, work / f"{name}.qonnx.onnx")
-    graph = flow.compile_model(qonnx, work / f"{name}_hw", CompileConfig(target_fps=fps))
-    est = json.loads((work / f"{name}_hw" / "estimates.json").read_text())
+    graph, est = _compile(name, work)
     x = load_mnist("test")[0][:frames, None]
-    row: dict = {"model": name, "frames": frames, "finn_estimate": est["finn_bottleneck_cycles"]}
-    for simulator in ("verilator", "icarus"):
-        if simulator == "icarus" and (shutil.which("iverilog") is None or name != "mlp"):
-            continue  # Icarus: the MLP only (the CNN takes minutes per frame there)
+    finn_res = est.get("finn_total_resources") or {}
+    row: dict = {"model": name, "frames": frames, "target_fps": fps,
+                 "registry_cycles": est["bottleneck_cycles"],
+                 "finn_estimate": est.get("finn_bottleneck_cycles"),
+                 "finn_covers_all_ops": name != "transformer",
+                 "finn_bram_18k": finn_res.get("BRAM_18K"), "finn_lut": finn_res.get("LUT")}
+    engines = [("compiled", "verilator")] + ([("cocotb", "verilator")] if name == "mlp" else [])
+    if shutil.which("iverilog") and name == "mlp":  # Icarus takes minutes a frame on the others
+        engines.append(("cocotb", "icarus"))
+    for engine, simulator in engines:
         n = frames if simulator == "verilator" else min(frames, 10)
-        sim = SimBackend(graph, simulator=simulator, project_dir=work / f"{name}_rtl")
+        sim = SimBackend(graph, simulator=simulator, engine=engine, seed=SIM_SEED,
+                         project_dir=work / f"{name}_rtl_{engine}_{simulator}")
         t0 = time.perf_counter()
-        sim.run(x[:n])
+        out = sim.run(x[:n])
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sim.run(x[:n])  # build cached: this is simulation (plus a fixed cocotb start-up)
+        sim.run(x[:n])  # build cached: this is simulation (plus a fixed start-up)
         run = time.perf_counter() - t0
-        cycles = sim.last_metrics["latency_total"]
-        row[f"{simulator}_build_s"] = round(first - run, 1)
-        row[f"{simulator}_cycles_per_s"] = round(cycles / run)
-        if simulator == "verilator":
+        key = f"{engine}_{simulator}"
+        row[f"{key}_build_s"] = round(first - run, 1)
+        row[f"{key}_cycles_per_s"] = round(sim.last_metrics["latency_total"] / run)
+        if engine == "compiled":
             row["measured"] = sim.last_metrics["interval"]
             row["ideal"] = sim.manifest["ideal_cycles_per_frame"]
             row["first_frame_latency"] = sim.last_metrics["first_frame_latency"]
-    print(row)
+            compiled_out = out
+        elif not _same(out, compiled_out[:n]):
+            raise SystemExit(f"{name}: {key} differs from the compiled harness")
+    from netfabric.host.cpu_engine import CpuEngine
+
+    row["bit_exact_vs_cpu_engine"] = _same(compiled_out, CpuEngine(graph).run(x))
+    print({k: v for k, v in row.items()})
     return row
 
 
-def open_flow(board: str, model: str, mhz: float, work: Path) -> dict:
-    from netfabric import bitstream
+def _same(a, b) -> bool:
+    import numpy as np
 
-    out = work / f"bit_{board}"
+    return np.array_equal(np.asarray(a).reshape(np.asarray(b).shape), np.asarray(b))
+
+
+def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path) -> dict:
+    from netfabric import bitstream
+    from netfabric.errors import NetfabricError
+
+    out = work / f"bit_{model}_{board}"
     t0 = time.perf_counter()
-    rc = bitstream.build(model, board, mhz, out)
-    row = {"board": board, "model": model, "target_mhz": mhz, "ok": rc == 0,
-           "wall_s": round(time.perf_counter() - t0, 1)}
+    row: dict = {"board": board, "model": model, "target_mhz": mhz, "seeds": seeds}
+    try:
+        bitstream.build(model, board, mhz, out, seeds=seeds)
+    except NetfabricError as exc:  # e.g. refused before synthesis: the numbers are the result
+        row["error"] = str(exc).splitlines()[0]
+    row["wall_s"] = round(time.perf_counter() - t0, 1)
     report = out / "bitstream" / "report.json"
-    if report.is_file():
+    if "error" not in row and report.is_file():
         rep = json.loads(report.read_text())
         row["fmax_mhz"] = rep.get("fmax_mhz")
+        runs = rep.get("seed_runs") or [{"seed": rep.get("seed", 1), "fmax_mhz": rep.get("fmax_mhz")}]
+        row["fmax_per_seed"] = {str(r["seed"]): r["fmax_mhz"] for r in runs}
+        fs = [r["fmax_mhz"] for r in runs if r["fmax_mhz"] is not None]
+        if fs:
+            row["fmax_min"], row["fmax_median"], row["fmax_max"] = \
+                min(fs), statistics.median(fs), max(fs)
         row["timing_met"] = rep.get("timing_met")
-        row["resources"] = {r["kind"]: f"{r['used']}/{r['available']}" for r in rep.get("resources", [])}
+        row["resources"] = {r["kind"]: f"{r['used']}/{r['available']}"
+                            for r in rep.get("resources", [])}
+        row["bram"] = next((r["used"] for r in rep.get("resources", []) if r["kind"] == "BRAM"), None)
+        row["predicted_vs_reported"] = rep.get("predicted") or {}
         steps = rep.get("steps", {})
-        items = steps.items() if isinstance(steps, dict) else ((st["name"], st["seconds"]) for st in steps)
-        row["steps_s"] = {k: round(float(v if not isinstance(v, dict) else v.get("seconds", 0)), 1)
-                          for k, v in items}
+        row["steps_s"] = {k: round(float(v), 1) for k, v in steps.items()}
+    est = out / "hw" / "estimates.json"
+    if est.is_file():
+        e = json.loads(est.read_text())
+        row["cycles_per_frame"] = e.get("bottleneck_cycles")
+        row["finn_bram_18k"] = (e.get("finn_total_resources") or {}).get("BRAM_18K")
     print(row)
     return row
+
+
+def _fmt(v, spec: str = ",") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(cmd: str, sims: list[dict], flows: list[dict]) -> str:
+    lines = ["## RTL backend: cycles per frame, simulator speed, open flow", "",
+             f"Command: `{cmd}`. Cycles at steady state between frame completions, measured "
+             "in the compiled Verilator harness (no stalls) and bit-exact with the CPU engine on "
+             "the same frames; FINN estimate = FINN's `exp_cycles_per_layer` bottleneck for the "
+             "same folding (the transformer's: FINN's ops only, its attention ops are "
+             "netfabric's); ideal and registry model are netfabric's own formulas.", "",
+             "| model | frames | measured | FINN estimate | registry model | ideal | first-frame "
+             "latency | = CPU engine | compiled cycles/s | cocotb cycles/s | Icarus cycles/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for r in sims:
+        finn = _fmt(r["finn_estimate"]) + ("" if r["finn_covers_all_ops"] else " (FINN ops)")
+        lines.append(
+            f"| {r['model']} | {r['frames']} | {r['measured']:,.0f} | {finn} | "
+            f"{r['registry_cycles']:,} | {r['ideal']:,} | {r['first_frame_latency']:,} | "
+            f"{'yes' if r['bit_exact_vs_cpu_engine'] else 'NO'} | "
+            f"{_fmt(r.get('compiled_verilator_cycles_per_s'))} | "
+            f"{_fmt(r.get('cocotb_verilator_cycles_per_s'))} | "
+            f"{_fmt(r.get('cocotb_icarus_cycles_per_s'))} |")
+    if flows:
+        lines += ["", "Open flow, shipped model -> bitstream (Yosys + nextpnr via YoWASP, 2 cores), "
+                  "folded for the board; Fmax per nextpnr seed, timing met only if every seed "
+                  "met it:", "",
+                  "| board | model | cycles/frame | target MHz | Fmax min / median / max (seeds) | "
+                  "timing | BRAM (FINN BRAM_18K est.) | resources (used/available) | "
+                  "predicted vs reported | wall s |",
+                  "|---|---|---:|---:|---|---|---|---|---|---:|"]
+        for r in flows:
+            if "error" in r:
+                lines.append(f"| {r['board']} | {r['model']} | {_fmt(r.get('cycles_per_frame'))} | "
+                             f"{r['target_mhz']:g} | - | refused: {r['error']} | - | - | - | "
+                             f"{r['wall_s']} |")
+                continue
+            fmax = (f"{r['fmax_min']:.1f} / {r['fmax_median']:.1f} / {r['fmax_max']:.1f} "
+                    f"({len(r['fmax_per_seed'])})" if r.get("fmax_min") else "-")
+            res = ", ".join(f"{k} {v}" for k, v in r.get("resources", {}).items())
+            pvr = ", ".join(f"{k} {c['predicted']:,}/{c['reported']:,}"
+                            + (f" ({100 * c['error']:+.0f}%)" if c.get("error") is not None else "")
+                            for k, c in r.get("predicted_vs_reported", {}).items())
+            lines.append(
+                f"| {r['board']} | {r['model']} | {_fmt(r.get('cycles_per_frame'))} | "
+                f"{r['target_mhz']:g} | {fmax} | {'met' if r.get('timing_met') else 'NOT met'} | "
+                f"{_fmt(r.get('bram'))} ({_fmt(r.get('finn_bram_18k'))}) | {res} | {pvr or '-'} | "
+                f"{r['wall_s']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="fewer frames")
     ap.add_argument("--no-bitstream", action="store_true")
-    ap.add_argument("--reuse-sims", action="store_true",
-                    help="take the simulation rows from the last run (build/bench_rtl/sims.json)")
+    ap.add_argument("--only", nargs="+", choices=sorted(MODELS) + ["digits"],
+                    help="these models only")
     args = ap.parse_args()
     work = Path("build") / "bench_rtl"  # kept: the bitstreams and reports are worth opening
     work.mkdir(parents=True, exist_ok=True)
-    cache = work / "sims.json"
-    if args.reuse_sims and cache.is_file():
-        sims = json.loads(cache.read_text())
-    else:
-        with tempfile.TemporaryDirectory(prefix="sim-", dir=work) as tmp:
-            sims = [cycles_and_speed(m, Path(tmp), args.quick) for m in MODELS]
-        cache.write_text(json.dumps(sims))
-    flows = [] if args.no_bitstream else [open_flow(b, m, f, work) for b, m, f in BOARDS]
-    cmd = "python bench/rtl.py" + (" --quick" if args.quick else "") + \
-        (" --no-bitstream" if args.no_bitstream else "")
-    write_json("rtl", {"command": cmd, "machine": machine(), "simulation": sims, "open_flow": flows})
-    lines = ["## RTL backend: cycles per frame, simulator speed, open flow", "",
-             f"Command: `{cmd}`. Cycles at steady state between frame completions (Verilator, "
-             "no stalls); ideal = the slowest layer's cycles for its folding; FINN estimate = "
-             "FINN's `exp_cycles_per_layer` bottleneck for the same folding.", "",
-             "| model | frames | measured | ideal | measured/ideal | FINN estimate | "
-             "first-frame latency | Verilator cycles/s | Icarus cycles/s | Verilator build s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sims:
-        lines.append(f"| {r['model']} | {r['frames']} | {r['measured']:.0f} | {r['ideal']} | "
-                     f"{r['measured'] / r['ideal']:.3f} | {r['finn_estimate']} | "
-                     f"{r['first_frame_latency']} | {r.get('verilator_cycles_per_s', '-'):,} | "
-                     f"{r.get('icarus_cycles_per_s', '-') if 'icarus_cycles_per_s' not in r else format(r['icarus_cycles_per_s'], ',')} | "
-                     f"{r.get('verilator_build_s', '-')} |")
-    if flows:
-        lines += ["", "Open flow, QONNX -> bitstream (Yosys + nextpnr via YoWASP, 2 cores):", "",
-                  "| board | model | target MHz | Fmax MHz | timing | resources (used/available) | "
-                  "wall s (all steps) | synth / pnr / pack s |",
-                  "|---|---|---:|---:|---|---|---:|---|"]
-        for r in flows:
-            res = ", ".join(f"{k} {v}" for k, v in r.get("resources", {}).items())
-            steps = " / ".join(str(v) for v in r.get("steps_s", {}).values())
-            fmax = f"{r['fmax_mhz']:.1f}" if r.get("fmax_mhz") else "-"
-            met = "met" if r.get("timing_met") else "not met"
-            lines.append(f"| {r['board']} | {r['model']} | {r['target_mhz']:g} | {fmax} | {met} | "
-                         f"{res} | {r['wall_s']} | {steps} |")
-    write_section("rtl", "\n".join(lines))
+    wanted = set(args.only or [*MODELS, "digits"])
+    with tempfile.TemporaryDirectory(prefix="sim-", dir=work) as tmp:
+        sims = [cycles_and_speed(m, Path(tmp), args.quick) for m in MODELS if m in wanted]
+    flows = [] if args.no_bitstream else [open_flow(b, m, f, s, work)
+                                          for b, m, f, s in BITSTREAMS if m in wanted]
+    cmd = "python bench/rtl.py" + "".join(f" {a}" for a in sys.argv[1:])
+    named = {r["model"]: {"measured_cycles": r["measured"], "finn_estimate_cycles": r["finn_estimate"],
+                          "compiled_cycles_per_s": r.get("compiled_verilator_cycles_per_s")}
+             for r in sims}
+    for r in flows:
+        named.setdefault(r["model"], {}).update(
+            {f"{r['board']}_fmax_per_seed": r.get("fmax_per_seed"),
+             f"{r['board']}_bram": r.get("bram"), "finn_bram_18k": r.get("finn_bram_18k")})
+    write_json("rtl", {"command": cmd, "provenance": provenance(), "machine": machine(),
+                       "sim_seed": SIM_SEED, "named": named, "simulation": sims,
+                       "open_flow": flows})
+    write_section("rtl", markdown(cmd, sims, flows))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-"""Exact CPU engine: the HW-layer graph translated to integer ONNX ops and run by onnxruntime.
+"""Exact CPU engine. Two executors of the same integers:
+
+- the plan (``cpu_plan.py``, numpy alone, the default): the graph compiled once into numpy steps,
+  BLAS matmuls in float where every partial sum is provably exact, thresholds as proven lines
+  (``cpu_thresholds.py``); each op's plan compiler is the ``plan`` option of its cpu piece;
+- the ONNX lowering below, run by onnxruntime (``mode="onnx"``; and for ops without a plan).
+
+The lowering: the HW-layer graph translated to integer ONNX ops and run by onnxruntime.
 
 Each hardware layer becomes standard ONNX with integer semantics, so onnxruntime's optimized
 kernels do the work while the integers stay exactly FINN's:
@@ -29,6 +36,10 @@ import numpy as np
 
 from netfabric.ops.registry import register_piece, require
 
+from . import cpu_plan_ops as plan_ops
+from .cpu_alloc import keep_freed_memory
+from .cpu_plan import compile_plan, has_plan
+from .cpu_plan_ops import SMALL_BATCH
 from .hwgraph import GraphError, HWGraph, HWNode, apply_host_steps, load_hwgraph
 
 _I32, _I64 = 6, 7  # onnx TensorProto enums (INT32, INT64)
@@ -186,7 +197,7 @@ def _threshold_two_level(b: _Builder, acc: str, thr: np.ndarray, hint: str, pad_
     return b.op("Add", [scaled, within], hint)
 
 
-@register_piece("cpu", "MVAU", kind="perm")
+@register_piece("cpu", "MVAU", kind="perm", plan=plan_ops.mvau)
 def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     """MatMulInteger + thresholds. ``perm`` is the channel order the input arrives in; it is
     absorbed into the weight rows, and the output leaves in the threshold plan's order (the next
@@ -245,7 +256,7 @@ def _mvau(b: _Builder, x: str, perm, node: HWNode, graph: HWGraph):
     return _emit_thresholds(b, acc, plan, int(node.attr("ActVal", 0)), node.name), out_perm
 
 
-@register_piece("cpu", "Thresholding", kind="single")
+@register_piece("cpu", "Thresholding", kind="single", plan=plan_ops.thresholding)
 def _thresholding(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     """Standalone thresholds on the input values (FINN's Thresholding layer)."""
     thr = graph.params[node.inputs[1]]
@@ -289,7 +300,7 @@ def _im2col_indices(h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, in
     return flat.reshape(oh, ow, k[0] * k[1] * c).astype(np.int64)
 
 
-@register_piece("cpu", "ConvolutionInputGenerator", kind="single")
+@register_piece("cpu", "ConvolutionInputGenerator", kind="single", plan=plan_ops.swg)
 def _swg(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     h, w = node.attr("IFMDim")
     c = node.attr("IFMChannels")
@@ -299,7 +310,7 @@ def _swg(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return b.op("Gather", [flat, b.const(idx, f"{node.name}_idx")], node.name, axis=1)
 
 
-@register_piece("cpu", "Pool", kind="single")
+@register_piece("cpu", "Pool", kind="single", plan=plan_ops.pool)
 def _pool(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     if node.attr("Function") != "MaxPool":
         raise GraphError(f"node {node.name}: only MaxPool is supported, not {node.attr('Function')}")
@@ -310,7 +321,7 @@ def _pool(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return b.op("ReduceMax", [r, b.const(np.array([3]), "ax")], node.name, keepdims=0)
 
 
-@register_piece("cpu", "LabelSelect", kind="single")
+@register_piece("cpu", "LabelSelect", kind="single", plan=plan_ops.label_select)
 def _label_select(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     k = b.const(np.array([int(node.attr("K"))]), "k")
     topk = b.helper.make_node("TopK", [x, k], [f"{node.name}_val", f"{node.name}_idx"], axis=-1)
@@ -318,9 +329,9 @@ def _label_select(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return f"{node.name}_idx"
 
 
-@register_piece("cpu", "StreamingFIFO", kind="pass")
-@register_piece("cpu", "StreamingDataWidthConverter", kind="pass")
-@register_piece("cpu", "DuplicateStreams", kind="pass")
+@register_piece("cpu", "StreamingFIFO", kind="pass", plan=plan_ops.passthrough)
+@register_piece("cpu", "StreamingDataWidthConverter", kind="pass", plan=plan_ops.passthrough)
+@register_piece("cpu", "DuplicateStreams", kind="pass", plan=plan_ops.passthrough)
 def _identity(b: _Builder, x: str, node: HWNode, graph: HWGraph) -> str:
     return x
 
@@ -389,49 +400,110 @@ class CpuEngine:
 
     ``run(x)`` takes a batch in the model's original input layout (e.g. uint8 pixels
     ``[N, 1, 28, 28]``) and returns the integer output of the graph (labels or integer logits).
+
+    ``mode``: "plan" runs the graph as a compiled numpy plan (``cpu_plan.py``: numpy alone,
+    the fast path), "onnx" as integer ONNX on onnxruntime (the lowering above), "auto" the
+    plan when every op has one and the input type is known, else onnx. ``threads`` also caps
+    numpy's BLAS pool, which is process-wide (threadpoolctl, when installed); the plan also
+    asks glibc to keep freed memory for reuse (``cpu_alloc.py``, process-wide).
     """
 
     name = "cpu"
 
-    def __init__(self, graph_path: str | Path, threads: int = 1, extra_outputs: list[str] | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, graph_path: str | Path, threads: int = 1,
+                 extra_outputs: list[str] | None = None, mode: str = "auto"):
         self.graph = load_hwgraph(graph_path)
         self.extra_outputs = extra_outputs or []
-        onnx_model = lower_to_onnx(self.graph, self.extra_outputs)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # Spinning threads steal the other core on small machines; latency barely changes.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(onnx_model.SerializeToString(), opts,
-                                            providers=["CPUExecutionProvider"])
         self.input_type = self.graph.dtypes.get(self.graph.input_name)
         self.input_shape = json.loads(self.graph.metadata.get("host_input_shape", "null")) or \
             self.graph.input_shape
+        self._pre = self.graph.host_steps("host_pre")
+        self._post = self.graph.host_steps("host_post")
+        if mode not in ("auto", "plan", "onnx"):
+            raise ValueError(f"mode must be auto, plan or onnx, not {mode!r}")
+        if mode == "auto":
+            mode = "plan" if self.input_type is not None and has_plan(self.graph) else "onnx"
+        self.mode = mode
+        if mode == "plan":
+            if self.input_type is None:
+                raise GraphError("the plan needs the graph input's integer type")
+            outputs = [self.graph.output_name, *self.extra_outputs]
+            self.plans = []  # (largest batch, plan, output slots): a few rows, then any
+            for small in (True, False):
+                plan, infos = compile_plan(self.graph, self.input_type.min,
+                                           self.input_type.max, outputs, small=small)
+                self.plans.append((SMALL_BATCH if small else None, plan,
+                                   [i.slot for i in infos]))
+            self._in_dtype = plan.info[self.graph.input_name].dtype
+            _limit_blas_threads(threads)
+            keep_freed_memory()
+        else:
+            self.session = _ort_session(lower_to_onnx(self.graph, self.extra_outputs), threads)
+        # integer dtypes whose every value is in range need no range scan
+        self._safe_dtypes = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16,
+                                                   np.int32, np.int64, np.uint32)
+                             if self.input_type is not None
+                             and np.iinfo(t).min >= self.input_type.min
+                             and np.iinfo(t).max <= self.input_type.max}
 
-    def check_input(self, x: np.ndarray) -> np.ndarray:
-        """Validate shape, integrality and range; return the batch as int32 in graph layout."""
+    def _validate(self, x: np.ndarray, safe: set | frozenset = frozenset()) -> np.ndarray:
+        """Shape, integrality and range checked (not the range of ``safe`` dtypes); the
+        batch in the host's input layout."""
         x = np.asarray(x)
         want = list(self.input_shape[1:])
         if x.ndim == len(want):
             x = x[None]
         if list(x.shape[1:]) != want:
             raise ValueError(f"input shape {list(x.shape)} does not match the model's [N, {', '.join(map(str, want))}]")
+        if x.dtype in safe:
+            return x
         if not np.issubdtype(x.dtype, np.integer):
             if not np.all(np.isfinite(x)) or not np.array_equal(x, np.round(x)):
                 raise ValueError("input must hold integers (raw pixel values), not scaled floats")
         if self.input_type and (x.min(initial=0) < self.input_type.min or x.max(initial=0) > self.input_type.max):
             raise ValueError(f"input values must lie in {self.input_type.name} "
                              f"[{self.input_type.min}, {self.input_type.max}]")
-        x = apply_host_steps(x.astype(np.int32), self.graph.host_steps("host_pre"))
-        return np.ascontiguousarray(x)
+        return x
+
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """Validate shape, integrality and range; return the batch as int32 in graph layout.
+        (Also called unbound by other backends: uses graph, input_shape, input_type only.)"""
+        x = CpuEngine._validate(self, x).astype(np.int32)
+        return np.ascontiguousarray(apply_host_steps(x, self.graph.host_steps("host_pre")))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.run_all(x)[0]
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
-        xs = self.check_input(x)
-        outs = self.session.run(None, {"input": xs})
-        outs[0] = apply_host_steps(outs[0], self.graph.host_steps("host_post"))
+        if self.mode == "onnx":
+            outs = self.session.run(None, {"input": self.check_input(x)})
+        else:
+            xs = apply_host_steps(self._validate(x, self._safe_dtypes), self._pre)
+            xs = xs.astype(self._in_dtype)
+            small, plan, slots = self.plans[0]
+            if len(xs) > small:
+                _, plan, slots = self.plans[1]
+            outs = [o.astype(np.int64) for o in plan.run(xs, slots)]
+        outs[0] = apply_host_steps(outs[0], self._post)
         return outs
+
+
+def _ort_session(onnx_model, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Spinning threads steal the other core on small machines; latency barely changes.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def _limit_blas_threads(threads: int) -> None:
+    """numpy's BLAS would otherwise start a thread per core for larger matmuls."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # e.g. on a board: BLAS keeps its own default
+        return
+    threadpool_limits(limits=threads, user_api="blas")

@@ -13,6 +13,7 @@ import numpy as np
 
 from netfabric.ops.registry import register_piece
 
+from . import cpu_plan_transformer as plan_tf
 from .hwgraph import GraphError, HWGraph, HWNode, IntType
 
 _I32, _I64, _U8, _I8 = 6, 7, 2, 3  # onnx TensorProto enums
@@ -34,14 +35,14 @@ def _operand(b, streams: dict, graph: HWGraph, name: str, what: str) -> str:
     return b.const(value.astype(np.int32), f"{what}_const")
 
 
-@register_piece("cpu", "ElementwiseAdd", kind="multi")
+@register_piece("cpu", "ElementwiseAdd", kind="multi", plan=plan_tf.elementwise_add)
 def elementwise_add(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """FINN ElementwiseAdd: lhs + rhs (either may be a constant, e.g. the position table)."""
     lhs, rhs = (_operand(b, streams, graph, t, node.name) for t in node.inputs[:2])
     return [b.op("Add", [lhs, rhs], node.name)]
 
 
-@register_piece("cpu", "GlobalAccPool", kind="multi")
+@register_piece("cpu", "GlobalAccPool", kind="multi", plan=plan_tf.global_acc_pool)
 def global_acc_pool(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """FINN GlobalAccPool: integer sum over the two spatial axes of [N, H, W, C]."""
     x = streams[node.inputs[0]]
@@ -56,7 +57,7 @@ def _geometry(node: HWNode) -> tuple[int, int, int, int, int]:
     return n, s, shift, right, (shift + n + right) // s
 
 
-@register_piece("cpu", "SegmentPad", kind="multi")
+@register_piece("cpu", "SegmentPad", kind="multi", plan=plan_tf.segment_pad)
 def segment_pad(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """[N, n, 1, C] -> [N, m, s, C]: Shift zero tokens in front, zeros behind."""
     n, s, shift, right, m = _geometry(node)
@@ -66,7 +67,7 @@ def segment_pad(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     return [b.op("Reshape", [x, b.const(np.array([-1, m, s, c]), "shape")], node.name)]
 
 
-@register_piece("cpu", "SegmentUnpad", kind="multi")
+@register_piece("cpu", "SegmentUnpad", kind="multi", plan=plan_tf.segment_unpad)
 def segment_unpad(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """[N, m, s, C] -> [N, n, 1, C]: the padded rows dropped."""
     n, s, shift, right, m = _geometry(node)
@@ -88,7 +89,7 @@ def _requant(b, acc: str, thr: np.ndarray, acc_type: IntType, act_val: int, hint
     return _emit_thresholds(b, acc, plan, act_val, hint)
 
 
-@register_piece("cpu", "SegmentAttention", kind="multi")
+@register_piece("cpu", "SegmentAttention", kind="multi", plan=plan_tf.segment_attention)
 def segment_attention(b, streams: dict, node: HWNode, graph: HWGraph) -> list[str]:
     """netfabric SegmentAttention: q.k^T -> thresholds -> integer softmax (masked) -> p.v ->
     thresholds, all segments and heads at once: [N, m, s, 3d] -> [N, m, s, d]."""

@@ -165,6 +165,84 @@ def _thresholds(node, graph, table: str, channels: int, dtype, obits: int) -> tu
     return thr, tbits
 
 
+# Leftover tables (channels the requantizer proof rejects) up to this many bits go to LUTs
+# (thresh_search ROM_STYLE=1): a few sparse tables would otherwise each take block RAMs.
+LUT_TABLE_BITS = 160_000
+
+
+def _signed_bits(v: int) -> int:
+    return (v if v >= 0 else -v - 1).bit_length() + 1
+
+
+@dataclass
+class Activation:
+    """requant_act.v's parameters, memory files and latency for one threshold table."""
+
+    params: dict
+    mem: dict
+    latency: int
+    proven: int  # channels computed by the requantizer
+
+
+def activation(node, graph, table: str, channels: int, pe: int, dtype, obits: int, prefix: str,
+               rq_file: str) -> Activation:
+    """Requantizer (multiply, add, shift, clip) for every channel host/requant.py proves
+    equal to its table, the binary search over the stored tables for the rest (compacted:
+    per lane only the unproven channels' tables, picked through ``<prefix>_idx.hex``)."""
+    thr, tbits = _thresholds(node, graph, table, channels, dtype, obits)
+    return plan_activation(thr, tbits, pe, dtype, obits, prefix, rq_file)
+
+
+def plan_activation(thr: np.ndarray, tbits: int, pe: int, dtype, obits: int, prefix: str,
+                    rq_file: str) -> Activation:
+    """:func:`activation` for a table already clipped to ``dtype``'s range + 1
+    (``_thresholds``), ``tbits`` its comparison width."""
+    from netfabric.host.requant import fit_requantizer
+    from netfabric.sim import golden
+
+    n, nf = thr.shape[1], thr.shape[0] // pe
+    stage_files = [p.name for p in golden.threshold_file_names(prefix, obits)]
+    fitted = fit_requantizer(thr, dtype.min, dtype.max) if n else None
+    if fitted is None:  # tables only, as FINN
+        return Activation({}, {"THRESH_FILE": (stage_files, lambda d: golden.write_thresholds(
+            d / prefix, thr, pe, obits, tbits), prefix)}, 4 * obits + 2, 0)
+    rq, proven = fitted
+    m = [int(v) for v in rq.mult[proven]]
+    b = [int(v) for v in rq.add[proven]]
+    mbits, bbits = max(v.bit_length() for v in m), max(_signed_bits(v) for v in b)
+    rw = 1 + bbits + mbits
+    words = []
+    for f in range(nf):
+        word = 0
+        for p in range(pe):
+            c = f * pe + p
+            if proven[c]:
+                k = (1 << (rw - 1)) | ((int(rq.add[c]) & ((1 << bbits) - 1)) << mbits) | int(rq.mult[c])
+                word |= k << (p * rw)
+        words.append(word)
+    # unproven channels, per lane: lane p's t-th table
+    lanes = [[f for f in range(nf) if not proven[f * pe + p]] for p in range(pe)]
+    nt = max(len(ch) for ch in lanes)
+    params = dict(RQ=1, NT=nt, RQ_LEVELS=n, RQ_MBITS=mbits, RQ_BBITS=bbits, RQ_SHIFT=rq.shift)
+    mem: dict = {"RQ_FILE": ([rq_file], lambda d: golden.write_hex(d / rq_file, words, pe * rw))}
+    if nt:
+        tw = max(1, math.ceil(math.log2(nt)))
+        never = np.full(n, dtype.max + 1, np.int64)  # unused slots: never reached
+        comp = np.stack([thr[lanes[p][t] * pe + p] if t < len(lanes[p]) else never
+                         for t in range(nt) for p in range(pe)])
+        idx = [sum((lanes[p].index(f) if f in lanes[p] else 0) << (p * tw) for p in range(pe))
+               for f in range(nf)]
+
+        def write(d, comp=comp, idx=idx, tw=tw):
+            golden.write_hex(d / f"{prefix}_idx.hex", idx, pe * tw)
+            return golden.write_thresholds(d / prefix, comp, pe, obits, tbits)
+
+        mem["THRESH_FILE"] = ([*stage_files, f"{prefix}_idx.hex"], write, prefix)
+        if nt * pe * (2**obits - 1) * tbits <= LUT_TABLE_BITS:
+            params["ROM_STYLE"] = 1
+    return Activation(params, mem, 4 * obits + 2 if nt else 4, int(proven.sum()))
+
+
 # ---------------------------------------------------------------------------------------------
 # compute layers
 
@@ -198,15 +276,14 @@ def mvau_stage(node, graph) -> Stage:
     name = node.name.lower()
     mem = {"WEIGHT_FILE": ([f"{name}_w.hex"],
                            lambda d: golden.write_mvau_weights(d / f"{name}_w.hex", w, pe, simd, wt.bits))}
+    act = None
     if use_act:
         # the accumulator is compared at the thresholds' width: one spare bit above the
         # accumulator's range (see _thresholds)
-        thr, accbits = _thresholds(node, graph, node.inputs[2], mh, acc, out_t.bits)
         obits = out_t.bits
-        prefix = f"{name}_t"
-        files = [p.name for p in golden.threshold_file_names(prefix, obits)]
-        mem["THRESH_FILE"] = (files, lambda d: golden.write_thresholds(d / prefix, thr, pe, obits, accbits),
-                              prefix)
+        accbits = acc.bits + (1 if acc.signed else 2)
+        act = activation(node, graph, node.inputs[2], mh, pe, acc, obits, f"{name}_t", f"{name}_rq.hex")
+        mem.update(act.mem)
     elif xnor:  # the popcount is the output, at the declared type (bit pattern mod 2^bits)
         if out_t.max < mw:
             raise StitchError(f"node {node.name}: the XNOR popcount reaches MW = {mw}, which its "
@@ -222,7 +299,9 @@ def mvau_stage(node, graph) -> Stage:
                   OSIGNED=int(out_t.signed) if use_act else 1, ACT_BIAS=int(node.attr("ActVal", 0)))
     if xnor:  # XNOR-popcount lanes: 0/1 weights in a 1-bit memory, no multipliers
         params["XNOR"] = 1
-    latency = 8 + _clog2(simd) + (4 * obits + 2 if use_act else 0) + 2
+    if act is not None:
+        params.update(act.params)
+    latency = 8 + _clog2(simd) + (act.latency if act else 0) + 2
     return Stage(name, "mvau", params, [Port(simd, it.bits, it.signed)],
                  [Port(pe, obits, bool(out_t.signed) if use_act or xnor else True)],
                  nvec * (mw // simd) * (mh // pe), [node.name], mem, ("mvau.v",), latency,
@@ -231,21 +310,17 @@ def mvau_stage(node, graph) -> Stage:
 
 @register_piece("rtl", "Thresholding")
 def thresholding_stage(node, graph) -> Stage:
-    from netfabric.sim import golden
 
     ch, pe = int(node.attr("NumChannels")), int(node.attr("PE"))
     it, ot = int_type(node.attr("inputDataType")), int_type(node.attr("outputDataType"))
     nvec = prod(node.attr("numInputVectors", [1]))
-    thr, tbits = _thresholds(node, graph, node.inputs[1], ch, it, ot.bits)
+    tbits = it.bits + (1 if it.signed else 2)  # see _thresholds
     name = node.name.lower()
-    prefix = f"{name}_t"
-    files = [p.name for p in golden.threshold_file_names(prefix, ot.bits)]
+    act = activation(node, graph, node.inputs[1], ch, pe, it, ot.bits, f"{name}_t", f"{name}_rq.hex")
     params = dict(CHANNELS=ch, PE=pe, IBITS=it.bits, ISIGNED=int(it.signed), TBITS=tbits, OBITS=ot.bits,
-                  ACT_BIAS=int(node.attr("ActVal", 0)), NVEC=nvec)
-    mem = {"THRESH_FILE": (files, lambda d: golden.write_thresholds(d / prefix, thr, pe, ot.bits, tbits),
-                           prefix)}
+                  ACT_BIAS=int(node.attr("ActVal", 0)), NVEC=nvec, **act.params)
     return Stage(name, "thresholding", params, [Port(pe, it.bits, it.signed)], [Port(pe, ot.bits, ot.signed)],
-                 nvec * ch // pe, [node.name], mem, ("thresholding.v",), 4 * ot.bits + 5,
+                 nvec * ch // pe, [node.name], act.mem, ("thresholding.v",), act.latency + 3,
                  in_tensors=[node.inputs[0]], out_tensors=[node.outputs[0]])
 
 
@@ -510,7 +585,7 @@ def segment_unpad_stage(node, graph) -> Stage:
 
 @register_piece("rtl", "SegmentAttention")
 def segment_attention_stage(node, graph) -> Stage:
-    """One segment_attention.v: a segment buffer, q.k / p.v on min(PE, HeadDim) multipliers,
+    """One segment_attention.v: a segment buffer, q.k / p.v on gcd(PE, HeadDim) multipliers,
     the score and context thresholds (thresh_search.v), the exp LUT (a ROM), one divider."""
     from netfabric.ops.defs.segments import attention_cycles
     from netfabric.sim import golden
@@ -565,7 +640,7 @@ def segment_attention_stage(node, graph) -> Stage:
         frame, r = divmod(k - 1, m * seg_out)
         return frame * m * seg_in + (r // seg_out + 1) * seg_in
 
-    lanes = min(pe, dh)
+    lanes = math.gcd(pe, dh)  # segment_attention.v's lanes: a chunk lies in one beat
     row = 2 * s * -(-dh // lanes) + s + rbits + 1 + dh + 4 * st.bits + 3
     return Stage(name, "segment_attention", params, [Port(pe, it.bits, it.signed)],
                  [Port(ope, ot.bits, ot.signed)], attention_cycles(node, graph), [node.name], mem,

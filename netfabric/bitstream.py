@@ -5,7 +5,10 @@ Open boards (ECP5, iCE40) go through Yosys + nextpnr; `pynq-z2` goes through FIN
 generation and then Vivado, which must be installed: without it the HLS sources are written and
 the command stops with a message naming what is missing.
 
-    netfabric bitstream --model mlp --board ulx3s-85f --freq 100
+    netfabric bitstream --model mlp --board ulx3s-85f --freq 100 [--seeds 3]
+
+``--seeds N`` places and routes with nextpnr seeds 1..N, reports Fmax min / median / max, keeps
+the bitstream of the best seed, and calls timing met only when the worst seed met it.
 
 The click command lives in :mod:`netfabric.cli`; this module is the work it does. Every problem
 a user can fix is raised as a :class:`netfabric.errors.NetfabricError`.
@@ -17,6 +20,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from . import flow, logs
@@ -26,50 +30,86 @@ from .files import atomic_write
 # Throughput goal per board (frames/s at the clock). On the open boards the compile folds for
 # the board: the fastest folding up to this goal whose predicted resources fit (hw/flow/fit.py).
 FOLDING_FPS = {"ulx3s-85f": 100_000, "icebreaker": 20_000, "pynq-z2": 100_000}
-SHIPPED = {"mlp": "mlp_w8a8.pt", "cnn": "cnn_w8a8.pt", "digits": "mlp_digits_w4a4.pt"}
+SHIPPED = {"mlp": "mlp_w8a8.pt", "cnn": "cnn_w8a8.pt", "digits": "mlp_digits_w4a4.pt",
+           "transformer": "transformer_int8.pt"}
+# A model's own throughput goal, where it has one: the transformer's is 2,000 sequences/s at
+# 100 MHz (<= 50,000 cycles a sequence); the board fit may still fold it further.
+MODEL_FPS = {"transformer": 2_000}
 # The MNIST MLP's 400 kbit of weights exceed an iCE40 UP5K's 120 kbit of block RAM: the
 # icebreaker gets the 4-bit 8x8-digits MLP (64-32-32-10) by default.
 DEFAULT_MODEL = {"icebreaker": "digits"}
 DEFAULT_MHZ = {"ulx3s-85f": 100.0, "icebreaker": 24.0, "pynq-z2": 100.0}
 
 
+def parse_seeds(text: str | int) -> int:
+    """``--seeds`` value -> a seed count 1..MAX_SEEDS; anything else is a one-line FlowError."""
+    from netfabric.hw.flow.bitstream import check_seeds
+
+    try:
+        n = int(str(text).strip(), 10)
+    except ValueError:
+        n = None
+    return check_seeds(n if n is not None else str(text))
+
+
 def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float | None = None,
-          graph: Path | None = None) -> dict:
+          graph: Path | None = None, seeds: int = 1) -> dict:
     """Build the bitstream; returns the summary also written to ``out/summary.json``."""
     from netfabric.hls.frontend import CompileConfig
     from netfabric.hw.flow import build_bitstream, get_board
+    from netfabric.hw.flow.bitstream import check_seeds
     from netfabric.hw.flow.progress import ConsoleProgress
     from netfabric.hw.stitch import stitch
 
+    check_seeds(seeds)
     b = get_board(board)  # an unknown board fails now, not after the compile
+    if seeds != 1 and not b.open_flow:
+        raise FlowError(f"--seeds is an option of the open flow (nextpnr); {board} is built "
+                        "with Vivado")
     if graph is None and model not in SHIPPED:
         raise ValueError(f"unknown model {model!r}; shipped: {', '.join(SHIPPED)}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if graph is None:
-        qonnx = flow.export_checkpoint(flow.PRETRAINED / SHIPPED[model], out / f"{model}.qonnx.onnx")
-        fps = target_fps or FOLDING_FPS.get(board, 10_000)
+        fps = target_fps or MODEL_FPS.get(model) or FOLDING_FPS.get(board, 10_000)
         cfg = CompileConfig(clock_mhz=freq_mhz, target_fps=fps,
                             # an explicit --target-fps is folded as asked (and fit-checked)
                             board=board if b.capacity and target_fps is None else None)
         if b.family == "xc7":  # FINN's HLS layers: keep FINN's weight-width limit
             cfg.mvau_wwidth_max = 128
-        graph = flow.compile_model(qonnx, out / "hw", cfg,
-                                   progress=lambda s: logs.echo(f"  compile: {s}"))
+        progress = lambda s: logs.echo(f"  compile: {s}")  # noqa: E731
+        if model == "transformer":  # its HW graph is built from its integers (hls/transformer.py)
+            from netfabric.hls.transformer import compile_transformer
+
+            cfg.label_select = False
+            graph = compile_transformer(flow.PRETRAINED / SHIPPED[model], out / "hw", cfg,
+                                        progress=progress)
+        else:
+            qonnx = flow.export_checkpoint(flow.PRETRAINED / SHIPPED[model],
+                                           out / f"{model}.qonnx.onnx")
+            graph = flow.compile_model(qonnx, out / "hw", cfg, progress=progress)
         _echo_folding(out / "hw" / "estimates.json", freq_mhz)
     if board == "pynq-z2":
         _vivado_boundary(graph, freq_mhz, out)
     project = stitch(graph, out / "rtl", clock_mhz=freq_mhz)
     logs.echo(f"  stitched {project.folder} ({len(project.manifest['layers'])} modules)")
     report = build_bitstream(project.folder, board, out / "bitstream", freq_mhz=freq_mhz,
-                             progress=ConsoleProgress(total=3, stream=logs.stream()))
+                             seeds=seeds,
+                             progress=ConsoleProgress(total=2 + seeds, stream=logs.stream()))
     summary = {"model": model, "board": board, "target_mhz": freq_mhz,
                "fmax_mhz": report.fmax_mhz, "timing_met": report.timing_met,
+               "seeds": [asdict(r) for r in report.seed_runs] or None,
+               "fmax_seeds": report.fmax_seeds, "seed": report.seed,
                "bitstream": str(report.bitstream), "seconds_total": round(time.perf_counter() - t0, 1),
                "ideal_cycles_per_frame": project.manifest["ideal_cycles_per_frame"]}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     logs.echo(report.to_markdown())
     fmax = f"{report.fmax_mhz:.1f} MHz" if report.fmax_mhz else "no Fmax"
+    spread = report.fmax_seeds
+    if spread:  # several seeds: the worst decides, the best's bitstream is kept
+        fmax = (f"Fmax over {len(report.seed_runs)} seeds min {spread['min']:.1f} / median "
+                f"{spread['median']:.1f} / max {spread['max']:.1f} MHz; bitstream of seed "
+                f"{report.seed}")
     logs.echo(f"QONNX -> bitstream in {summary['seconds_total']} s; "
               f"timing {'met' if report.timing_met else 'NOT met'} ({fmax} vs {freq_mhz:g})")
     return summary

@@ -331,7 +331,7 @@ def ops() -> None:
 
 
 @main.command(name="bitstream")
-@click.option("--model", type=click.Choice(["mlp", "cnn", "digits"]), default=None,
+@click.option("--model", type=click.Choice(["mlp", "cnn", "transformer", "digits"]), default=None,
               help="shipped model (default: mlp; digits on icebreaker)")
 @click.option("--graph", type=click.Path(path_type=Path), default=None,
               help="a compiled HW-layer graph instead of a shipped model")
@@ -342,14 +342,19 @@ def ops() -> None:
 @click.option("--target-fps", type=float, default=None, help="fold to reach this throughput")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="output folder (default: build/bitstream/<model>-<board>)")
+@click.option("--seeds", default="1", show_default=True, metavar="N",
+              help="place and route with nextpnr seeds 1..N (at most 16): Fmax min/median/max, "
+                   "the best seed's bitstream, timing met only if met on every seed")
 @_guard
-def bitstream_cmd(model, graph, board, freq, target_fps, out) -> None:
+def bitstream_cmd(model, graph, board, freq, target_fps, out, seeds) -> None:
     """Shipped model (or a HW-layer graph) -> RTL project -> FPGA bitstream."""
     from netfabric import bitstream as bs
 
+    n_seeds = bs.parse_seeds(seeds)  # a bad value fails now, not after the compile
     model = model or bs.DEFAULT_MODEL.get(board, "mlp")
     freq = freq or bs.DEFAULT_MHZ.get(board, 100.0)
-    bs.build(model, board, freq, out or bs.default_out(model, board), target_fps, graph)
+    bs.build(model, board, freq, out or bs.default_out(model, board), target_fps, graph,
+             seeds=n_seeds)
 
 
 @main.command(name="deploy")
@@ -393,15 +398,20 @@ def program_cmd(board, bitstream_path, flash) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("build/demo"))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="work folder [default: build/demo, build/demo-transformer]")
 @click.option("--train", "retrain", is_flag=True, help="train the MLP instead of using the shipped one")
 @click.option("--bitstream/--no-bitstream", default=True, help="also build the ECP5 bitstream")
+@click.option("--model", type=click.Choice(["mlp", "transformer"]), default="mlp",
+              help="the shipped INT8 MLP (default) or the segmented-attention transformer")
 @_guard
-def demo(out, retrain, bitstream) -> None:
-    """The main job end to end on the shipped INT8 MLP."""
+def demo(out, retrain, bitstream, model) -> None:
+    """The main job end to end on a shipped INT8 model (the MLP unless --model transformer)."""
     from netfabric.demo import run_demo
 
-    sys.exit(run_demo(out, retrain=retrain, bitstream_board="ulx3s-85f" if bitstream else None))
+    out = out or Path("build/demo" if model == "mlp" else f"build/demo-{model}")
+    sys.exit(run_demo(out, retrain=retrain, model=model,
+                      bitstream_board="ulx3s-85f" if bitstream else None))
 
 
 if __name__ == "__main__":

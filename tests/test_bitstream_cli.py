@@ -25,7 +25,7 @@ def invoke(*args):
 def test_help_lists_the_options():
     res = invoke("--help")
     assert res.exit_code == 0
-    for option in ("--model", "--graph", "--board", "--freq", "--target-fps", "--out"):
+    for option in ("--model", "--graph", "--board", "--freq", "--target-fps", "--out", "--seeds"):
         assert option in res.output
 
 
@@ -42,6 +42,39 @@ def test_unknown_board_is_one_line_exit_2(tmp_path):
     assert len(lines) == 1 and "de10-nano" in lines[0] and "ulx3s-85f" in lines[0]
     assert "Traceback" not in res.output
     assert not (tmp_path / "hw").exists()  # rejected before exporting or compiling anything
+
+
+def test_make_bitstream_passes_seeds():
+    recipe = (REPO / "Makefile").read_text().split("\nbitstream:")[1].split("\n\n")[0]
+    assert "$(if $(SEEDS),--seeds $(SEEDS))" in recipe
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "17", "three", "2.5", ""])
+def test_bad_seed_count_is_one_line_exit_2(bad, tmp_path):
+    res = invoke("--seeds", bad, "--out", tmp_path)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "seeds" in lines[0] and "1 to 16" in lines[0], res.stderr
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "hw").exists()  # rejected before exporting or compiling anything
+
+
+def test_seeds_reach_the_build(monkeypatch, tmp_path):
+    from netfabric import bitstream as bs
+
+    seen = {}
+    monkeypatch.setattr(bs, "build", lambda *a, **k: seen.update(k))
+    assert invoke("--seeds", " 3", "--out", tmp_path).exit_code == 0
+    assert seen == {"seeds": 3}
+    assert invoke("--out", tmp_path).exit_code == 0 and seen == {"seeds": 1}
+
+
+def test_seeds_on_a_vivado_board_is_one_line_exit_2(tmp_path):
+    res = invoke("--board", "pynq-z2", "--seeds", "2", "--out", tmp_path)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--seeds" in lines[0] and "Vivado" in lines[0], res.stderr
+    assert not (tmp_path / "hw").exists()
 
 
 def test_unknown_model_is_rejected_by_the_option():

@@ -34,7 +34,9 @@ from netfabric.hw.flow.manifest import parse_manifest
 from netfabric.hw.flow.pack import pack_args
 from netfabric.hw.flow.pll import ecp5_pll, ice40_pll, plan_clock, xc7_pll
 from netfabric.hw.flow.report import (
+    ClockResult,
     Report,
+    SeedRun,
     overused_resources,
     parse_clocks,
     parse_critical_path,
@@ -260,7 +262,10 @@ def test_synth_script_per_family():
     assert "read_verilog -defer a.v\nread_verilog -defer -sv b.sv\n" in ecp5
     assert f"synth_ecp5 -top {SHELL_TOP} -json netlist.json" in ecp5
     assert "tee -q -o synth_stat.json stat -json" in ecp5
+    # ECP5 only: mul_reg.v's MULT18X18D branch, set before any source is read
+    assert ecp5.index("verilog_defines -DNF_ECP5_DSP\n") < ecp5.index("read_verilog")
     ice = synth_script(["a.v"], SHELL_TOP, get_board("icebreaker"))
+    assert "NF_ECP5_DSP" not in ice
     assert f"synth_ice40 -dsp -top {SHELL_TOP} -json netlist.json" in ice
     assert "/" not in ice.replace("//", "")  # relative paths only (YoWASP sandbox)
     with pytest.raises(FlowError):
@@ -388,6 +393,40 @@ def test_report_json_and_markdown(tmp_path: Path):
     assert {r["kind"] for r in d["resources"]} >= {"LUT4", "FF", "DSP", "BRAM"}
     md = m.read_text()
     assert "timing **NOT met**" in md and "| DSP | MULT18X18D | 4 | 156 |" in md
+    assert d["fmax_seeds"] is None and "| Seeds |" not in md  # one seed: no spread
+
+
+def _seed_report(fmaxes: list[float], target: float, kept: int) -> Report:
+    """A report whose kept seed met ``target`` and whose other seeds reached ``fmaxes``."""
+    runs = [SeedRun(i + 1, f, f >= target, 60.0) for i, f in enumerate(fmaxes)]
+    clocks = [ClockResult("clk", fmaxes[kept - 1], target)]
+    return Report(board="ulx3s-85f", part="p", family="ecp5", top="t", requested_mhz=target,
+                  clock_mhz=target, pll=None, clocks=clocks, resources=[], synth_cells={},
+                  critical_path=None, steps={"pnr": 180.0}, seed_runs=runs, seed=kept)
+
+
+def test_several_seeds_the_worst_decides_timing(tmp_path: Path):
+    r = _seed_report([103.2, 117.4, 111.0], 100.0, kept=2)
+    assert r.timing_met is True and r.fmax_mhz == 117.4
+    assert r.fmax_seeds == {"min": 103.2, "median": 111.0, "max": 117.4}
+    r = _seed_report([103.2, 127.4, 111.0, 125.0], 125.0, kept=2)
+    assert r.fmax_mhz == 127.4 and r.clocks[0].met  # the kept (best) seed met it ...
+    assert r.timing_met is False  # ... but two seeds did not
+    assert r.fmax_seeds["median"] == pytest.approx(118.0)
+    j, m = r.write(tmp_path)
+    d = json.loads(j.read_text())
+    assert d["timing_met"] is False and d["seed"] == 2
+    assert [s["fmax_mhz"] for s in d["seed_runs"]] == [103.2, 127.4, 111.0, 125.0]
+    assert d["fmax_seeds"] == {"min": 103.2, "median": 118.0, "max": 127.4}
+    row = next(ln for ln in m.read_text().splitlines() if ln.startswith("| Seeds |"))
+    assert "min 103.2 / median 118.0 / max 127.4 MHz" in row and "bitstream of seed 2" in row
+
+
+@pytest.mark.parametrize("bad", [0, 17, -1, 2.0, "3", True, None])
+def test_seed_count_is_checked_before_any_work(bad, tiny: Path, tmp_path: Path):
+    with pytest.raises(FlowError, match="from 1 to 16"):
+        build_bitstream(tiny, "ulx3s-85f", tmp_path / "out", seeds=bad)
+    assert not (tmp_path / "out").exists()
 
 
 def test_overused_resource_becomes_does_not_fit():
@@ -456,6 +495,29 @@ def test_real_flow_builds_bitstream(tiny: Path, tmp_path: Path, board: str, freq
     used = {r["kind"]: r["used"] for r in d["resources"]}
     assert used["DSP"] == 4 and used["BRAM"] >= 1 and used["PLL"] == 1 and used["FF"] > 100
     assert set(d["steps"]) == {"synth", "pnr", "pack"} and report.critical_path is not None
+
+
+@pytest.mark.slow
+def test_real_flow_several_seeds_keeps_the_best(tiny: Path, tmp_path: Path):
+    """Two nextpnr seeds on the tiny design: both recorded, the kept one is the faster, and
+    its report, log and bitstream are the ones left under nextpnr's names."""
+    out = tmp_path / "out"
+    report = build_bitstream(tiny, "ulx3s-85f", out, 50.0, seeds=2)
+    assert [r.seed for r in report.seed_runs] == [1, 2]
+    best = max(report.seed_runs, key=lambda r: r.fmax_mhz)
+    assert report.seed == best.seed and report.fmax_mhz == best.fmax_mhz
+    assert report.timing_met is True and report.fmax_seeds["min"] > 50.0
+    work = out / "work"
+    for s in (1, 2):
+        seed_report = json.loads((work / f"pnr_report_seed{s}.json").read_text())
+        assert min(parse_clocks(seed_report), key=lambda c: c.achieved_mhz).achieved_mhz \
+            == report.seed_runs[s - 1].fmax_mhz
+        assert (work / f"top_seed{s}.config").is_file() and (work / f"pnr_seed{s}.log").is_file()
+    assert (work / "top.config").read_bytes() == (work / f"top_seed{best.seed}.config").read_bytes()
+    assert (out / "tiny_dot_ulx3s-85f.bit").is_file()
+    d = json.loads((out / "report.json").read_text())
+    assert d["seed"] == best.seed and len(d["seed_runs"]) == 2 and d["timing_met"] is True
+    assert set(d["steps"]) == {"synth", "pnr", "pack"}
 
 
 @pytest.mark.slow

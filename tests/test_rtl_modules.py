@@ -33,8 +33,10 @@ PERF_LOG = DATA_ROOT / "perf_log.jsonl"
 
 RTL_MODULES = {
     # toplevel: sources (dependencies included)
-    "mvau": ("mvau.v", "thresh_search.v", "axis_out_credit.v", "fifo.v"),
-    "thresholding": ("thresholding.v", "thresh_search.v", "axis_out_credit.v", "fifo.v"),
+    "mvau": ("mvau.v", "mul_reg.v", "requant_act.v", "requant.v", "thresh_search.v",
+             "axis_out_credit.v", "fifo.v"),
+    "thresholding": ("thresholding.v", "requant_act.v", "requant.v", "thresh_search.v",
+                     "axis_out_credit.v", "fifo.v"),
     "swg": ("swg.v",),
     "maxpool": ("maxpool.v", "axis_out_credit.v", "fifo.v"),
     "fifo": ("fifo.v",),

@@ -4,7 +4,8 @@ Layout of ``out_dir``::
 
     <top>_<board>.bit|.bin   the bitstream (written atomically, only after a successful build)
     report.json, report.md   utilisation, Fmax vs target, critical path, step times
-    work/                    everything the tools read and wrote (sources, shell, logs, netlist)
+    work/                    everything the tools read and wrote (sources, shell, logs, netlist;
+                             with several seeds also pnr_seed<S>.log / pnr_report_seed<S>.json)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .pll import PllPlan, plan_clock
 from .progress import Progress
 from .report import (
     Report,
+    SeedRun,
     load_json,
     parse_clocks,
     parse_critical_path,
@@ -35,6 +37,7 @@ from .shell import SHELL_FILE, SHELL_TOP, generate_shell, plan_link, shell_sourc
 from .tools import find_tool
 
 WORK = "work"
+MAX_SEEDS = 16  # nextpnr runs are minutes each on a large design: a typo must not mean hours
 
 
 def build_bitstream(
@@ -44,6 +47,7 @@ def build_bitstream(
     freq_mhz: float | None = None,
     *,
     seed: int = 1,
+    seeds: int = 1,
     progress: Progress | None = None,
 ) -> Report:
     """Build a bitstream for the stitched project in ``project_dir`` on ``board``.
@@ -51,8 +55,12 @@ def build_bitstream(
     ``freq_mhz`` is the core clock (default: the board's); the PLL gets as close as its
     dividers allow and the report's target is the frequency actually produced. A timing
     failure still yields a bitstream; ``Report.timing_met`` says whether it is trustworthy.
+    ``seeds`` > 1 places and routes with seeds ``seed .. seed + seeds - 1`` one after another
+    and keeps the best-placed result (highest Fmax relative to its target) for the bitstream;
+    the report lists every seed, and timing counts as met only when every seed met it.
     Raises FlowError subclasses for everything a user can fix (see errors.py).
     """
+    check_seeds(seeds)
     b = get_board(board) if isinstance(board, str) else board
     if b.family == "xc7":
         vivado.require_vivado(b)  # before any work: nothing else can build this board
@@ -63,6 +71,9 @@ def build_bitstream(
     progress = progress or Progress()
     out = Path(out_dir).resolve()
     if b.family == "xc7":
+        if seeds != 1:
+            raise FlowError(f"several placement seeds are an open-flow (nextpnr) option; "
+                            f"{b.name} is built with Vivado")
         return _build_vivado(manifest, b, out, freq, progress)
     pnr_tool, packer = pnr.pnr_tool(b), pack_tool(b)
     for tool in ("yosys", pnr_tool, packer):
@@ -70,7 +81,7 @@ def build_bitstream(
     clock = plan_clock(b, freq)
     work = _stage(manifest, b, clock, out)
     bit_name = f"{manifest.top}_{b.name}.{b.bitstream_ext}"
-    progress.total = 3
+    progress.total = 2 + seeds
     steps: dict[str, float] = {}
 
     with progress.step("synth (yosys)") as note:
@@ -80,19 +91,36 @@ def build_bitstream(
         cells = parse_synth_stat(load_json(work / synth.STAT))
         note.detail = _cells_summary(cells)
 
-    with progress.step(f"place & route ({pnr_tool})") as note:
-        run = pnr.run_pnr(work, b, b.constraints, clock.fout_mhz if clock else freq, seed)
-        steps["pnr"] = round(run.seconds, 2)
-        data = load_json(work / pnr.REPORT)
-        clocks = parse_clocks(data)
-        resources = parse_utilization(data, b.family, cells)
-        worst = min(clocks, key=lambda c: c.achieved_mhz / c.constraint_mhz, default=None)
-        path = parse_critical_path(data, worst.net if worst else None)
-        if worst:
-            verdict = "met" if all(c.met for c in clocks) else "NOT met"
-            note.detail = (
-                f"Fmax {worst.achieved_mhz:.1f} MHz, target {worst.constraint_mhz:.1f}: {verdict}"
-            )
+    runs: list[SeedRun] = []
+    best: tuple[float, int] | None = None  # (Fmax / target of the worst clock, seed)
+    for s in range(seed, seed + seeds):
+        label = f"place & route ({pnr_tool}" + (f", seed {s})" if seeds > 1 else ")")
+        with progress.step(label) as note:
+            run = pnr.run_pnr(work, b, b.constraints, clock.fout_mhz if clock else freq, s)
+            clocks = parse_clocks(load_json(work / pnr.REPORT))
+            worst = min(clocks, key=lambda c: c.achieved_mhz / c.constraint_mhz, default=None)
+            runs.append(SeedRun(s, worst.achieved_mhz if worst else None,
+                                all(c.met for c in clocks) if clocks else None,
+                                round(run.seconds, 2)))
+            if worst:
+                verdict = "met" if all(c.met for c in clocks) else "NOT met"
+                note.detail = (f"Fmax {worst.achieved_mhz:.1f} MHz, "
+                               f"target {worst.constraint_mhz:.1f}: {verdict}")
+            score = worst.achieved_mhz / worst.constraint_mhz if worst else 0.0
+            if best is None or score > best[0]:
+                best = (score, s)
+            if seeds > 1:
+                _keep_seed_outputs(work, b, s)
+    assert best is not None
+    kept = best[1]
+    if seeds > 1:
+        _restore_seed_outputs(work, b, kept)
+    steps["pnr"] = round(sum(r.seconds for r in runs), 2)
+    data = load_json(work / pnr.REPORT)
+    clocks = parse_clocks(data)
+    resources = parse_utilization(data, b.family, cells)
+    worst = min(clocks, key=lambda c: c.achieved_mhz / c.constraint_mhz, default=None)
+    path = parse_critical_path(data, worst.net if worst else None)
 
     with progress.step(f"pack ({packer})") as note:
         run = run_pack(work, b, bit_name)
@@ -116,12 +144,42 @@ def build_bitstream(
         steps=steps,
         bitstream=str(out / bit_name),
         bitstream_bytes=size,
+        seed_runs=runs if seeds > 1 else [],
+        seed=kept,
     )
     if predicted is not None:
         report.predicted = compare(predicted, {r.kind: r.used for r in resources})
     report.notes += _notes(report)
     report.write(out)
     return report
+
+
+def check_seeds(seeds: object) -> int:
+    """``seeds`` as a count of nextpnr seeds, 1 .. MAX_SEEDS, or FlowError (one line)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise FlowError(f"the number of placement seeds must be a whole number from 1 to "
+                        f"{MAX_SEEDS}, not {seeds!r}")
+    return seeds
+
+
+def _seed_files(board: Board, seed: int) -> list[tuple[str, str]]:
+    """(nextpnr's output name, the per-seed copy's name) for every file a seed writes."""
+    out = []
+    for name in (pnr.REPORT, pnr.LOG, pnr.pnr_output(board)):
+        stem, dot, ext = name.rpartition(".")
+        out.append((name, f"{stem}_seed{seed}{dot}{ext}"))
+    return out
+
+
+def _keep_seed_outputs(work: Path, board: Board, seed: int) -> None:
+    for name, kept in _seed_files(board, seed):
+        (work / name).replace(work / kept)
+
+
+def _restore_seed_outputs(work: Path, board: Board, seed: int) -> None:
+    """Put the chosen seed's outputs back under nextpnr's names (pack reads them there)."""
+    for name, kept in _seed_files(board, seed):
+        shutil.copy2(work / kept, work / name)
 
 
 def stage_board_top(project_dir: str | Path, board: str | Board, out_dir: str | Path,

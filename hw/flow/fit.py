@@ -104,6 +104,8 @@ def memory(depth: int, width: int, family: str, rom: bool, style: str = "auto") 
     options["logic"] = bits / 16 if rom else bits
     if style == "block" and "block" in options:
         choice = "block"
+    elif style == "logic":  # (* rom_style = "logic" *)
+        choice = "logic"
     elif style == "distributed":
         choice = "lutram" if "lutram" in options else "logic"
     else:  # the cheapest; a tie goes to logic (what Yosys did on TFC's 64 x 64 ROMs)
@@ -141,18 +143,24 @@ def _credit_fifo(width: int, lat: int, family: str) -> Usage:
     return _fifo({"WIDTH": width, "DEPTH": depth}, family) + Usage(ff=credits, lut=credits)
 
 
-def _thresh_search(nf: int, pe: int, dbits: int, obits: int, family: str) -> Usage:
-    """thresh_search.v: per stage a (depth NF*2^j) x DBITS ROM per lane, 4 registers of the
-    data and the count prefix, a DBITS comparator per lane."""
+def _thresh_search(nf: int, pe: int, dbits: int, obits: int, family: str,
+                   style: str = "auto") -> Usage:
+    """thresh_search.v: per stage a (depth NF*2^j) x DBITS ROM per lane (NF: the tables per
+    lane, NT, when compacted), 4 registers of the data and the count prefix, a DBITS
+    comparator per lane."""
     u = Usage(ff=pe * dbits + 8, lut=4)
     cw, nfw = pe * obits, _clog2(nf)
     for j in range(obits):
         depth = nf << j
-        banks = math.ceil(depth / 2048)  # deep stages: banks of 2048 words, each its own memory
+        # deep stages: banks of 2048 words, each its own memory (not in LUTs)
+        banks = 1 if style == "logic" else math.ceil(depth / 2048)
         for _ in range(pe):
             m = Usage()
             for _ in range(banks):
-                m += memory(min(depth, 2048), dbits, family, rom=True)
+                m += memory(depth if style == "logic" else min(depth, 2048), dbits, family,
+                            rom=True, style=style)
+            if style == "logic":  # ABC shares the LUTs of progression-like tables: measured
+                m.lut *= 0.6      # 0.6 x on the INT8 MLP's leftover tables (ECP5, 2025-12)
             u += m
             u.ff += 2 * dbits + (0 if m.bram else dbits)  # q (in a block RAM), q_m, q_c
             u.lut += dbits  # the comparison (carry chain)
@@ -161,6 +169,36 @@ def _thresh_search(nf: int, pe: int, dbits: int, obits: int, family: str) -> Usa
     u.ff += cw
     u.lut += cw
     return u
+
+
+def _requant(nf: int, pe: int, dbits: int, obits: int, p: dict, family: str) -> Usage:
+    """requant.v: per lane a DBITS x (MBITS+1) signed multiplier (18x18 blocks, Yosys's
+    mul2dsp split), the addend, a sum register, the clip; the constants ROM in LUTs."""
+    mbits, bbits, shift = int(p["RQ_MBITS"]), int(p["RQ_BBITS"]), int(p["RQ_SHIFT"])
+    rw, pw = 1 + bbits + mbits, dbits + mbits + 1
+    sw = max(max(pw, bbits) + 1, shift + obits + 1)
+    pieces = math.ceil(dbits / 18) * math.ceil((mbits + 1) / 18)
+    u = memory(nf, pe * rw, family, rom=True, style="logic")
+    u += Usage(ff=pe * (dbits + rw) + _clog2(nf) + 4, lut=_clog2(nf) + 2)
+    u += Usage(dsp=pe * pieces, ff=pe * (pw + bbits + sw + obits + 3),
+               lut=pe * ((pieces - 1) * pw + sw + 2 * (sw - shift) + obits))
+    return u
+
+
+def _activation(nf: int, pe: int, dbits: int, obits: int, p: dict, family: str) -> tuple[Usage, int]:
+    """requant_act.v (tables only without RQ): its usage and latency."""
+    if not int(p.get("RQ", 0)):
+        return _thresh_search(nf, pe, dbits, obits, family), 4 * obits + 2
+    nt = int(p.get("NT", 0))
+    u = _requant(nf, pe, dbits, obits, p, family)
+    if not nt:
+        return u, 4
+    style = "logic" if int(p.get("ROM_STYLE", 0)) else "auto"
+    u += _thresh_search(nt, pe, dbits, obits, family, style)
+    u += memory(nf, pe * _clog2(nt), family, rom=True, style="logic")  # table numbers
+    # the requantizer's results wait for the search's; a mux per lane
+    u += Usage(ff=(4 * obits - 2) * pe * (obits + 1), lut=pe * obits)
+    return u, 4 * obits + 2
 
 
 def _mvau(p: dict, family: str) -> Usage:
@@ -182,7 +220,8 @@ def _mvau(p: dict, family: str) -> Usage:
     u.ff += ww * (1 if rom.bram else 2)  # w_q (a block RAM's own register), w_r
     u.ff += 2 * iw  # input data registers
     if nf > 1:
-        u += memory(sf, iw, family, rom=False)
+        # mvau.v: input buffers up to 8 kbit in LUT RAM
+        u += memory(sf, iw, family, rom=False, style="distributed" if sf * iw <= 8192 else "auto")
         u.ff += iw
         u.lut += iw  # stream / buffer select
     u.ff += pe * iw  # per-PE operand copies (kept)
@@ -204,16 +243,18 @@ def _mvau(p: dict, family: str) -> Usage:
     u.ff += pe * (tree + 2 * acc)
     u.lut += pe * (adders + acc * 1.5)
     ob = obits if use_act else acc
+    act_lat = 0
     if use_act:
-        u += _thresh_search(nf, pe, acc, obits, family)
-    u += _credit_fifo(pe * ob, 7 + levels + (4 * obits + 2 if use_act else 0), family)
+        a, act_lat = _activation(nf, pe, acc, obits, p, family)
+        u += a
+    u += _credit_fifo(pe * ob, 7 + levels + act_lat, family)
     return u
 
 
 def _thresholding(p: dict, family: str) -> Usage:
     ch, pe, obits, tbits = int(p["CHANNELS"]), int(p["PE"]), int(p["OBITS"]), int(p["TBITS"])
-    u = _thresh_search(ch // pe, pe, tbits, obits, family)
-    return u + _credit_fifo(pe * obits, 4 * obits + 2, family)
+    u, lat = _activation(ch // pe, pe, tbits, obits, p, family)
+    return u + _credit_fifo(pe * obits, lat, family)
 
 
 def _swg(p: dict, family: str) -> Usage:
@@ -258,6 +299,93 @@ def _label_select(p: dict, family: str) -> Usage:
         _credit_fifo(idxw, 1 + levels, family)
 
 
+def _segment_attention(p: dict, family: str) -> Usage:
+    """segment_attention.v: the segment buffer (input beats, one registered read port: block
+    RAM), q of a head in registers, L = gcd(PE, HEADDIM) q.k and p.v lanes, the softmax (exp
+    ROM, row arrays, divider, e * reciprocal), two single-lane threshold searches, the output
+    FIFO. Calibrated on a Yosys synth_ecp5 of the shipped transformer's attention (see
+    tests/test_fit.py)."""
+    ch, pe, ibits, heads, dh = (int(p[k]) for k in ("CHANNELS", "PE", "IBITS", "HEADS", "HEADDIM"))
+    seglen, qbits, sbits, ebits = (int(p[k]) for k in ("SEGLEN", "QBITS", "SBITS", "EBITS"))
+    rbits, pbits, abits, obits = (int(p[k]) for k in ("RBITS", "PBITS", "ABITS", "OBITS"))
+    lutn, ope = int(p["LUTN"]), int(p.get("OPE", 1))
+    ntok, shift = int(p["NTOK"]), int(p.get("SHIFT", 0))
+    lanes = math.gcd(pe, dh)
+    r, wb = pe // lanes, lanes * ibits
+    d = heads * dh
+    nseg = -(-(shift + ntok) // seglen)
+    cw = _clog2(max(seglen * ch, rbits + 1, (nseg + 1) * seglen + shift) + 1) + 1
+    sw = ebits + _clog2(seglen + 1)
+    mw = ebits + rbits + 2
+    tokb = d // ope
+    # The module's own logic in Yosys units (LUT4 + 2 per CCU2C, TRELLIS_FF), then brought to
+    # the global scales: these registers are all kept (unlike the adder trees FF_SCALE trims).
+    # q of the head (stream or buffer) and its chunk muxes
+    lut, ff = dh * ibits * 1.5 + (r - 1) * wb, dh * ibits
+    # q.k / p.v lanes: adders (the products: a plain "*", a MULT18X18D from 2 x 2 bits)
+    lut += 2 * lanes * (qbits + abits)
+    # p.v accumulators (registers, L written a cycle) and their read muxes
+    lut, ff = lut + 1.5 * dh * abits, ff + dh * abits
+    # softmax: exp ROM in logic, divider, e * reciprocal, rounding and clip
+    lut += memory(lutn, ebits, family, rom=True, style="logic").lut + 3 * (sw + 2) + 2 * mw + \
+        pbits + 4 * sbits
+    ff += (rbits + 1) + 2 * sw + 1 + sbits + qbits
+    # control: counters, key mask (2 comparators per slot), buffer addresses (1.9: measured)
+    lut += 1.9 * cw * (seglen + 12)
+    ff += 13 * cw + ope * obits + 2 * _clog2(2 * tokb + 1)
+    route = 1.24 if family == "ecp5" else 1.0  # TRELLIS_COMB per Yosys LUT4 (see LUT_SCALE)
+    u = Usage(lut=lut * route / LUT_SCALE.get(family, 1.0), ff=ff / FF_SCALE,
+              dsp=lanes * ((ibits >= 2) + (pbits >= 2)))
+    u += memory(seglen * ch // pe, pe * ibits, family, rom=False)   # the segment buffer
+    for width in (ebits, sbits):  # row arrays (exp values, scores): LUT RAM, read async
+        u += memory(seglen, width, family, rom=False, style="distributed")
+        u.ff -= width
+    u.dsp += math.ceil(ebits / 18) * math.ceil((rbits + 1) / 18)  # e * reciprocal
+    u += _thresh_search(1, 1, qbits, sbits, family) + _thresh_search(1, 1, abits, obits, family)
+    return u + _fifo({"WIDTH": ope * obits, "DEPTH": 2 * tokb, "RAM_STYLE": 1}, family)
+
+
+def _segment_pad(p: dict, family: str) -> Usage:
+    """segment_pad.v / segment_unpad.v: fold and slot counters, a beat mux, a 2-beat FIFO."""
+    ch, pe, bits = int(p["CHANNELS"]), int(p["PE"]), int(p["BITS"])
+    ntok, seglen, shift = int(p["NTOK"]), int(p["SEGLEN"]), int(p.get("SHIFT", 0))
+    cnt = _clog2(ch // pe) + _clog2(-(-(shift + ntok) // seglen) * seglen + 1)
+    return Usage(ff=cnt, lut=2 * cnt + pe * bits / 2 + 4) + \
+        _fifo({"WIDTH": pe * bits, "DEPTH": 2, "RAM_STYLE": 1}, family)
+
+
+def _eltwise_add(p: dict, family: str) -> Usage:
+    """eltwise_add.v: PE adders, the constant right-hand side in a block-RAM ROM (CONST_RHS),
+    a 2-beat FIFO."""
+    pe, rbits, obits = int(p["PE"]), int(p["RBITS"]), int(p["OBITS"])
+    u = Usage(lut=pe * obits + 4)
+    if int(p.get("CONST_RHS", 0)):
+        words = int(p["RHS_WORDS"])
+        u += memory(words, pe * rbits, family, rom=True, style="block")
+        u += Usage(ff=_clog2(words), lut=2 * _clog2(words))
+    return u + _fifo({"WIDTH": pe * obits, "DEPTH": 2, "RAM_STYLE": 1}, family)
+
+
+def _global_acc_pool(p: dict, family: str) -> Usage:
+    """global_acc_pool.v: CHANNELS/PE accumulators (LUT RAM, read asynchronously), PE adders,
+    fold / vector counters, a 2-beat FIFO."""
+    ch, pe, obits, nvec = int(p["CHANNELS"]), int(p["PE"]), int(p["OBITS"]), int(p["NVEC"])
+    u = memory(ch // pe, pe * obits, family, rom=False, style="distributed")
+    u.ff -= pe * obits
+    cnt = _clog2(ch // pe) + _clog2(nvec)
+    u += Usage(ff=cnt, lut=2 * pe * obits + 2 * cnt)
+    return u + _fifo({"WIDTH": pe * obits, "DEPTH": 2, "RAM_STYLE": 1}, family)
+
+
+def _dup_streams(p: dict, family: str) -> Usage:
+    """dup_streams.v: a 2-beat FIFO per output."""
+    w = int(p["PE"]) * int(p["BITS"])
+    u = Usage(lut=4)
+    for _ in range(int(p.get("NOUT", 2))):
+        u += _fifo({"WIDTH": w, "DEPTH": 2, "RAM_STYLE": 1}, family)
+    return u
+
+
 def _generic(p: dict, family: str) -> Usage:
     """A module without its own model: its stream widths' worth of registers and logic."""
     width = sum(int(v) for k, v in p.items() if k.endswith(("WIDTH", "BITS")) and
@@ -268,6 +396,9 @@ def _generic(p: dict, family: str) -> Usage:
 MODELS: dict[str, Callable[[dict, str], Usage]] = {
     "mvau": _mvau, "thresholding": _thresholding, "swg": _swg, "maxpool": _maxpool,
     "fifo": _fifo, "dwc": _dwc, "label_select": _label_select,
+    "segment_attention": _segment_attention, "segment_pad": _segment_pad,
+    "segment_unpad": _segment_pad, "eltwise_add": _eltwise_add,
+    "global_acc_pool": _global_acc_pool, "dup_streams": _dup_streams,
 }
 
 

@@ -76,6 +76,16 @@ class CriticalPath:
 
 
 @dataclass
+class SeedRun:
+    """One nextpnr placement seed: its worst clock's Fmax and whether every clock met."""
+
+    seed: int
+    fmax_mhz: float | None
+    met: bool | None
+    seconds: float
+
+
+@dataclass
 class Report:
     board: str
     part: str
@@ -95,15 +105,34 @@ class Report:
     # fit.py's prediction made before synthesis vs what the tools reported, per resource:
     # {"LUT4": {"predicted": n, "reported": m, "error": (n - m) / m}, ...}
     predicted: dict[str, dict] = field(default_factory=dict)
+    # Several nextpnr seeds (``--seeds N``): every seed's result; ``clocks``, the critical path
+    # and the bitstream are those of the kept seed (the best Fmax).
+    seed_runs: list[SeedRun] = field(default_factory=list)
+    seed: int | None = None  # the kept seed
 
     @property
     def fmax_mhz(self) -> float | None:
-        """Achieved Fmax of the slowest clock domain (None if timing was not analysed)."""
+        """Achieved Fmax of the slowest clock domain (None if timing was not analysed); of the
+        kept seed with several seeds (see ``fmax_seeds`` for all of them)."""
         return min((c.achieved_mhz for c in self.clocks), default=None)
 
     @property
     def timing_met(self) -> bool | None:
-        return all(c.met for c in self.clocks) if self.clocks else None
+        """Every clock met; with several seeds, on every seed (the worst one decides: a
+        rebuild of the same design must not depend on a lucky placement)."""
+        if not self.clocks:
+            return None
+        return all(c.met for c in self.clocks) and all(r.met for r in self.seed_runs)
+
+    @property
+    def fmax_seeds(self) -> dict[str, float] | None:
+        """Fmax min / median / max over the seeds (None with fewer than two seeds)."""
+        fs = sorted(r.fmax_mhz for r in self.seed_runs if r.fmax_mhz is not None)
+        if len(fs) < 2:
+            return None
+        mid = len(fs) // 2
+        median = fs[mid] if len(fs) % 2 else (fs[mid - 1] + fs[mid]) / 2
+        return {"min": round(fs[0], 2), "median": round(median, 2), "max": round(fs[-1], 2)}
 
     def resource(self, kind: str) -> Resource | None:
         return next((r for r in self.resources if r.kind == kind), None)
@@ -112,6 +141,7 @@ class Report:
         d = asdict(self)
         d["fmax_mhz"] = self.fmax_mhz
         d["timing_met"] = self.timing_met
+        d["fmax_seeds"] = self.fmax_seeds
         for c, cd in zip(self.clocks, d["clocks"], strict=True):
             cd["met"] = c.met
         for r, rd in zip(self.resources, d["resources"], strict=True):
@@ -253,6 +283,7 @@ def _markdown(r: Report) -> str:
         f"| Board | {r.board} ({r.part}) |",
         f"| Clock | {clock} |",
         f"| Fmax | {timing} |",
+        *_seed_rows(r),
         f"| Bitstream | {bit} |",
         f"| Wall time | {sum(r.steps.values()):.1f} s |",
         "",
@@ -303,6 +334,22 @@ def _markdown(r: Report) -> str:
     if r.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(lines) + "\n"
+
+
+def _seed_rows(r: Report) -> list[str]:
+    spread = r.fmax_seeds
+    if spread is None:
+        return []
+    runs = ", ".join(
+        f"{s.seed}: {s.fmax_mhz:.1f}" if s.fmax_mhz is not None else f"{s.seed}: -"
+        for s in r.seed_runs
+    )
+    verdict = "met on every seed" if r.timing_met else "**NOT met** on every seed"
+    return [
+        f"| Seeds | {len(r.seed_runs)} (seed: MHz: {runs}); min {spread['min']:.1f} / median "
+        f"{spread['median']:.1f} / max {spread['max']:.1f} MHz, {verdict}; "
+        f"bitstream of seed {r.seed} |"
+    ]
 
 
 def _pll_text(pll: dict[str, Any]) -> str:

@@ -56,9 +56,9 @@ module axis_out_credit #(
 );
     localparam PW = ((WIDTH + 7) / 8) * 8;
     localparam CRW = $clog2(DEPTH + 1);
-    localparam integer DEPTH_I = DEPTH;
     localparam integer ONE_I = 1;
-    localparam [CRW-1:0] CR_FULL = DEPTH_I[CRW-1:0];
+    localparam integer LAST_I = DEPTH - 1;
+    localparam [CRW-1:0] CR_LAST = LAST_I[CRW-1:0];
     localparam [CRW-1:0] CR_ONE = ONE_I[CRW-1:0];
 
     // ------------------------------------------------------------------ parameter checks
@@ -72,18 +72,25 @@ module axis_out_credit #(
     endgenerate
 
     // ------------------------------------------------------------------ credits
+    // `reserve` arrives late (the unit's handshake with its upstream, often far away), so the
+    // next state is computed for both of its values from registers (and `give`) and `reserve`
+    // only selects: one LUT level after it instead of an adder and a comparison.
     reg  [CRW-1:0] credits;      // results reserved and not yet taken from m_axis
     reg            cr_full;      // credits == DEPTH
+    reg            cr_last;      // credits == DEPTH - 1
     wire give = m_axis_tvalid && m_axis_tready;
-    wire [CRW-1:0] cr_next = (reserve && !give) ? credits + CR_ONE :
-                             (!reserve && give) ? credits - CR_ONE : credits;
+    wire [CRW-1:0] cr_res = give ? credits : credits + CR_ONE;     // next, with reserve
+    wire [CRW-1:0] cr_nores = give ? credits - CR_ONE : credits;   // next, without
     always @(posedge clk) begin
         if (!rst_n) begin
             credits <= {CRW{1'b0}};
             cr_full <= 1'b0;
+            cr_last <= (DEPTH == 1);
         end else begin
-            credits <= cr_next;
-            cr_full <= (cr_next == CR_FULL);
+            credits <= reserve ? cr_res : cr_nores;
+            // == DEPTH next: from DEPTH - 1 with a reserve and no give, or kept at DEPTH
+            cr_full <= reserve ? (give ? cr_full : cr_last) : (cr_full && !give);
+            cr_last <= reserve ? (cr_res == CR_LAST) : (cr_nores == CR_LAST);
         end
     end
     assign full = cr_full;

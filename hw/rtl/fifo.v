@@ -78,8 +78,28 @@ module fifo #(
     reg  [AW-1:0] wr_ptr;
     reg  [AW-1:0] rd_ptr;
     reg  [CW-1:0] count;      // beats held in the array (not counting the block output stages)
+    // count != FULL and count != 0 kept as flip-flops: tready / tvalid leave the FIFO
+    // straight from a register instead of a comparison (they fan into other modules'
+    // handshake logic, the longest control paths). Next values from the counter's
+    // registered state, push / pop selecting at the end.
+    reg           not_full;
+    reg           not_empty;
+    wire          pop;        // a beat leaves the array this cycle
+    wire [CW:0]   count_x = {1'b0, count};   // one bit wider: no constant compare at DEPTH 1
+    wire          more_than_one = (count_x > {1'b0, ONE});
+    wire          room_after_push = (count_x + {1'b0, ONE} < {1'b0, FULL});
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            not_full <= 1'b1;
+            not_empty <= 1'b0;
+        end else begin
+            // a push never comes when full, and a pop never when empty
+            not_full <= pop || (push ? room_after_push : not_full);
+            not_empty <= push || (pop ? more_than_one : not_empty);
+        end
+    end
 
-    assign s_axis_tready = (count != FULL);
+    assign s_axis_tready = not_full;
 
     generate
         if (PW > WIDTH) begin : g_pad
@@ -103,7 +123,8 @@ module fifo #(
             wire o_load = q_valid && (!o_valid || m_axis_tready);
             // The read never hits the address written in the same cycle because count
             // excludes it.
-            wire rd = (count != 0) && (!q_valid || o_load);
+            wire rd = not_empty && (!q_valid || o_load);
+            assign pop = rd;
 
             always @(posedge clk) begin
                 if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
@@ -136,7 +157,7 @@ module fifo #(
             // No ram_style here: LUT RAM where the device has it (ECP5), flip-flops where not
             // (iCE40 has no asynchronous-read RAM; forcing "distributed" fails there).
             reg  [WIDTH-1:0] mem [0:DEPTH-1];
-            wire pop = m_axis_tvalid && m_axis_tready;
+            assign pop = m_axis_tvalid && m_axis_tready;
 
             always @(posedge clk) begin
                 if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
@@ -156,7 +177,7 @@ module fifo #(
             end
 
             assign rd_data = mem[rd_ptr];
-            assign m_axis_tvalid = (count != 0);
+            assign m_axis_tvalid = not_empty;
         end
     endgenerate
 endmodule

@@ -31,16 +31,19 @@
 //                     W[nf*PE+p][sf*SIMD+s] at bits [(p*SIMD+s)*WBITS +: WBITS]
 //   THRESH_FILE       prefix of the OBITS threshold stage files (see thresh_search.v), the
 //                     thresholds being ACCBITS-bit signed
+//   RQ, NT, ROM_STYLE, RQ_LEVELS, RQ_MBITS, RQ_BBITS, RQ_SHIFT, RQ_FILE   the activation's
+//                     requantizer and leftover tables (requant_act.v; RQ = 0: tables only)
 // Throughput: one (nf, sf) step per cycle, i.e. NVEC*SF*NF cycles per frame in steady state
 //   with no stalls while the sink keeps up (the output FIFO covers the pipeline latency).
-// Latency: LATENCY = 8 + clog2(SIMD) (+ 4*OBITS + 2 with USE_ACT) cycles from the handshake
+// Latency: LATENCY = 8 + clog2(SIMD) (+ the activation's, USE_ACT: 4*OBITS + 2, or 4 when
+//   RQ = 1 and NT = 0, see requant_act.v) cycles from the handshake
 //   of the last input beat a result depends on to that result's first appearance on m_axis.
 //   Pipeline: input buffer read, its data register / weight ROM read (address delayed one
 //   cycle), operand registers (per PE, then per multiplier), multipliers, product
 //   registers, registered adder tree (one level per cycle), accumulator, [threshold
 //   search], output FIFO. No block RAM or DSP output drives more than a register (their
 //   delays, ~6 ns / ~4 ns on ECP5, are most of a 10 ns cycle).
-// Requires: thresh_search.v, axis_out_credit.v, fifo.v.
+// Requires: mul_reg.v, requant_act.v, requant.v, thresh_search.v, axis_out_credit.v, fifo.v.
 `default_nettype none
 
 // Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
@@ -76,7 +79,16 @@ module mvau #(
     parameter MUL_STYLE = 0,
     parameter XNOR = 0,
     parameter WEIGHT_FILE = "",
-    parameter THRESH_FILE = ""
+    parameter THRESH_FILE = "",
+    // activation by requantizer where proven (requant_act.v; RQ = 0: threshold tables)
+    parameter RQ = 0,
+    parameter NT = 0,
+    parameter ROM_STYLE = 0,
+    parameter RQ_LEVELS = 15,
+    parameter RQ_MBITS = 16,
+    parameter RQ_BBITS = 24,
+    parameter RQ_SHIFT = 16,
+    parameter RQ_FILE = ""
 ) (
     input  wire clk,
     input  wire rst_n,
@@ -109,8 +121,9 @@ module mvau #(
     localparam NB = (WBITS <= IBITS) ? WBITS : IBITS;      // shift-and-add steps
     localparam B_SIGNED = (WBITS <= IBITS) ? (WSIGNED != 0) : (ISIGNED != 0);
     localparam D = 6 + LEVELS;               // issue -> adder-tree root, in cycles
-    // Issue -> FIFO write: D + 1 (accumulator) [+ thresh_search latency].
-    localparam LAT = D + 1 + (USE_ACT ? 4 * OBITS + 2 : 0);
+    // Issue -> FIFO write: D + 1 (accumulator) [+ activation latency, requant_act.v].
+    localparam ACT_LAT = (RQ != 0 && NT == 0) ? 4 : 4 * OBITS + 2;
+    localparam LAT = D + 1 + (USE_ACT ? ACT_LAT : 0);
     // Output FIFO deep enough to cover the credit round trip (LAT, the FIFO's own latency
     // of up to 3 cycles, the credit return), so that a sink which is always ready never sees
     // a stall. Automatic style: from 64 entries a block RAM with a registered output (an
@@ -270,14 +283,24 @@ module mvau #(
             // Input vector buffer: written during fold 0, replayed for folds 1..NF-1. Read
             // only outside fold 0, so a read never meets a write and synthesis adds no
             // collision bypass logic after the RAM output.
-            reg [IW-1:0] ibuf [0:SF-1];
             reg [IW-1:0] ib_q;
             reg [IW-1:0] ib_r;
-            always @(posedge clk) begin
-                if (issue && from_stream) ibuf[sf] <= s_axis_tdata[IW-1:0];
-                if (!from_stream) ib_q <= ibuf[sf];
-                ib_r <= ib_q;
+            if (SF * IW <= 8192) begin : g_lutram
+                // up to 8 kbit: LUT RAM (a block RAM would be mostly empty, and they are
+                // the scarcer resource next to the weight ROMs)
+                (* ram_style = "distributed" *) reg [IW-1:0] ibuf [0:SF-1];
+                always @(posedge clk) begin
+                    if (issue && from_stream) ibuf[sf] <= s_axis_tdata[IW-1:0];
+                    if (!from_stream) ib_q <= ibuf[sf];
+                end
+            end else begin : g_bram
+                reg [IW-1:0] ibuf [0:SF-1];
+                always @(posedge clk) begin
+                    if (issue && from_stream) ibuf[sf] <= s_axis_tdata[IW-1:0];
+                    if (!from_stream) ib_q <= ibuf[sf];
+                end
             end
+            always @(posedge clk) ib_r <= ib_q;
             assign x_sel = sel_in_dd ? xin_dd : ib_r;
         end else begin : g_noibuf
             assign x_sel = xin_dd;
@@ -312,62 +335,74 @@ module mvau #(
                     // placer can put them right at a DSP block (fixed sites, often far from
                     // the ROM and the adder tree), so the long wires run register to
                     // register and the ~4 ns DSP delay sits between two short hops.
-                    reg [IBITS-1:0] xe;
-                    reg [WBITS-1:0] we;
-                    always @(posedge clk) begin
-                        xe <= x_r[s*IBITS +: IBITS];
-                        we <= w_r[(p*SIMD + s)*WBITS +: WBITS];
-                    end
-                    // One extra bit turns both operands into signed numbers, whatever their
-                    // declared signedness, so a single signed multiplier covers all cases.
-                    wire signed [IBITS:0] xs = {(ISIGNED != 0) ? xe[IBITS-1] : 1'b0, xe};
-                    wire signed [WBITS:0] ws = {(WSIGNED != 0) ? we[WBITS-1] : 1'b0, we};
-                    wire signed [PW-1:0] prod;
-                    if (XNOR != 0) begin : g_xnor
-                        // bits agree <=> bipolar product +1: popcount of XNOR, no multiplier
-                        assign prod = {{(PW-1){1'b0}}, ~(xe[0] ^ we[0])};
-                    end else if (LUTMUL) begin : g_lut
-                        // Shift-and-add over the bits of the narrower operand: small
-                        // products in LUTs/carry chains instead of scarce DSP blocks.
-                        wire [PW-1:0] a;      // wider operand, sign-extended to PW
-                        wire [NB-1:0] b;      // narrower operand (multiplier bits)
-                        if (WBITS <= IBITS) begin : g_wb
-                            assign a = {{(PW-IBITS-1){xs[IBITS]}}, xs};
-                            assign b = we;
-                        end else begin : g_ib
-                            assign a = {{(PW-WBITS-1){ws[WBITS]}}, ws};
-                            assign b = xe;
+                    wire [PW-1:0] prod_r;   // x_r * w_r two cycles later
+                    if (XNOR == 0 && !LUTMUL) begin : g_dsp
+                        // mul_reg: on ECP5 (NF_ECP5_DSP) the operand and product registers
+                        // are the MULT18X18D's own, elsewhere the same registers around "*"
+                        mul_reg #(
+                            .AW(IBITS), .ASIGNED(ISIGNED != 0), .BW(WBITS),
+                            .BSIGNED(WSIGNED != 0), .PW(PW)
+                        ) u_mul (
+                            .clk(clk), .a(x_r[s*IBITS +: IBITS]),
+                            .b(w_r[(p*SIMD + s)*WBITS +: WBITS]), .p(prod_r)
+                        );
+                    end else begin : g_fab
+                        reg [IBITS-1:0] xe;
+                        reg [WBITS-1:0] we;
+                        always @(posedge clk) begin
+                            xe <= x_r[s*IBITS +: IBITS];
+                            we <= w_r[(p*SIMD + s)*WBITS +: WBITS];
                         end
-                        wire [NB*PW-1:0] chain;   // running partial sums
-                        genvar bi;
-                        for (bi = 0; bi < NB; bi = bi + 1) begin : g_pp
-                            wire [PW-1:0] pp = b[bi] ? (a << bi) : {PW{1'b0}};
-                            wire [PW-1:0] psum;
-                            // The MSB of a signed multiplier weighs -2^(NB-1).
-                            if (bi == 0 && NB == 1 && B_SIGNED) begin : g_neg0
-                                assign psum = {PW{1'b0}} - pp;
-                            end else if (bi == 0) begin : g_first
-                                assign psum = pp;
-                            end else if (bi == NB - 1 && B_SIGNED) begin : g_neg
-                                assign psum = chain[(bi-1)*PW +: PW] - pp;
-                            end else begin : g_add
-                                assign psum = chain[(bi-1)*PW +: PW] + pp;
+                        // One extra bit turns both operands into signed numbers, whatever their
+                        // declared signedness, so a single signed multiplier covers all cases.
+                        wire signed [IBITS:0] xs = {(ISIGNED != 0) ? xe[IBITS-1] : 1'b0, xe};
+                        wire signed [WBITS:0] ws = {(WSIGNED != 0) ? we[WBITS-1] : 1'b0, we};
+                        wire signed [PW-1:0] prod;
+                        if (XNOR != 0) begin : g_xnor
+                            // bits agree <=> bipolar product +1: popcount of XNOR, no multiplier
+                            assign prod = {{(PW-1){1'b0}}, ~(xe[0] ^ we[0])};
+                        end else if (LUTMUL) begin : g_lut
+                            // Shift-and-add over the bits of the narrower operand: small
+                            // products in LUTs/carry chains instead of scarce DSP blocks.
+                            wire [PW-1:0] a;      // wider operand, sign-extended to PW
+                            wire [NB-1:0] b;      // narrower operand (multiplier bits)
+                            if (WBITS <= IBITS) begin : g_wb
+                                assign a = {{(PW-IBITS-1){xs[IBITS]}}, xs};
+                                assign b = we;
+                            end else begin : g_ib
+                                assign a = {{(PW-WBITS-1){ws[WBITS]}}, ws};
+                                assign b = xe;
                             end
-                            // Partial sum of bits 0..bi fits PW-NB+bi bits (signed): keep
-                            // those and sign-extend, so synthesis builds narrower adders.
-                            localparam CWB = (PW - NB + bi < PW) ? PW - NB + bi : PW;
-                            if (CWB < PW) begin : g_trim
-                                assign chain[bi*PW +: PW] = {{(PW-CWB){psum[CWB-1]}}, psum[CWB-1:0]};
-                            end else begin : g_keep
-                                assign chain[bi*PW +: PW] = psum;
+                            wire [NB*PW-1:0] chain;   // running partial sums
+                            genvar bi;
+                            for (bi = 0; bi < NB; bi = bi + 1) begin : g_pp
+                                wire [PW-1:0] pp = b[bi] ? (a << bi) : {PW{1'b0}};
+                                wire [PW-1:0] psum;
+                                // The MSB of a signed multiplier weighs -2^(NB-1).
+                                if (bi == 0 && NB == 1 && B_SIGNED) begin : g_neg0
+                                    assign psum = {PW{1'b0}} - pp;
+                                end else if (bi == 0) begin : g_first
+                                    assign psum = pp;
+                                end else if (bi == NB - 1 && B_SIGNED) begin : g_neg
+                                    assign psum = chain[(bi-1)*PW +: PW] - pp;
+                                end else begin : g_add
+                                    assign psum = chain[(bi-1)*PW +: PW] + pp;
+                                end
+                                // Partial sum of bits 0..bi fits PW-NB+bi bits (signed): keep
+                                // those and sign-extend, so synthesis builds narrower adders.
+                                localparam CWB = (PW - NB + bi < PW) ? PW - NB + bi : PW;
+                                if (CWB < PW) begin : g_trim
+                                    assign chain[bi*PW +: PW] = {{(PW-CWB){psum[CWB-1]}}, psum[CWB-1:0]};
+                                end else begin : g_keep
+                                    assign chain[bi*PW +: PW] = psum;
+                                end
                             end
+                            assign prod = chain[(NB-1)*PW +: PW];
                         end
-                        assign prod = chain[(NB-1)*PW +: PW];
-                    end else begin : g_dsp
-                        assign prod = xs * ws;
+                        reg [PW-1:0] prod_q;
+                        always @(posedge clk) prod_q <= prod;
+                        assign prod_r = prod_q;
                     end
-                    reg [PW-1:0] prod_r;
-                    always @(posedge clk) prod_r <= prod;
                     if (ACCBITS > PW) begin : g_ext
                         assign leaves[s*ACCBITS +: ACCBITS] = {{(ACCBITS-PW){prod_r[PW-1]}}, prod_r};
                     end else begin : g_trunc
@@ -418,10 +453,12 @@ module mvau #(
     wire [OW-1:0] out_d;
     generate
         if (USE_ACT != 0) begin : g_act
-            thresh_search #(
+            requant_act #(
                 .NF(NF), .PE(PE), .DBITS(ACCBITS), .OBITS(OBITS), .ACT_BIAS(ACT_BIAS),
-                .THRESH_FILE(THRESH_FILE)
-            ) u_thresh (
+                .THRESH_FILE(THRESH_FILE), .ROM_STYLE(ROM_STYLE), .RQ(RQ), .NT(NT),
+                .LEVELS(RQ_LEVELS), .MBITS(RQ_MBITS), .BBITS(RQ_BBITS), .SHIFT(RQ_SHIFT),
+                .RQ_FILE(RQ_FILE)
+            ) u_act (
                 .clk(clk), .rst_n(rst_n),
                 .in_valid(res_v), .in_data(res_all),
                 .out_valid(out_v), .out_data(out_d)

@@ -16,13 +16,15 @@
 // [SHIFT, SHIFT + NTOK) (segment_pad.v's real tokens); padded query rows are computed too
 // (SegmentUnpad drops them).
 //
-// Datapath (sequential, simple): the segment is loaded into a buffer of SEGLEN * CHANNELS
-// elements (memory bounded by the segment, not the sequence), then for each query i and head
-// h: q.k for every key with L = min(PE, HEADDIM) multipliers (DC = ceil(HEADDIM/L) cycles a
-// key), the scores' thresholds in a pipelined search, the row max on the fly, SEGLEN cycles of
-// LUT + row sum, RBITS+1 cycles of division, p.v with L multipliers (DC cycles a key),
-// HEADDIM cycles into the context thresholds. The next segment is loaded after the last
-// query row has started its context thresholds.
+// Datapath (sequential, simple): the segment is loaded into a block RAM of SEGLEN * CHANNELS
+// elements (input beats as words: memory bounded by the segment, not the sequence), then for
+// each query i and head h: q.k for every key with L = gcd(PE, HEADDIM) multipliers (a chunk of
+// L elements lies in one word; DC = HEADDIM/L cycles a key; q of the head in registers), the
+// scores' thresholds in a pipelined search, the row max on the fly, SEGLEN cycles of LUT + row
+// sum, RBITS+1 cycles of division, p.v with L multipliers (DC cycles a key), HEADDIM cycles
+// into the context thresholds. The buffer's one read port is read a cycle ahead; the next
+// head's q is read while the scores, the LUT and the divider run. The next segment is loaded
+// after the last query row has started its context thresholds.
 //
 // Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
 //   s_axis: PE elements of IBITS per beat; a token slot (q | k | v) is CHANNELS/PE beats,
@@ -41,6 +43,7 @@
 //   EBITS, LUTN, LUT_FILE exp LUT: LUTN entries of EBITS bits ($readmemh, one per line);
 //                         indices >= LUTN read 0
 //   RBITS, PFRAC, PBITS   reciprocal precision, probability fraction bits and width
+//                         (HEADDIM/L <= SEGLEN + RBITS: the next head's q is read meanwhile)
 //   ABITS                 signed width of p.v and of the context thresholds
 //   OBITS, CTX_BIAS       context width and bias; CTX_FILE thresholds; OSIGNED informational
 // Cycles per segment (no stalls): SEGLEN*CHANNELS/PE + SEGLEN*(1 + HEADS*(2*SEGLEN*DC +
@@ -99,10 +102,38 @@ module segment_attention #(
     output wire m_axis_tvalid,
     input  wire m_axis_tready
 );
+    // greatest common divisor (constant function: the lane count)
+    function integer gcd(input integer a, input integer b);
+        integer x, y, t;
+        begin
+            x = a;
+            y = b;
+            while (y != 0) begin
+                t = x % y;
+                x = y;
+                y = t;
+            end
+            gcd = x;
+        end
+    endfunction
+
+    // x * K for a constant K as shifts and adds: Yosys would give a variable * constant
+    // product a MULT18X18D
+    function [31:0] mulc(input [31:0] x, input integer k);
+        integer b;
+        begin
+            mulc = 0;
+            for (b = 0; b < 31; b = b + 1)
+                if (k[b]) mulc = mulc + (x << b);
+        end
+    endfunction
+
     localparam D = HEADS * HEADDIM;
     localparam DH = HEADDIM;
-    localparam L = (PE < DH) ? PE : DH;              // multipliers of q.k and p.v
-    localparam DC = (DH + L - 1) / L;                // cycles per key
+    localparam L = gcd(PE, DH);                      // multipliers of q.k and p.v
+    localparam DC = DH / L;                          // cycles per key (chunks of a head)
+    localparam R = PE / L;                           // chunks per buffer word (input beat)
+    localparam WB = L * IBITS;                       // chunk bits
     localparam NFI = CHANNELS / PE;                  // input beats per token slot
     localparam NBUF = SEGLEN * CHANNELS;
     localparam NSEG = (SHIFT + NTOK + SEGLEN - 1) / SEGLEN;
@@ -116,11 +147,14 @@ module segment_attention #(
     localparam CMAX0 = (NBUF > RBITS + 1) ? NBUF : RBITS + 1;
     localparam CMAX = (CMAX0 > (NSEG + 1) * SEGLEN + SHIFT) ? CMAX0 : (NSEG + 1) * SEGLEN + SHIFT;
     localparam CW = $clog2(CMAX + 1) + 1;
-    localparam AW = (NBUF > 1) ? $clog2(NBUF) : 1;
     localparam JW = (SEGLEN > 1) ? $clog2(SEGLEN) : 1;
     localparam KW = (DH > 1) ? $clog2(DH) : 1;
     localparam PDW = $clog2(2 * TOKB + 1);
     localparam OCW = (OPE > 1) ? $clog2(OPE) : 1;
+    localparam NWORD = SEGLEN * NFI;                 // buffer words
+    localparam WAW = (NWORD > 1) ? $clog2(NWORD) : 1;
+    localparam RW = (R > 1) ? $clog2(R) : 1;
+    localparam CHW = (DC > 1) ? $clog2(DC) : 1;
 
     generate
         if (CHANNELS != 3 * D) begin : g_err_ch
@@ -142,6 +176,10 @@ module segment_attention #(
             `NF_PARAM_ERROR(("segment_attention: QBITS (%0d) and ABITS (%0d) must exceed IBITS (%0d), ABITS also PBITS (%0d)",
                              QBITS, ABITS, IBITS, PBITS))
         end
+        if (DH / gcd(PE, DH) > SEGLEN + RBITS) begin : g_err_fill
+            `NF_PARAM_ERROR(("segment_attention: HEADDIM/gcd(PE, HEADDIM) (%0d) must be <= SEGLEN + RBITS (%0d)",
+                             DH / gcd(PE, DH), SEGLEN + RBITS))
+        end
         if (SBITS > 16 || EBITS > 24 || RBITS > 40 || LUTN < 1) begin : g_err_widths
             `NF_PARAM_ERROR(("segment_attention: SBITS (%0d) <= 16, EBITS (%0d) <= 24, RBITS (%0d) <= 40, LUTN (%0d) >= 1",
                              SBITS, EBITS, RBITS, LUTN))
@@ -156,16 +194,13 @@ module segment_attention #(
     localparam integer KLAST_I = DH - 1;
     localparam integer NSEGLAST_I = NSEG - 1;
     localparam integer SEG_I = SEGLEN;
-    localparam integer C3_I = CHANNELS;
-    localparam integer D_I = D;
-    localparam integer DH_I = DH;
-    localparam integer L_I = L;
-    localparam integer PE_I = PE;
     localparam integer RB_I = RBITS;
     localparam integer LO_I = SHIFT;
     localparam integer HI_I = SHIFT + NTOK;
     localparam integer TOKB_I = TOKB;
     localparam integer OPELAST_I = OPE - 1;
+    localparam integer DC_I = DC;
+    localparam integer R_I = R;
     localparam [CW-1:0] SEGLAST = SEGLAST_I[CW-1:0];
     localparam [CW-1:0] NFILAST = NFILAST_I[CW-1:0];
     localparam [CW-1:0] DCLAST = DCLAST_I[CW-1:0];
@@ -173,15 +208,12 @@ module segment_attention #(
     localparam [CW-1:0] KLAST = KLAST_I[CW-1:0];
     localparam [CW-1:0] NSEGLAST = NSEGLAST_I[CW-1:0];
     localparam [CW-1:0] SEGC = SEG_I[CW-1:0];
-    localparam [CW-1:0] C3C = C3_I[CW-1:0];
-    localparam [CW-1:0] DD = D_I[CW-1:0];
-    localparam [CW-1:0] DHC = DH_I[CW-1:0];
-    localparam [CW-1:0] LC = L_I[CW-1:0];
-    localparam [CW-1:0] PEC = PE_I[CW-1:0];
     localparam [CW-1:0] RBC = RB_I[CW-1:0];
     localparam [CW-1:0] LO = LO_I[CW-1:0];
     localparam [CW-1:0] HI = HI_I[CW-1:0];
     localparam [CW-1:0] ONE = 1;
+    localparam [CW-1:0] DCC = DC_I[CW-1:0];
+    localparam [CW-1:0] RC = R_I[CW-1:0];
     localparam [PDW-1:0] TOKBP = TOKB_I[PDW-1:0];
     localparam [OCW-1:0] OPELAST = OPELAST_I[OCW-1:0];
 
@@ -198,20 +230,120 @@ module segment_attention #(
     reg  [PDW-1:0] pend;             // output beats reserved and not yet sent
 
     // ------------------------------------------------------------------ segment buffer
-    reg  [IBITS-1:0] sbuf [0:NBUF-1];
+    // A block RAM of input beats (SEGLEN*NFI words of PE elements; one write port, one
+    // registered read port). Lane chunk c of a head (W = gcd(PE, HEADDIM) elements) never
+    // straddles a word. Reads are issued a cycle ahead of the state that uses them, so the
+    // schedule is the register array's: k of key 0 in S_START / the last S_CTX cycle, v of key
+    // 0 in the last S_DIV cycle, the successor chunk in S_QK / S_PV. q of the current head
+    // sits in qv (DC chunks): head 0 of slot 0 is captured from the stream, every other
+    // (row, head) is read in the idle S_WAIT / S_EXP / S_DIV cycles of the row before.
+    reg  [WB*R-1:0] sbuf [0:NWORD-1];
     assign s_axis_tready = (state == S_LOAD);
     wire take = s_axis_tvalid && s_axis_tready;
-    wire [CW-1:0] ld_base = ld_tok * C3C + ld_f * PEC;
-    integer wp;
+    reg  [CW-1:0] wa;                               // write word
+    reg  [WB*R-1:0] rdata;
+    wire [WB-1:0] rsel;                             // the chunk of the read word
+    reg  [RW-1:0] rsub;                             // its position in the word (registered)
+    generate
+        if (R > 1) begin : g_rsel
+            assign rsel = rdata[rsub * WB +: WB];
+        end else begin : g_rsel1
+            assign rsel = rdata;
+        end
+    endgenerate
+
+    // read requests: slot, part (0 q, 1 k, 2 v), head, chunk
+    reg  [CW-1:0] fcnt;                             // q chunks of the next head requested
+    wire [CW-1:0] nch = (ch == DCLAST) ? {CW{1'b0}} : ch + ONE;
+    wire [CW-1:0] nkj = (ch == DCLAST) ? kj + ONE : kj;
+    wire last_chunk = (kj == SEGLAST) && (ch == DCLAST);
+    wire has_next = !((hd == HLAST) && (qi == SEGLAST));
+    wire fill_ph = (state == S_WAIT) || (state == S_EXP) || (state == S_DIV && dstep != {CW{1'b0}});
+    wire fill_rd = fill_ph && has_next && (fcnt < DCC);
+    reg  re;
+    reg  [CW-1:0] r_slot, r_head, r_ch, r_part;
+    always @(*) begin
+        re = 1'b1;
+        r_slot = {CW{1'b0}};
+        r_head = hd;
+        r_ch = {CW{1'b0}};
+        r_part = ONE;                                // k
+        case (state)
+            S_START: ;
+            S_CTX: begin
+                r_head = hd + ONE;
+                re = (kc == KLAST) && (hd != HLAST);
+            end
+            S_QK: begin
+                r_slot = nkj;
+                r_ch = nch;
+                re = !last_chunk;
+            end
+            S_PV: begin
+                r_slot = nkj;
+                r_ch = nch;
+                r_part = ONE + ONE;
+                re = !last_chunk;
+            end
+            default: begin                           // S_WAIT, S_EXP, S_DIV; S_LOAD: none
+                if (state == S_DIV && dstep == {CW{1'b0}}) begin
+                    r_part = ONE + ONE;              // v of key 0
+                end else begin
+                    r_slot = (hd == HLAST) ? qi + ONE : qi;
+                    r_head = (hd == HLAST) ? {CW{1'b0}} : hd + ONE;
+                    r_ch = fcnt;
+                    r_part = {CW{1'b0}};
+                    re = fill_rd;
+                end
+                if (state == S_LOAD) re = 1'b0;
+            end
+        endcase
+    end
+    wire [31:0] r_chunk32 = mulc({{(32 - CW){1'b0}}, r_part}, HEADS * DC) +
+                            mulc({{(32 - CW){1'b0}}, r_head}, DC) + {{(32 - CW){1'b0}}, r_ch};
+    wire [CW-1:0] r_chunk = r_chunk32[CW-1:0];                  // chunk inside the slot
+    wire [31:0] r_slotw = mulc({{(32 - CW){1'b0}}, r_slot}, NFI);
+    wire [CW-1:0] r_word = r_slotw[CW-1:0] + r_chunk / RC;
+    wire [CW-1:0] r_pos = r_chunk % RC;
+
     always @(posedge clk) begin
-        if (take) begin
-            for (wp = 0; wp < PE; wp = wp + 1)
-                sbuf[ld_base[AW-1:0] + wp[AW-1:0]] <= s_axis_tdata[wp*IBITS +: IBITS];
+        if (take) sbuf[wa[WAW-1:0]] <= s_axis_tdata[WB*R-1:0];
+        if (re) begin
+            rdata <= sbuf[r_word[WAW-1:0]];
+            rsub <= r_pos[RW-1:0];
         end
     end
 
+    // q of the current head: DC chunks
+    wire [DC*WB-1:0] qv;
+    reg  fill_d;
+    reg  [CW-1:0] fcnt_d;
+    always @(posedge clk) begin
+        fill_d <= fill_rd;
+        fcnt_d <= fcnt;
+        fcnt <= (state == S_QK) ? {CW{1'b0}} : fcnt + {{(CW - 1){1'b0}}, fill_rd};
+    end
+    genvar c;
+    generate
+        for (c = 0; c < DC; c = c + 1) begin : g_q
+            localparam integer CF_I = c / R;             // the input beat holding chunk c
+            localparam integer C_I = c;
+            localparam [CW-1:0] CF = CF_I[CW-1:0];
+            localparam [CW-1:0] CC = C_I[CW-1:0];
+            reg  [WB-1:0] qr;
+            always @(posedge clk) begin
+                if (take && ld_tok == {CW{1'b0}} && ld_f == CF)
+                    qr <= s_axis_tdata[(c % R)*WB +: WB];
+                else if (fill_d && fcnt_d == CC)
+                    qr <= rsel;
+            end
+            assign qv[c*WB +: WB] = qr;
+        end
+    endgenerate
+
     // key validity of the current segment (the softmax mask)
-    wire [CW-1:0] seg_base = seg * SEGC;
+    wire [31:0] seg_base32 = mulc({{(32 - CW){1'b0}}, seg}, SEGLEN);
+    wire [CW-1:0] seg_base = seg_base32[CW-1:0];
     wire [SEGLEN-1:0] vmask;
     genvar g;
     generate
@@ -224,10 +356,6 @@ module segment_attention #(
     endgenerate
 
     // ------------------------------------------------------------------ q.k and p.v lanes
-    wire [CW-1:0] off = hd * DHC + ch * LC;          // channel of lane 0 inside q / k / v
-    wire [CW-1:0] qbase = qi * C3C + off;
-    wire [CW-1:0] kbase = kj * C3C + DD + off;
-    wire [CW-1:0] vbase = kj * C3C + DD + DD + off;
     reg  [EBITS-1:0] ex [0:SEGLEN-1];                // exp values of the row
     reg  [RBITS:0] quo;                              // reciprocal (quotient)
     reg  [SW-1:0] ssum;                              // row sum
@@ -241,24 +369,19 @@ module segment_attention #(
     reg  [ABITS-1:0] av [0:DH-1];
     wire [QBITS-1:0] dot_qk;
     wire [L*QBITS-1:0] lane_qk;
+    wire [WB-1:0] qchunk = qv[ch[CHW-1:0] * WB +: WB];
     genvar l;
     generate
         for (l = 0; l < L; l = l + 1) begin : g_lane
             localparam integer L_IDX = l;
             localparam [CW-1:0] LW_ = L_IDX[CW-1:0];
-            wire on = (ch * LC + LW_) < DHC;             // lane inside the head
-            wire [CW-1:0] qa = qbase + LW_;
-            wire [CW-1:0] ka = kbase + LW_;
-            wire [CW-1:0] va = vbase + LW_;
-            wire [IBITS-1:0] qe = on ? sbuf[qa[AW-1:0]] : {IBITS{1'b0}};
-            wire [IBITS-1:0] ke = on ? sbuf[ka[AW-1:0]] : {IBITS{1'b0}};
-            wire [IBITS-1:0] ve = on ? sbuf[va[AW-1:0]] : {IBITS{1'b0}};
+            wire [IBITS-1:0] qe = qchunk[l*IBITS +: IBITS];
+            wire [IBITS-1:0] ke = rsel[l*IBITS +: IBITS];     // k in S_QK, v in S_PV
             wire qs = (ISIGNED != 0) ? qe[IBITS-1] : 1'b0;
             wire ks = (ISIGNED != 0) ? ke[IBITS-1] : 1'b0;
-            wire vs = (ISIGNED != 0) ? ve[IBITS-1] : 1'b0;
             wire [QBITS-1:0] qx = {{(QBITS - IBITS){qs}}, qe};
             wire [QBITS-1:0] kx = {{(QBITS - IBITS){ks}}, ke};
-            wire [ABITS-1:0] vx = {{(ABITS - IBITS){vs}}, ve};
+            wire [ABITS-1:0] vx = {{(ABITS - IBITS){ks}}, ke};
             wire [ABITS-1:0] px = {{(ABITS - PBITS){1'b0}}, prob};
             wire [QBITS-1:0] m_qk = qx * kx;              // exact modulo 2^QBITS
             wire [ABITS-1:0] m_pv = px * vx;              // exact modulo 2^ABITS
@@ -268,9 +391,10 @@ module segment_attention #(
                 assign lane_qk[l*QBITS +: QBITS] = lane_qk[(l-1)*QBITS +: QBITS] + m_qk;
             end
             // p.v: av[ch*L + l] += p * v (first key: =)
-            wire [CW-1:0] ai = ch * LC + LW_;
+            wire [31:0] ai32 = mulc({{(32 - CW){1'b0}}, ch}, L);
+            wire [CW-1:0] ai = ai32[CW-1:0] + LW_;
             always @(posedge clk) begin
-                if (state == S_PV && on)
+                if (state == S_PV)
                     av[ai[KW-1:0]] <= ((kj == {CW{1'b0}}) ? {ABITS{1'b0}} : av[ai[KW-1:0]]) + m_pv;
             end
         end
@@ -329,6 +453,7 @@ module segment_attention #(
             state <= S_LOAD;
             ld_tok <= {CW{1'b0}};
             ld_f <= {CW{1'b0}};
+            wa <= {CW{1'b0}};
             seg <= {CW{1'b0}};
             qi <= {CW{1'b0}};
             hd <= {CW{1'b0}};
@@ -339,6 +464,7 @@ module segment_attention #(
         end else begin
             case (state)
                 S_LOAD: if (take) begin
+                    wa <= (ld_f == NFILAST && ld_tok == SEGLAST) ? {CW{1'b0}} : wa + ONE;
                     if (ld_f == NFILAST) begin
                         ld_f <= {CW{1'b0}};
                         if (ld_tok == SEGLAST) begin
@@ -375,6 +501,7 @@ module segment_attention #(
                 S_WAIT: if (ns == SEGC) state <= S_EXP;
                 S_EXP: begin
                     ex[kj[JW-1:0]] <= e_now;
+                    rem <= {(SW + 1){1'b0}};  // here, not in a second always block: one driver
                     if (kj == SEGLAST) begin
                         kj <= {CW{1'b0}};
                         dstep <= RBC;
@@ -435,7 +562,6 @@ module segment_attention #(
     // row sum, divider remainder, score collection and row max
     always @(posedge clk) begin
         if (state == S_EXP) ssum <= ((kj == {CW{1'b0}}) ? {SW{1'b0}} : ssum) + {{(SW - EBITS){1'b0}}, e_now};
-        if (state == S_EXP) rem <= {(SW + 1){1'b0}};
         if (new_row) begin
             ns <= {CW{1'b0}};
             mx <= SMIN;

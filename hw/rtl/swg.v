@@ -36,8 +36,9 @@
 //   that beat's handshake at t); its first beat is on m_axis at t+3.
 // PARALLEL_WINDOW=1 (FINN's parallel_window style, a window a beat):
 //   A K x K register window (the output register) fed by the input and K-1 line buffers of
-//   IFM_W - K pixels (one block/LUT RAM IFM_W - K deep and (K-1) pixels wide, its read
-//   register feeding the window registers; a register for 1 pixel, none for K = IFM_W). Every
+//   IFM_W - K pixels (one block/LUT RAM IFM_W - K deep and (K-1) pixels wide, read two
+//   pixels ahead into its read register and a second register that feeds the window
+//   registers; registers for 1 or 2 pixels, none for K = IFM_W). Every
 //   input pixel shifts the window by one; a pixel that completes a window (row and column
 //   at K-1 + a multiple of S) makes it valid on m_axis the next cycle (latency 1). Input is
 //   held while a window waits for the sink (s_axis_tready = !m_axis_tvalid ||
@@ -352,29 +353,45 @@ module swg #(
                 reg [LBD*DW-1:0] lb_r;
                 always @(posedge clk) if (shift) lb_r <= lb_in;
                 assign lb_out = lb_r;
+            end else if (LB == 2) begin : g_lb2
+                reg [LBD*DW-1:0] lb_r0, lb_r1;
+                always @(posedge clk) if (shift) {lb_r1, lb_r0} <= {lb_r0, lb_in};
+                assign lb_out = lb_r1;
             end else begin : g_lbram
-                // LB deep, all line buffers side by side: write the slot of the oldest
-                // pixel (p) and read the next oldest (p+1) into the read register, which
-                // then holds mem[p] between shifts (p+1 != p for LB >= 2).
+                // LB deep, all line buffers side by side. Shift k writes slot k mod LB and
+                // reads slot (k+2) mod LB (the pixel needed two shifts later: never the slot
+                // being written, LB >= 3) into the RAM's read register lb_q; lb_r takes lb_q
+                // at the next shift, so it holds mem[p] when slot p is next written. The RAM
+                // output (slow clock-to-out) only drives lb_r, and both addresses come
+                // straight from registers.
                 localparam LAW = $clog2(LB);
                 localparam integer LB_LAST_I = LB - 1;
+                localparam integer TWO_I = 2;
                 localparam [LAW-1:0] LB_LAST = LB_LAST_I[LAW-1:0];
                 localparam [LAW-1:0] LA_ONE = ONE_I[LAW-1:0];
+                localparam [LAW-1:0] LA_TWO = TWO_I[LAW-1:0];
                 reg  [LBD*DW-1:0] lb_mem [0:LB-1];
                 reg  [LBD*DW-1:0] lb_q;
-                reg  [LAW-1:0]    lp;
-                wire [LAW-1:0]    lp_nx = (lp == LB_LAST) ? {LAW{1'b0}} : lp + LA_ONE;
+                reg  [LBD*DW-1:0] lb_r;
+                reg  [LAW-1:0]    lp;      // write slot
+                reg  [LAW-1:0]    rp;      // read slot, lp + 2 mod LB
                 always @(posedge clk) begin
                     if (shift) begin
                         lb_mem[lp] <= lb_in;
-                        lb_q <= lb_mem[lp_nx];
+                        lb_q <= lb_mem[rp];
+                        lb_r <= lb_q;
                     end
                 end
                 always @(posedge clk) begin
-                    if (!rst_n) lp <= {LAW{1'b0}};
-                    else if (shift) lp <= lp_nx;
+                    if (!rst_n) begin
+                        lp <= {LAW{1'b0}};
+                        rp <= LA_TWO;
+                    end else if (shift) begin
+                        lp <= (lp == LB_LAST) ? {LAW{1'b0}} : lp + LA_ONE;
+                        rp <= (rp == LB_LAST) ? {LAW{1'b0}} : rp + LA_ONE;
+                    end
                 end
-                assign lb_out = lb_q;
+                assign lb_out = lb_r;
             end
 
             always @(posedge clk) begin

@@ -18,9 +18,16 @@
 //               largest DBITS value, see hw/rtl/README.md)
 //   ACT_BIAS    signed integer added to the count; result truncated to OBITS bits
 //   THRESH_FILE path prefix of the threshold memories: stage j reads "<prefix>_s<j>.hex",
-//               NF*2^j words of PE*DBITS bits, word nf*2^j + P holds for lane p (at bits
-//               [p*DBITS +: DBITS]) T[nf*PE+p][P*2^(OBITS-j) + 2^(OBITS-j-1) - 1], where P
-//               is the value of the j count bits already decided (MSB first).
+//               NT*2^j words of PE*DBITS bits, word t*2^j + P holds for lane p (at bits
+//               [p*DBITS +: DBITS]) T[t*PE+p][P*2^(OBITS-j) + 2^(OBITS-j-1) - 1], where P
+//               is the value of the j count bits already decided (MSB first) and t the
+//               lane's table number (t = nf without IDX)
+//   NT, IDX     tables per lane. IDX = 0: NT = NF, table t = fold nf. IDX = 1 (channels
+//               that only partly need tables, see requant_act.v): lane p of fold nf uses
+//               table t = the TW-bit field p of word nf of "<prefix>_idx.hex" (NF words of
+//               PE*TW bits, TW = clog2(NT), at least 1)
+//   ROM_STYLE   0 = the flow's choice (block RAM for deep stages), 1 = LUTs (a few sparse
+//               tables: block RAM is the scarcer resource)
 // Latency: 4*OBITS + 2 cycles from in_valid to out_valid; one result per cycle. Input
 //   register, then 4 registers per stage: the address register (written by the previous
 //   stage's comparison), the memory's read register, a register next to the memory (one
@@ -49,6 +56,9 @@ module thresh_search #(
     parameter DBITS = 16,
     parameter OBITS = 4,
     parameter ACT_BIAS = 0,
+    parameter NT = NF,
+    parameter IDX = 0,
+    parameter ROM_STYLE = 0,
     parameter THRESH_FILE = ""
 ) (
     input  wire                  clk,
@@ -66,6 +76,8 @@ module thresh_search #(
     localparam RD = 3;          // address register -> threshold in the comparator's register
     localparam DW = PE * DBITS;
     localparam CW = PE * OBITS;
+    localparam TW = (NT > 1) ? $clog2(NT) : 1;   // table number per lane
+    localparam TWP = PE * TW;
 
     // ------------------------------------------------------------------ parameter checks
     generate
@@ -82,20 +94,28 @@ module thresh_search #(
             `NF_PARAM_ERROR(("thresh_search: OBITS (%0d) must be 1..10 (one-digit file names)",
                              OBITS))
         end
+        if (NT < 1 || (IDX == 0 && NT != NF) || IDX < 0 || IDX > 1) begin : g_err_nt
+            `NF_PARAM_ERROR(("thresh_search: NT (%0d) must be >= 1, and = NF (%0d) unless IDX (%0d) = 1",
+                             NT, NF, IDX))
+        end
+        if (ROM_STYLE < 0 || ROM_STYLE > 1) begin : g_err_rom_style
+            `NF_PARAM_ERROR(("thresh_search: ROM_STYLE (%0d) must be 0 (auto) or 1 (LUTs)",
+                             ROM_STYLE))
+        end
     endgenerate
 
     // Stage boundaries: index j holds the registers that address stage j's memories (j = 0:
     // the input register), index OBITS the final count. Per element: valid, data, the count
-    // bits decided so far (right-aligned) and the channel fold.
+    // bits decided so far (right-aligned) and each lane's table number.
     wire [OBITS:0]            st_v;
     wire [(OBITS+1)*DW-1:0]   st_d;
     wire [(OBITS+1)*CW-1:0]   st_p;
-    wire [(OBITS+1)*NFW-1:0]  st_nf;
+    wire [(OBITS+1)*TWP-1:0]  st_nf;
 
     reg  [NFW-1:0]            nf_cnt;
     reg                       in_v;
     reg  [DW-1:0]             in_d;
-    reg  [NFW-1:0]            in_nf;
+    reg  [TWP-1:0]            in_nf;
     reg                       o_valid;
     reg  [CW-1:0]             o_data;
 
@@ -108,21 +128,35 @@ module thresh_search #(
             in_v <= in_valid;
         end
         in_d <= in_data;
-        in_nf <= nf_cnt;
     end
+    generate
+        if (IDX != 0) begin : g_idx
+            // table numbers: a small ROM (NF words) in LUTs
+            (* rom_style = "logic" *)
+            /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
+            reg [TWP-1:0] idx [0:NF-1];
+            /* verilator lint_on UNDRIVEN */
+            if (THRESH_FILE != "") begin : g_init
+                initial $readmemh({THRESH_FILE, "_idx.hex"}, idx);
+            end
+            always @(posedge clk) in_nf <= idx[nf_cnt];
+        end else begin : g_noidx
+            always @(posedge clk) in_nf <= {PE{nf_cnt}};
+        end
+    endgenerate
     assign st_v[0] = in_v;
     assign st_d[0 +: DW] = in_d;
     assign st_p[0 +: CW] = {CW{1'b0}};
-    assign st_nf[0 +: NFW] = in_nf;
+    assign st_nf[0 +: TWP] = in_nf;
 
     genvar j, p;
     generate
         for (j = 0; j < OBITS; j = j + 1) begin : g_stage
-            localparam DEPTH = NF << j;
+            localparam DEPTH = NT << j;
             localparam AW = (DEPTH > 1) ? $clog2(DEPTH) : 1;
             localparam integer DIGIT_I = 48 + j;        // ASCII digit of the stage number
             localparam [7:0] DIGIT = DIGIT_I[7:0];
-            wire [NFW-1:0] nf_j = st_nf[j*NFW +: NFW];
+            wire [TWP-1:0] nf_j = st_nf[j*TWP +: TWP];
             // Deep stages are split into banks of 2^BANK_AW words: 2048 is the deepest aspect
             // of the usual block RAMs at >= 2 bits (ECP5 DP16KD 2048 x 9, iCE40 SB_RAM40_4K
             // 2048 x 2), so a bank is block RAMs side by side, with no output mux.
@@ -134,13 +168,13 @@ module thresh_search #(
             reg [RD-1:0]     v_w;
             reg [RD*DW-1:0]  d_w;
             reg [RD*CW-1:0]  p_w;
-            reg [RD*NFW-1:0] nf_w;
+            reg [RD*TWP-1:0] nf_w;
             always @(posedge clk) begin
                 if (!rst_n) v_w <= {RD{1'b0}};
                 else v_w <= {v_w[RD-2:0], st_v[j]};
                 d_w <= {d_w[(RD-1)*DW-1:0], st_d[j*DW +: DW]};
                 p_w <= {p_w[(RD-1)*CW-1:0], st_p[j*CW +: CW]};
-                nf_w <= {nf_w[(RD-1)*NFW-1:0], nf_j};
+                nf_w <= {nf_w[(RD-1)*TWP-1:0], nf_j};
             end
             wire [DW-1:0] d_c = d_w[(RD-1)*DW +: DW];
             wire [CW-1:0] p_c = p_w[(RD-1)*CW +: CW];
@@ -151,20 +185,36 @@ module thresh_search #(
                 // stage word file but reading only its lane's slice (synthesis trims the
                 // unused bits).
                 wire [OBITS-1:0] pre = st_p[(j*PE + p)*OBITS +: OBITS];
+                wire [TW-1:0] t_p = nf_j[p*TW +: TW];
                 wire [AW-1:0] addr;
                 if (j == 0) begin : g_a0
-                    if (NF > 1) begin : g_nf
-                        assign addr = nf_j;
+                    if (NT > 1) begin : g_nf
+                        assign addr = t_p;
                     end else begin : g_one
                         assign addr = 1'b0;
                     end
-                end else if (NF > 1) begin : g_aj
-                    assign addr = {nf_j, pre[j-1:0]};
+                end else if (NT > 1) begin : g_aj
+                    assign addr = {t_p, pre[j-1:0]};
                 end else begin : g_aj1
                     assign addr = pre[j-1:0];
                 end
                 reg [DBITS-1:0] q_c;    // the threshold at the comparator
-                if (NBANK == 1) begin : g_one_bank
+                if (ROM_STYLE == 1) begin : g_logic
+                    (* rom_style = "logic" *)
+                    /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
+                    reg [DW-1:0] mem [0:DEPTH-1];
+                    /* verilator lint_on UNDRIVEN */
+                    if (THRESH_FILE != "") begin : g_init
+                        initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                    end
+                    reg [DBITS-1:0] q;
+                    reg [DBITS-1:0] q_m;
+                    always @(posedge clk) begin
+                        q <= mem[addr][p*DBITS +: DBITS];
+                        q_m <= q;
+                        q_c <= q_m;
+                    end
+                end else if (NBANK == 1) begin : g_one_bank
                     /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
                     reg [DW-1:0] mem [0:DEPTH-1];
                     /* verilator lint_on UNDRIVEN */
@@ -232,18 +282,18 @@ module thresh_search #(
             reg           v_o;
             reg [DW-1:0]  d_o;
             reg [CW-1:0]  p_o;
-            reg [NFW-1:0] nf_o;
+            reg [TWP-1:0] nf_o;
             always @(posedge clk) begin
                 if (!rst_n) v_o <= 1'b0;
                 else v_o <= v_w[RD-1];
                 d_o <= d_c;
                 p_o <= p_next;
-                nf_o <= nf_w[(RD-1)*NFW +: NFW];
+                nf_o <= nf_w[(RD-1)*TWP +: TWP];
             end
             assign st_v[j+1] = v_o;
             assign st_d[(j+1)*DW +: DW] = d_o;
             assign st_p[(j+1)*CW +: CW] = p_o;
-            assign st_nf[(j+1)*NFW +: NFW] = nf_o;
+            assign st_nf[(j+1)*TWP +: TWP] = nf_o;
         end
     endgenerate
 

@@ -19,9 +19,13 @@
 //   ACT_BIAS          signed integer added to the count, result truncated to OBITS bits
 //   NVEC              pixels per frame; informational (the unit is frame-agnostic)
 //   THRESH_FILE       threshold memory prefix, files "<prefix>_s<j>.hex" (thresh_search.v)
+//   RQ, NT, ROM_STYLE, RQ_LEVELS, RQ_MBITS, RQ_BBITS, RQ_SHIFT, RQ_FILE   requantizer for the
+//                     channels where it is proven exact, tables for the rest (requant_act.v;
+//                     RQ = 0: tables only)
 // Throughput: one beat per cycle in and out.
-// Latency: 4*OBITS + 3 cycles from an input handshake to the beat appearing on m_axis.
-// Requires: thresh_search.v, axis_out_credit.v, fifo.v.
+// Latency: 4*OBITS + 3 cycles (5 with RQ = 1, NT = 0) from an input handshake to the beat
+//   appearing on m_axis.
+// Requires: requant_act.v, requant.v, thresh_search.v, axis_out_credit.v, fifo.v.
 `default_nettype none
 
 // Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
@@ -49,7 +53,15 @@ module thresholding #(
     parameter NVEC = 1,
     /* verilator lint_on UNUSEDPARAM */
     parameter ACT_BIAS = 0,
-    parameter THRESH_FILE = ""
+    parameter THRESH_FILE = "",
+    parameter RQ = 0,
+    parameter NT = 0,
+    parameter ROM_STYLE = 0,
+    parameter RQ_LEVELS = 15,
+    parameter RQ_MBITS = 16,
+    parameter RQ_BBITS = 24,
+    parameter RQ_SHIFT = 16,
+    parameter RQ_FILE = ""
 ) (
     input  wire clk,
     input  wire rst_n,
@@ -64,7 +76,7 @@ module thresholding #(
 );
     localparam NF = CHANNELS / PE;
     localparam OW = PE * OBITS;
-    localparam LAT = 4 * OBITS + 2;              // thresh_search latency
+    localparam LAT = (RQ != 0 && NT == 0) ? 4 : 4 * OBITS + 2;   // requant_act latency
     // Output FIFO covering the credit round trip (see mvau.v); automatic style: block RAM
     // with a registered output from 64 entries.
     localparam ODEPTH = 1 << $clog2(LAT + 6);
@@ -113,10 +125,12 @@ module thresholding #(
 
     wire          out_v;
     wire [OW-1:0] out_d;
-    thresh_search #(
+    requant_act #(
         .NF(NF), .PE(PE), .DBITS(TBITS), .OBITS(OBITS), .ACT_BIAS(ACT_BIAS),
-        .THRESH_FILE(THRESH_FILE)
-    ) u_thresh (
+        .THRESH_FILE(THRESH_FILE), .ROM_STYLE(ROM_STYLE), .RQ(RQ), .NT(NT),
+        .LEVELS(RQ_LEVELS), .MBITS(RQ_MBITS), .BBITS(RQ_BBITS), .SHIFT(RQ_SHIFT),
+        .RQ_FILE(RQ_FILE)
+    ) u_act (
         .clk(clk), .rst_n(rst_n),
         .in_valid(take), .in_data(x_ext),
         .out_valid(out_v), .out_data(out_d)

@@ -9,6 +9,8 @@ SegmentUnpad [1, m, s, C] -> [1, n, 1, C]. The integer definitions are ``ops/ker
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from netfabric.errors import GraphError
@@ -71,13 +73,14 @@ def unpad_cycles(node, graph) -> int:
 def attention_cycles(node, graph) -> int:
     """The RTL's cycles (hw/rtl/segment_attention.v, sequential, no stalls), per segment:
     the load (s*3d/PE beats; the buffer holds one segment), then per query slot 1 cycle and
-    per head a row of q.k and p.v on L = min(PE, dh) multipliers (2*s*ceil(dh/L)), s LUT and
+    per head a row of q.k and p.v on L = gcd(PE, dh) multipliers (2*s*dh/L: a lane chunk lies
+    in one input beat, a word of the block-RAM segment buffer), s LUT and
     row-sum steps, RecipBits+1 division steps, dh context-threshold inputs and the score
     search's latency (4*B_s + 2) + 1. Exact (measured under cocotb) for every geometry."""
     n, s, shift, m = geometry(node)
     h, dh = int(node.attr("Heads")), int(node.attr("HeadDim"))
     pe = int(node.attr("PE", 1))
-    lanes = min(pe, dh)
+    lanes = math.gcd(pe, dh)
     sbits = int_type(node.attr("scoreDataType")).bits
     row = 2 * s * -(-dh // lanes) + s + int(node.attr("RecipBits")) + 1 + dh + 4 * sbits + 3
     return m * (s * int(node.attr("NumChannels")) // pe + s * (1 + h * row))

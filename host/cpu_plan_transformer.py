@@ -1,0 +1,149 @@
+"""Plan compilers (``cpu_plan.py``) for the transformer's ops: residual adds, token pooling and
+segmented attention, all segments and heads in one batched matmul each.
+
+Integers: ``netfabric/ops/kernels.py`` (the registry semantics)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netfabric.errors import GraphError
+from netfabric.ops.kernels import segment_valid
+
+from .cpu_plan import Info, Plan, exact_dtype
+from .cpu_thresholds import ThresholdEval
+from .hwgraph import HWGraph, HWNode, IntType
+
+
+def _const(graph: HWGraph, name: str, what: str) -> np.ndarray:
+    value = np.asarray(graph.params[name])
+    if not np.array_equal(value, np.round(value)):
+        raise GraphError(f"{what}: {name} holds non-integer values")
+    return np.round(value).astype(np.int64)
+
+
+def elementwise_add(plan: Plan, node: HWNode, graph: HWGraph) -> None:
+    """lhs + rhs, streams or constants (e.g. the position table), in an exact dtype."""
+    streams: list[Info] = []
+    ranges, consts = [], []
+    for name in node.inputs[:2]:
+        if name in graph.params:
+            c = _const(graph, name, node.name)
+            ranges.append((int(c.min(initial=0)), int(c.max(initial=0))))
+            consts.append(c)
+        else:
+            info = plan.get(name)
+            streams.append(info)
+            ranges.append((info.lo, info.hi))
+            consts.append(None)
+    lo, hi = ranges[0][0] + ranges[1][0], ranges[0][1] + ranges[1][1]
+    dtype = exact_dtype(max(abs(lo), abs(hi)))
+    consts = [None if c is None else c.astype(dtype) for c in consts]
+    dst = plan.new(node.outputs[0], dtype, lo, hi)
+    if consts[0] is None and consts[1] is None:
+        plan.nary(lambda a, b: (np.add(a, b, dtype=dtype),), streams, [dst])
+    else:
+        const = consts[0] if consts[0] is not None else consts[1]
+        plan.unary(lambda a: np.add(a, const, dtype=dtype), streams[0], dst)
+
+
+def global_acc_pool(plan: Plan, node: HWNode, graph: HWGraph) -> None:
+    """Integer sum over the spatial axes of [N, H, W, C]."""
+    src = plan.get(node.inputs[0])
+    _, h, w, _ = graph.shapes[node.inputs[0]]
+    count = int(h) * int(w)
+    lo, hi = min(0, src.lo * count), max(0, src.hi * count)
+    dtype = exact_dtype(src.bound * count)
+    plan.unary(lambda x: x.sum(axis=(1, 2), keepdims=True, dtype=dtype), src,
+               plan.new(node.outputs[0], dtype, lo, hi))
+
+
+def _geometry(node: HWNode) -> tuple[int, int, int, int]:
+    n, s, shift = (int(node.attr(a, 0)) for a in ("NumTokens", "SegLen", "Shift"))
+    if n <= 0 or s <= 0 or not 0 <= shift < s:
+        raise GraphError(f"node {node.name}: bad segment geometry n={n} s={s} shift={shift}")
+    return n, s, shift, -(-(shift + n) // s)
+
+
+def segment_pad(plan: Plan, node: HWNode, graph: HWGraph) -> None:
+    """[N, n, 1, C] -> [N, m, s, C]: Shift zero tokens in front, zeros behind."""
+    n, s, shift, m = _geometry(node)
+    src = plan.get(node.inputs[0])
+    c = int(graph.shapes[node.inputs[0]][-1])
+
+    def pad(x):
+        out = np.zeros((x.shape[0], m * s, c), x.dtype)
+        out[:, shift : shift + n] = x.reshape(-1, n, c)
+        return out.reshape(-1, m, s, c)
+    plan.unary(pad, src, plan.new(node.outputs[0], src.dtype, min(0, src.lo), max(0, src.hi)))
+
+
+def segment_unpad(plan: Plan, node: HWNode, graph: HWGraph) -> None:
+    """[N, m, s, C] -> [N, n, 1, C]: the padded rows dropped."""
+    n, s, shift, m = _geometry(node)
+    src = plan.get(node.inputs[0])
+    c = int(graph.shapes[node.inputs[0]][-1])
+    plan.unary(lambda x: x.reshape(-1, m * s, c)[:, shift : shift + n].reshape(-1, n, 1, c),
+               src, plan.new(node.outputs[0], src.dtype, src.lo, src.hi))
+
+
+def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
+    """q.k^T -> thresholds -> integer softmax (padded keys masked) -> p.v -> thresholds on
+    [N, m, s, 3d] -> [N, m, s, d], every segment and head in one matmul per product."""
+    n, s, shift, m = _geometry(node)
+    name = node.name
+    heads, dh = int(node.attr("Heads")), int(node.attr("HeadDim"))
+    src = plan.get(node.inputs[0])
+    score_thr, lut, ctx_thr = (_const(graph, node.inputs[i], name) for i in (1, 2, 3))
+    score_type, prob_type = IntType(node.attr("scoreDataType")), IntType(node.attr("probDataType"))
+    recip_bits, frac = int(node.attr("RecipBits")), int(node.attr("ProbFracBits"))
+    if not frac < recip_bits <= 40 or recip_bits + int(lut.max(initial=1)).bit_length() >= 62:
+        raise GraphError(f"node {name}: need ProbFracBits < RecipBits <= 40")
+
+    qk_bound = dh * src.bound * src.bound
+    qk_dtype = exact_dtype(qk_bound)
+    score_act = int(node.attr("ScoreActVal"))
+    scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
+                              np.int64).build()
+    valid = segment_valid(n, s, shift)[None, :, None, None, :]  # [1, m, 1, 1, s(key)]
+    all_valid = bool(valid.all())
+    lut_ext = np.append(lut, 0)  # index len(lut): a masked key's e = 0
+    masked_d = len(lut)
+    half, rshift, pmax = 1 << (recip_bits - frac - 1), recip_bits - frac, prob_type.max
+    numer = 1 << recip_bits
+    av_bound = s * pmax * src.bound
+    av_dtype = exact_dtype(av_bound)
+    ctx_act = int(node.attr("CtxActVal"))
+    levels = ctx_thr.shape[1]
+    out_dtype = exact_dtype(max(abs(ctx_act), abs(ctx_act + levels)))
+    ctx_fn = ThresholdEval(ctx_thr, 1, -av_bound, av_bound, ctx_act, av_dtype, out_dtype).build()
+    score_min = score_type.min
+    d = heads * dh
+
+    def softmax(q: np.ndarray) -> np.ndarray:
+        """INT_SOFTMAX.md on int64 scores [N, m, H, s, s] (kernels.int_softmax_lut)."""
+        if all_valid:
+            d_idx = q.max(axis=-1, keepdims=True) - q
+        else:
+            row_max = np.where(valid, q, score_min).max(axis=-1, keepdims=True)
+            d_idx = np.where(valid, row_max - q, masked_d)
+        e = lut_ext.take(d_idx)
+        total = e.sum(axis=-1, keepdims=True)
+        recip = numer // np.maximum(total, 1)
+        recip[total <= 0] = 0
+        e *= recip
+        e += half
+        e >>= rshift
+        np.minimum(e, pmax, out=e)
+        return e
+
+    def attend(x):
+        parts = x.reshape(-1, m, s, 3, heads, dh)
+        q, k, v = (parts[:, :, :, i].transpose(0, 1, 3, 2, 4).astype(qk_dtype, copy=False)
+                   for i in range(3))
+        scores = scores_fn(np.matmul(q, k.swapaxes(-1, -2)))
+        probs = softmax(scores).astype(av_dtype)
+        ctx = ctx_fn(np.matmul(probs, v.astype(av_dtype, copy=False)))
+        return ctx.transpose(0, 1, 3, 2, 4).reshape(-1, m, s, d)
+
+    plan.unary(attend, src, plan.new(node.outputs[0], out_dtype, ctx_act, ctx_act + levels))

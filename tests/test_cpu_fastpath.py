@@ -1,0 +1,145 @@
+"""The CPU engine's fast paths (host/cpu_plan*.py, host/cpu_thresholds.py) give exactly the
+registry semantics' integers, including where each fast path must give way: thresholds that are
+no progression, a progression off by one (single-point fixes) or by more (table search), partial
+sums past 2^24 (float64) and past 2^53 (int64), channel permutations and shifts between layers,
+batch 1 (the few-rows plan) and larger batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netfabric.host.cpu_engine import CpuEngine
+from netfabric.host.cpu_plan import exact_dtype
+from netfabric.host.cpu_thresholds import ThresholdEval
+from netfabric.host.hwgraph import IntType, load_hwgraph
+from netfabric.ops.execute import run_graph
+from netfabric.ops.graphbuild import HWGraphBuilder
+
+
+def _count(x: np.ndarray, thr: np.ndarray, act: int) -> np.ndarray:
+    return (x[..., None] >= thr).sum(-1) + act
+
+
+def _progression(rng, channels: int, n: int, lo: int, hi: int) -> np.ndarray:
+    """Thresholds as streamlining makes them: ceil(k * u - v), per channel."""
+    u = rng.uniform(1.5, (hi - lo) / (n + 1), size=(channels, 1))
+    v = -rng.uniform(lo, lo + (hi - lo) / 4, size=(channels, 1))
+    return np.ceil(np.arange(1, n + 1) * u - v).astype(np.int64)
+
+
+@pytest.mark.parametrize("in_dtype", [np.float32, np.float64])
+def test_threshold_eval_equals_count_on_every_integer(in_dtype):
+    """Channels: exact progressions (line), one threshold one off (line + fix), one two off
+    (table search), random sorted (search), and saturated ends (per-channel ranges)."""
+    rng = np.random.default_rng(1)
+    lo, hi, n, act = -3000, 5000, 15, -8
+    thr = _progression(rng, 8, n, lo, hi)
+    thr[1, 7] += 1  # FINN's float32 rounding: one threshold one off the progression
+    thr[2, 3] -= 1
+    thr[2, 9] += 1
+    thr[3, 5] += 2  # two off: no single-point fix
+    thr[4] = np.sort(rng.integers(lo, hi, n))  # no progression at all
+    thr[5, -4:] = hi + 1  # levels never reached
+    thr = np.sort(thr, axis=1)
+    ev = ThresholdEval(thr, 8, lo, hi, act, in_dtype)
+    assert ev.kind == "line"
+    assert ev.good[[0, 1, 2, 5]].all() and not ev.good[[3, 4]].any()
+    x = np.tile(np.arange(lo, hi + 1)[:, None], (1, 8))
+    want = _count(x, thr, act)
+    for order in (None, ev.order):
+        cols = slice(None) if order is None else order
+        got = ev.build(order)(x[:, cols].astype(in_dtype))
+        assert np.array_equal(got, want[:, cols])
+        assert np.array_equal(ev.build(order)(x[:3, cols].astype(in_dtype)), want[:3, cols])
+
+
+def test_threshold_eval_lookup_direct_and_shared_rows():
+    rng = np.random.default_rng(2)
+    x = np.arange(-128, 128)[:, None].repeat(4, 1)
+    sorted_rows = np.sort(rng.integers(-130, 130, (4, 7)), axis=1)
+    unsorted = rng.integers(-130, 130, (4, 7))
+    shared = np.sort(rng.integers(-130, 130, (1, 7)), axis=1)
+    for thr, kind in ((sorted_rows, "lookup"), (unsorted, "direct"), (shared, "lookup")):
+        ev = ThresholdEval(thr, 4, -128, 127, 3, np.float32)
+        assert ev.kind == kind
+        want = _count(x, np.clip(thr, -128, 128), 3)
+        assert np.array_equal(ev.build()(x.astype(np.float32)), want)
+
+
+def test_exact_dtype_bounds():
+    assert exact_dtype(2**24 - 1) == np.float32
+    assert exact_dtype(2**24) == np.float64
+    assert exact_dtype(2**53 - 1) == np.float64
+    assert exact_dtype(2**53) == np.int64
+
+
+def _mlp(tmp_path, rng, widths, itype, wtype, kinds, acc_bits=None):
+    """A chain of MVAUs; ``kinds[i]``: 'line', 'fixes', 'search', 'shared' or 'none'
+    (noActivation) for layer i. Outputs are UINT4 counts (15 thresholds) between layers."""
+    b = HWGraphBuilder("chain")
+    b.input("x", [1, widths[0]], itype)
+    src, src_type = "x", IntType(itype)
+    wt = IntType(wtype)
+    for i, (mw, mh, kind) in enumerate(zip(widths, widths[1:], kinds, strict=False)):
+        w = rng.integers(wt.min, wt.max + 1, size=(mw, mh))
+        b.param(f"w{i}", w, wtype)
+        lo = int(np.minimum(w * src_type.min, w * src_type.max).sum(0).min())
+        hi = int(np.maximum(w * src_type.min, w * src_type.max).sum(0).max())
+        bits = acc_bits or max(abs(lo), abs(hi)).bit_length() + 1
+        inputs = [src, f"w{i}"]
+        attrs = dict(MW=mw, MH=mh, SIMD=1, PE=1, inputDataType=src_type.name,
+                     weightDataType=wtype, accDataType=f"INT{bits}", binaryXnorMode=0,
+                     numInputVectors=[1])
+        if kind == "none":
+            out_type = f"INT{bits}"
+            attrs.update(outputDataType=out_type, ActVal=0, noActivation=1)
+        else:
+            span = (lo // 4, hi // 4)
+            thr = _progression(rng, mh, 15, *span)
+            if kind == "fixes":
+                thr[::2, 6] += 1
+            elif kind == "search":
+                thr[::3] = np.sort(rng.integers(*span, size=(len(thr[::3]), 15)), axis=1)
+            elif kind == "shared":
+                thr = thr[:1]
+            b.param(f"t{i}", np.sort(thr, axis=1))
+            inputs.append(f"t{i}")
+            out_type = "UINT4"
+            attrs.update(outputDataType=out_type, ActVal=0, noActivation=0)
+        b.node("MVAU", inputs, [(f"h{i}", [1, mh], out_type)], name=f"fc{i}", **attrs)
+        src, src_type = f"h{i}", IntType(out_type)
+    b.output(src)
+    return b.save(tmp_path / "chain.onnx")
+
+
+@pytest.mark.parametrize("kinds", [("line", "fixes", "none"), ("search", "shared", "none"),
+                                   ("fixes", "search", "line"), ("shared", "line", "none")])
+@pytest.mark.parametrize("batch", [1, 3, 37])
+def test_mvau_chains_equal_semantics(tmp_path, kinds, batch):
+    """Permuted and shifted channels travel between the layers of both plans."""
+    rng = np.random.default_rng(abs(hash((kinds, batch))) % 2**32)
+    path = _mlp(tmp_path, rng, [40, 24, 16, 10], "UINT8", "INT8", kinds)
+    x = rng.integers(0, 256, size=(batch, 40))
+    want = run_graph(load_hwgraph(path), x)["output"]
+    plan = CpuEngine(path, mode="plan")
+    assert plan.mode == "plan"
+    assert np.array_equal(plan.run(x), want)
+    assert np.array_equal(CpuEngine(path, mode="onnx").run(x), want)
+
+
+@pytest.mark.parametrize("itype, wtype, dtype", [("INT14", "INT8", np.float64),
+                                                 ("INT45", "INT8", np.int64)])
+def test_wide_partial_sums_leave_float32(tmp_path, itype, wtype, dtype):
+    """Past 2^24 the matmul runs in float64, past 2^53 in int64: still exact."""
+    rng = np.random.default_rng(3)
+    path = _mlp(tmp_path, rng, [64, 8], itype, wtype, ("none",))
+    engine = CpuEngine(path, mode="plan")
+    plan = engine.plans[1][1]
+    assert plan.info["h0"].dtype == dtype
+    it = IntType(itype)
+    x = rng.integers(it.min, it.max + 1, size=(5, 64), dtype=np.int64)
+    x[0], x[1] = it.max, it.min  # the extreme sums
+    want = run_graph(load_hwgraph(path), x)["output"]
+    assert np.array_equal(engine.run(x), want)
+    assert np.array_equal(engine.run(x[:1]), want[:1])
