@@ -15,8 +15,8 @@ model's s = 14 and of s = 64. Methods (random inputs, fixed seed):
 - ``int8``: the shipped transformer's integer SegmentAttention exactly as the CPU engine runs
   it: the first block's tables (score / context thresholds, exp LUT of models/INT_SOFTMAX.md)
   from ``models/pretrained/transformer_int8.pt``, the node built by the compiler's own lowering
-  at this n and s, SegmentPad -> SegmentAttention -> SegmentUnpad lowered by
-  ``host/cpu_engine.py`` and run by onnxruntime with the engine's session options. Input: the
+  at this n and s, SegmentPad -> SegmentAttention -> SegmentUnpad run by ``host/cpu_engine.py``
+  as its compiled numpy plan (``mode="plan"``, one thread). Input: the
   INT8 q|k|v stream [1, n, 1, 192] as int32 (how the engine passes activations).
 
 Each (method, s, n) point runs in a fresh Python subprocess. Time: median wall time of at least
@@ -25,14 +25,8 @@ bytes the allocator hands out during one further call, above what was live befor
 excluded, the output included), i.e. what the call itself needs, without RSS or page noise:
 - torch paths: ``torch.profiler.profile(profile_memory=True)``; the running sum of its
   ``[memory]`` alloc/free events, in order, and its maximum;
-- int8: the engine's public ``run`` in its default mode. Its numpy plan: ``tracemalloc`` (numpy
-  registers its buffers with it). Its onnxruntime mode (C++ allocations that neither torch's
-  profiler nor tracemalloc see): a counting malloc shim (``LD_PRELOAD``, compiled here with
-  ``cc``) tracking live and peak bytes of malloc/free/posix_memalign (``malloc_usable_size``),
-  on the engine's session rebuilt with the arena off (every tensor malloc'ed and freed, so the
-  peak is what the kernel holds at once). The shim's count of the engine's first call as
-  shipped is recorded too (``first_call_arena_mb`` / ``malloc_peak_mb``). Without ``cc`` the
-  onnxruntime memory is reported as not measured.
+- int8: the engine's public ``run`` in its numpy-plan mode (the CPU engine's default), memory by
+  ``tracemalloc`` (numpy registers its buffers with it).
 
 Writes ``bench/results/attention.json`` (the goal ratios at the largest n under ``goals``),
 ``bench/results/attention.png`` and the ``<!-- attention -->`` section of ``bench/RESULTS.md``
@@ -42,11 +36,9 @@ Writes ``bench/results/attention.json`` (the goal ratios at the largest n under 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -69,52 +61,8 @@ SPEEDUP_GOAL, MEMORY_GOAL = 5.0, 1 / 8  # vs SDPA time, vs the materialised math
 MB = 2**20
 INT8_MEMORY_TEXT = {
     "plan": "`tracemalloc` (the engine's numpy plan; numpy registers its buffers with it)",
-    "onnx": "a counting malloc shim (`LD_PRELOAD`), since torch and tracemalloc do not see "
-            "onnxruntime's allocations, on the engine's session with the arena off (the first "
-            "call with the arena is in the JSON as `first_call_arena_mb`)",
 }
 
-# A counting allocator for code whose allocations torch and tracemalloc do not see
-# (onnxruntime). glibc's __libc_* entry points avoid dlsym recursion at start-up.
-SHIM_C = r"""
-#include <errno.h>
-#include <malloc.h>
-#include <stddef.h>
-extern void *__libc_malloc(size_t); extern void __libc_free(void *);
-extern void *__libc_calloc(size_t, size_t); extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t); extern void *__libc_valloc(size_t);
-extern void *__libc_pvalloc(size_t);
-static long live, peak;
-static void add(long d) {
-  long v = __atomic_add_fetch(&live, d, __ATOMIC_RELAXED);
-  long p = __atomic_load_n(&peak, __ATOMIC_RELAXED);
-  while (v > p && !__atomic_compare_exchange_n(&peak, &p, v, 1, __ATOMIC_RELAXED,
-                                                __ATOMIC_RELAXED)) {}
-}
-static void *got(void *p) { if (p) add((long)malloc_usable_size(p)); return p; }
-void *malloc(size_t n) { return got(__libc_malloc(n)); }
-void *calloc(size_t a, size_t b) { return got(__libc_calloc(a, b)); }
-void *memalign(size_t a, size_t n) { return got(__libc_memalign(a, n)); }
-void *aligned_alloc(size_t a, size_t n) { return got(__libc_memalign(a, n)); }
-void *valloc(size_t n) { return got(__libc_valloc(n)); }
-void *pvalloc(size_t n) { return got(__libc_pvalloc(n)); }
-int posix_memalign(void **r, size_t a, size_t n) {
-  void *p = __libc_memalign(a, n);
-  if (!p) return ENOMEM;
-  *r = got(p);
-  return 0;
-}
-void free(void *p) { if (p) add(-(long)malloc_usable_size(p)); __libc_free(p); }
-void *realloc(void *p, size_t n) {
-  long old = p ? (long)malloc_usable_size(p) : 0;
-  void *q = __libc_realloc(p, n);
-  if (q) add((long)malloc_usable_size(q) - old); else if (p && n == 0) add(-old);
-  return q;
-}
-long nf_live(void) { return __atomic_load_n(&live, __ATOMIC_RELAXED); }
-long nf_peak(void) { return __atomic_load_n(&peak, __ATOMIC_RELAXED); }
-void nf_reset_peak(void) { __atomic_store_n(&peak, nf_live(), __ATOMIC_RELAXED); }
-"""
 
 
 # --------------------------------------------------------------------------- memory helpers
@@ -136,33 +84,6 @@ def torch_peak_bytes(fn: Callable[[], object]) -> int:
         live += nbytes
         peak = max(peak, live)
     return peak
-
-
-def build_malloc_shim(folder: Path) -> Path | None:
-    """Compile the counting malloc shim; None when no C compiler is available."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    src, lib = folder / "nf_malloc_count.c", folder / "nf_malloc_count.so"
-    src.write_text(SHIM_C)
-    proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)],
-                          capture_output=True, text=True)
-    return lib if proc.returncode == 0 else None
-
-
-def malloc_peak_bytes(fn: Callable[[], object]) -> int | None:
-    """Peak malloc'ed bytes during ``fn()`` above those live before it (process started with
-    the shim in ``LD_PRELOAD``; None without it)."""
-    libc = ctypes.CDLL(None)
-    if not hasattr(libc, "nf_peak"):
-        return None
-    libc.nf_live.restype = libc.nf_peak.restype = ctypes.c_long
-    before = libc.nf_live()
-    libc.nf_reset_peak()
-    out = fn()
-    peak = libc.nf_peak()
-    del out
-    return peak - before
 
 
 def math_predicted_bytes(n: int, heads: int, head_dim: int) -> int:
@@ -266,40 +187,17 @@ def tracemalloc_peak_bytes(fn: Callable[[], object]) -> int:
 
 
 def int8_point(graph: str, n: int, dim: int, repeats: int, threads: int) -> dict:
-    """The engine's public call on the INT8 q|k|v stream, in the engine's default mode: its
-    numpy plan (memory: tracemalloc) or onnxruntime (memory: the malloc shim, arena off)."""
+    """The engine's public call on the INT8 q|k|v stream, in its numpy-plan mode (memory:
+    tracemalloc, which sees numpy's buffers)."""
     import numpy as np
 
     from netfabric.host.cpu_engine import CpuEngine
 
     x = np.random.default_rng(0).integers(-128, 128, size=(1, n, 1, 3 * dim), dtype=np.int8)
-    engine = CpuEngine(graph, threads=threads)
-    mode = getattr(engine, "mode", "onnx")
-    first = malloc_peak_bytes(lambda: engine.run(x))  # as shipped (onnx: arena growth included)
+    engine = CpuEngine(graph, threads=threads, mode="plan")
     times = _time_calls(lambda: engine.run(x), repeats)
-    if mode != "onnx":
-        return {"times": times, "peak_bytes": tracemalloc_peak_bytes(lambda: engine.run(x)),
-                "malloc_peak_bytes": malloc_peak_bytes(lambda: engine.run(x)),
-                "memory_method": "tracemalloc", "engine_mode": mode}
-    return {"times": times, "peak_bytes": _onnx_arena_off_peak(engine, x),
-            "first_call_arena_bytes": first, "memory_method": "malloc shim, arena off",
-            "engine_mode": mode}
-
-
-def _onnx_arena_off_peak(engine, x) -> int | None:
-    """The engine's session rebuilt with the arena off: every tensor is malloc'ed, so the shim
-    sees the kernel's live bytes (with the arena on, steady-state calls reuse reserved memory)."""
-    import onnxruntime as ort
-
-    from netfabric.host.cpu_engine import lower_to_onnx
-
-    opts = engine.session.get_session_options()
-    opts.enable_cpu_mem_arena = False
-    model = lower_to_onnx(engine.graph).SerializeToString()
-    plain = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    feed = {"input": engine.check_input(x)}
-    plain.run(None, feed)
-    return malloc_peak_bytes(lambda: plain.run(None, feed))
+    return {"times": times, "peak_bytes": tracemalloc_peak_bytes(lambda: engine.run(x)),
+            "memory_method": "tracemalloc", "engine_mode": "plan"}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -316,7 +214,7 @@ def worker(args: argparse.Namespace) -> None:
     point = {"method": args.worker, "segment": args.segment if args.worker in SEG_METHODS
              else None, "n": args.n, "median_ms": round(1e3 * statistics.median(times), 3),
              "min_ms": round(1e3 * min(times), 3), "calls": len(times)}
-    for key in ("peak_bytes", "first_call_arena_bytes", "malloc_peak_bytes"):
+    for key in ("peak_bytes",):
         if key in res:
             value = res.pop(key)
             point[key.replace("bytes", "mb")] = None if value is None else round(value / MB, 3)
@@ -328,15 +226,13 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_point(method: str, n: int, segment: int, args: argparse.Namespace,
-              graph: str | None = None, shim: Path | None = None) -> dict:
+              graph: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, "--n", str(n), "--segment", str(segment),
            "--dim", str(args.dim), "--heads", str(args.heads), "--repeats", str(args.repeats),
            "--threads", str(args.threads)]
     env = dict(os.environ)
     if graph:
         cmd += ["--graph", graph]
-    if shim:
-        env["LD_PRELOAD"] = f"{shim} {env.get('LD_PRELOAD', '')}".strip()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{method} s={segment} n={n} failed:\n{proc.stderr[-2000:]}")
@@ -514,22 +410,19 @@ def _formula_check(points: list[dict], heads: int, head_dim: int) -> str:
 
 
 def measure(args: argparse.Namespace, ns: list[int], tmp: Path) -> list[dict]:
-    shim = build_malloc_shim(tmp)
-    if shim is None:
-        print("no C compiler: the int8 memory is not measured", file=sys.stderr)
     graphs = build_int8_graphs(tmp, ns, SEGMENTS)
     dh = args.dim // args.heads
     points = []
     for n in ns:
-        jobs = [(m, 0, None, None) for m in FULL_METHODS]
-        jobs += [(m, s, graphs[(n, s)] if m == "int8" else None, shim if m == "int8" else None)
+        jobs = [(m, 0, None) for m in FULL_METHODS]
+        jobs += [(m, s, graphs[(n, s)] if m == "int8" else None)
                  for m in SEG_METHODS for s in SEGMENTS]
-        for method, s, graph, lib in jobs:
+        for method, s, graph in jobs:
             if method == "math" and math_predicted_bytes(n, args.heads, dh) > args.mem_cap_mb * MB:
                 print(f"      math n={n:>6}: skipped, predicted "
                       f"{math_predicted_bytes(n, args.heads, dh) / MB:.0f} MB > cap")
                 continue
-            p = run_point(method, n, s, args, graph, lib)
+            p = run_point(method, n, s, args, graph)
             points.append(p)
             print(f"{method:>10}{'' if p['segment'] is None else f' s={s}':>6} n={n:>6}: "
                   f"{p['median_ms']:9.2f} ms  peak {p['peak_mb']} MB", flush=True)
