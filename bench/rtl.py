@@ -151,7 +151,9 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict]) -> str:
              "in the compiled Verilator harness (no stalls) and bit-exact with the CPU engine on "
              "the same frames; FINN estimate = FINN's `exp_cycles_per_layer` bottleneck for the "
              "same folding (the transformer's: FINN's ops only, its attention ops are "
-             "netfabric's); ideal and registry model are netfabric's own formulas.", "",
+             "netfabric's); ideal and registry model are netfabric's own formulas. Simulator "
+             "cycles/s are whole `SimBackend.run` calls with the build cached, so short runs "
+             "(20 frames) include the simulator's fixed start-up.", "",
              "| model | frames | measured | FINN estimate | registry model | ideal | first-frame "
              "latency | = CPU engine | compiled cycles/s | cocotb cycles/s | Icarus cycles/s |",
              "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
