@@ -160,3 +160,29 @@ def test_same_compares_every_integer_not_only_the_argmax():
     off_by_one[0, 2] += 1  # the same argmax, a different integer
     assert not demo._same(off_by_one, logits)
     assert not demo._same(logits[:1], logits)
+
+
+@pytest.mark.parametrize("met", [True, False])
+def test_transformer_bitstream_is_folded_for_the_board(monkeypatch, tmp_path, met):
+    """The transformer's simulated folding needs more DSPs than the ECP5-85F has: the demo's
+    bitstream stage goes through `netfabric bitstream`'s board folding, and timing decides."""
+    import json
+
+    import netfabric.bitstream as bs
+
+    calls = {}
+
+    def fake_build(model, board, freq, out):
+        calls.update(model=model, board=board)
+        (out / "bitstream").mkdir(parents=True)
+        (out / "bitstream" / "report.json").write_text(json.dumps(
+            {"resources": [{"kind": "DSP", "used": 150, "available": 156}]}))
+        return {"fmax_mhz": 104.0 if met else 90.0, "timing_met": met,
+                "bitstream": str(out / "top.bit"), "ideal_cycles_per_frame": 50176}
+
+    monkeypatch.setattr(bs, "build", fake_build)
+    state = DemoState(tmp_path, recipe=demo.RECIPES["transformer"], project=tmp_path / "rtl")
+    outcomes = demo.run_stages([Stage("bitstream", demo._bitstream, ("project",))], state)
+    assert calls == {"model": "transformer", "board": "ulx3s-85f"}
+    assert outcomes[0].status == ("ok" if met else "FAILED")
+    assert ("cycles/frame of the board folding", "50,176") in state.rows
