@@ -178,6 +178,9 @@ def _build_key(toplevel: str, simulator: str, sources: Sequence[Path],
         "waves": waves,
         "verilator_opt": VERILATOR_CXX_OPT,
         "sources": [str(s) for s in sources],
+        # the build links cocotb's libraries from this environment by path: a build made by
+        # another (since deleted) virtual environment must not be reused
+        "environment": sys.prefix,
     }
     h.update(json.dumps(desc, sort_keys=True).encode())
     # Contents, not mtimes: sources are edited and moved around; memory files read by
