@@ -3,7 +3,7 @@ beside the registry's model and FINN's estimate, the simulators' speed, and the 
 the model to a bitstream (Fmax per nextpnr seed, resources predicted before synthesis vs
 reported by nextpnr, block RAM beside FINN's estimate, wall time).
 
-    python bench/rtl.py [--quick] [--no-bitstream] [--only MODEL ...]
+    python bench/rtl.py [--quick] [--no-bitstream] [--only MODEL ...] [--jobs N]
 
 Peers: FINN's `exp_cycles_per_layer` and its BRAM_18K/LUT estimates for the same folding
 (FINN's ops only: the transformer's Segment* ops are netfabric's), nextpnr's utilisation and
@@ -13,7 +13,9 @@ timing report. "ideal" and "registry model" are netfabric's own formulas, shown 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import shutil
 import statistics
 import sys
@@ -32,7 +34,9 @@ MODELS = {
 }
 # (board, model, MHz, seeds): the open boards' bitstreams; folded for the board (fit-checked)
 BITSTREAMS = [("ulx3s-85f", "mlp", 100.0, 3), ("ulx3s-85f", "cnn", 100.0, 3),
-              ("ulx3s-85f", "transformer", 100.0, 1), ("icebreaker", "digits", 24.0, 1)]
+              ("ulx3s-85f", "transformer", 100.0, 3), ("icebreaker", "digits", 24.0, 1)]
+# longest first when builds run side by side (--jobs): the larger designs place and route longest
+BUILD_ORDER = ("transformer", "cnn", "mlp", "digits")
 SIM_SEED = 0  # the compiled harness's idle/backpressure seed (no stalls in these runs)
 
 
@@ -141,6 +145,18 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path) -> dic
     return row
 
 
+def build_all(builds: list[tuple], work: Path, jobs: int) -> list[dict]:
+    """open_flow for each (board, model, MHz, seeds), ``jobs`` at a time in fresh processes
+    (spawned: the parent has run torch and the simulators); rows in the order given."""
+    if jobs <= 1:
+        return [open_flow(*b, work) for b in builds]
+    order = sorted(builds, key=lambda b: BUILD_ORDER.index(b[1]))
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {b: pool.submit(open_flow, *b, work) for b in order}
+        return [futures[b].result() for b in builds]
+
+
 def _fmt(v, spec: str = ",") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -200,14 +216,16 @@ def main() -> None:
     ap.add_argument("--no-bitstream", action="store_true")
     ap.add_argument("--only", nargs="+", choices=sorted(MODELS) + ["digits"],
                     help="these models only")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="bitstreams built side by side (Yosys and nextpnr use one core each)")
     args = ap.parse_args()
     work = Path("build") / "bench_rtl"  # kept: the bitstreams and reports are worth opening
     work.mkdir(parents=True, exist_ok=True)
     wanted = set(args.only or [*MODELS, "digits"])
     with tempfile.TemporaryDirectory(prefix="sim-", dir=work) as tmp:
         sims = [cycles_and_speed(m, Path(tmp), args.quick) for m in MODELS if m in wanted]
-    flows = [] if args.no_bitstream else [open_flow(b, m, f, s, work)
-                                          for b, m, f, s in BITSTREAMS if m in wanted]
+    flows = [] if args.no_bitstream else build_all(
+        [b for b in BITSTREAMS if b[1] in wanted], work, args.jobs)
     cmd = "python bench/rtl.py" + "".join(f" {a}" for a in sys.argv[1:])
     named = {r["model"]: {"measured_cycles": r["measured"], "finn_estimate_cycles": r["finn_estimate"],
                           "compiled_cycles_per_s": r.get("compiled_verilator_cycles_per_s")}

@@ -11,6 +11,7 @@ section, whether this run regenerated it.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -38,7 +39,8 @@ BENCHES = [
     Bench("attention", ("attention.py",), ("attention",), 5),
     Bench("sim_speed", ("sim_speed.py", "--cocotb-frames", "200", "--compiled-frames", "10000"),
           ("sim_speed",), 3),
-    Bench("rtl", ("rtl.py",), ("rtl",), 45),
+    # the bitstreams are built side by side, one per core (Yosys and nextpnr are single-threaded)
+    Bench("rtl", ("rtl.py", "--jobs", str(max(1, os.cpu_count() or 1))), ("rtl",), 90),
     Bench("bnn_tfc", ("bnn.py", "--model", "tfc_1w1a"), ("bnn_tfc_1w1a",), 12),
     Bench("bnn_cnv", ("bnn.py", "--model", "cnv_1w1a"), ("bnn_cnv_1w1a",), 45),
 ]

@@ -35,7 +35,7 @@ RTL_MODULES = {
     # toplevel: sources (dependencies included)
     "mvau": ("mvau.v", "mul_reg.v", "requant_act.v", "requant.v", "thresh_search.v",
              "axis_out_credit.v", "fifo.v"),
-    "thresholding": ("thresholding.v", "requant_act.v", "requant.v", "thresh_search.v",
+    "thresholding": ("thresholding.v", "mul_reg.v", "requant_act.v", "requant.v", "thresh_search.v",
                      "axis_out_credit.v", "fifo.v"),
     "swg": ("swg.v",),
     "maxpool": ("maxpool.v", "axis_out_credit.v", "fifo.v"),

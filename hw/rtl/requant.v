@@ -18,10 +18,11 @@
 //   ACT_BIAS    signed integer added to the count; result truncated to OBITS bits
 //   RQ_FILE     $readmemh file, NF words of PE*(1+BBITS+MBITS) bits: lane p of word nf at
 //               [p*RW +: RW] (RW = 1+BBITS+MBITS) holds {use, B, M} of channel nf*PE+p
-// Pipeline: input register (the constants' ROM read beside it), product register (the
-//   multiplier, DSP blocks where the flow maps "*"), sum register, clip + bias register.
+// Pipeline: the multipliers' operand registers (mul_reg.v; the constants' ROM read beside them),
+//   their product registers, sum register, clip + bias register.
 // Widths are exact: the product takes DBITS+MBITS+1 bits, the sum one more than the wider
 //   of product and addend, so nothing wraps before the clip.
+// Requires: mul_reg.v.
 `default_nettype none
 
 // Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
@@ -62,8 +63,6 @@ module requant #(
     localparam [NFW-1:0] NF_LAST = NF_LAST_I[NFW-1:0];
     localparam RW = 1 + BBITS + MBITS;
     localparam PW = DBITS + MBITS + 1;                       // signed product
-    localparam XE = (DBITS > 18) ? DBITS : 18;               // operand widths for the split
-    localparam ME = (MBITS > 18) ? MBITS : 18;
     localparam SW0 = ((PW > BBITS) ? PW : BBITS) + 1;        // signed sum
     // at least a sign bit above OBITS after the shift, so the clip sees every value
     localparam SW1 = (SW0 > SHIFT + OBITS + 1) ? SW0 : SHIFT + OBITS + 1;
@@ -102,8 +101,8 @@ module requant #(
 
     reg [NFW-1:0]    nf_cnt;
     reg [3:0]        v_sr;
-    reg [PE*DBITS-1:0] x_r;
     reg [PE*RW-1:0]  k_r;
+    wire [PE*RW-1:0] k = crom[nf_cnt];
     always @(posedge clk) begin
         if (!rst_n) begin
             nf_cnt <= {NFW{1'b0}};
@@ -112,45 +111,68 @@ module requant #(
             if (in_valid) nf_cnt <= (nf_cnt == NF_LAST) ? {NFW{1'b0}} : nf_cnt + 1'b1;
             v_sr <= {v_sr[2:0], in_valid};
         end
-        x_r <= in_data;
-        k_r <= crom[nf_cnt];
+        k_r <= k;   // the addend and use bit; the multipliers register x and m themselves
     end
+
+    // x * m as at most four partial products of <= 18 x 18 bits, each a mul_reg (one DSP block
+    // on ECP5 with its own input and output registers: the input registers take the place of
+    // an input register here, so the latency stays 4), summed in the next stage. One wide "*"
+    // became a chain of DSP blocks with no register inside (47 MHz), and a "*" between fabric
+    // registers left the constants' register -> DSP route on the critical path (104.6 MHz).
+    // x = xh * 2^17 + xl (xl unsigned) when DBITS > 18, m = mh * 2^17 + ml when MBITS > 17;
+    // the sums wrap in SW bits, which is exact because the true x*m + b fits SW bits.
+    localparam XSPLIT = (DBITS > 18) ? 1 : 0;
+    localparam MSPLIT = (MBITS > 17) ? 1 : 0;
+    localparam XLW = XSPLIT ? 17 : DBITS;      // low part of x: unsigned if split, else x
+    localparam MLW = MSPLIT ? 17 : MBITS;      // low part of m (m is unsigned)
+    localparam XHW = XSPLIT ? DBITS - 17 : 1;  // high parts (signed x, unsigned m)
+    localparam MHW = MSPLIT ? MBITS - 17 : 1;
 
     reg [PE*OBITS-1:0] o_data;
     reg [PE-1:0]       o_use;
     genvar p;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_lane
-            wire signed [DBITS-1:0] x = x_r[p*DBITS +: DBITS];
-            wire signed [BBITS-1:0] b = k_r[p*RW + MBITS +: BBITS];
-            // x * m as four partial products of at most 18 x 18 bits (one DSP block each,
-            // registered), summed in the next stage: a single wide "*" became a chain of
-            // DSP blocks and adders with no register inside (47 MHz on ECP5).
-            // x = xh * 2^17 + xl (xl unsigned), m = mh * 2^17 + ml; the sums wrap in SW
-            // bits, which is exact because the true x*m + b fits SW bits.
-            wire signed [XE-1:0]    xe = {{(XE-DBITS){x[DBITS-1]}}, x};
-            wire [ME-1:0]           me = {{(ME-MBITS){1'b0}}, k_r[p*RW +: MBITS]};
-            wire signed [17:0]      xl = {1'b0, xe[16:0]};
-            wire signed [XE-18:0]   xh = xe[XE-1:17];
-            wire signed [17:0]      ml = {1'b0, me[16:0]};
-            wire signed [ME-17:0]   mh = {1'b0, me[ME-1:17]};
-            reg  signed [35:0]      pll;
-            reg  signed [XE-17+17:0] phl;
-            reg  signed [ME+1:0]    plh;
-            reg  signed [XE+ME-34:0] phh;
+            wire [DBITS-1:0] x = in_data[p*DBITS +: DBITS];
+            wire [MBITS-1:0] m = k[p*RW +: MBITS];
+            // partial products, sign-extended to SW bits (zero where a part does not exist)
+            wire signed [SW-1:0] e_ll, e_hl, e_lh, e_hh;
+            wire [XLW+MLW:0] pll;
+            mul_reg #(.AW(XLW), .ASIGNED(XSPLIT ? 0 : 1), .BW(MLW), .BSIGNED(0),
+                      .PW(XLW + MLW + 1)) u_ll (.clk(clk), .a(x[XLW-1:0]), .b(m[MLW-1:0]), .p(pll));
+            assign e_ll = $signed({{(SW-XLW-MLW-1){pll[XLW+MLW]}}, pll});
+            if (XSPLIT) begin : g_xh
+                wire [XHW+MLW:0] phl;
+                mul_reg #(.AW(XHW), .ASIGNED(1), .BW(MLW), .BSIGNED(0), .PW(XHW + MLW + 1))
+                    u_hl (.clk(clk), .a(x[DBITS-1:17]), .b(m[MLW-1:0]), .p(phl));
+                assign e_hl = $signed({{(SW-XHW-MLW-1){phl[XHW+MLW]}}, phl});
+            end else begin : g_noxh
+                assign e_hl = {SW{1'b0}};
+            end
+            if (MSPLIT) begin : g_mh
+                wire [XLW+MHW:0] plh;
+                mul_reg #(.AW(XLW), .ASIGNED(XSPLIT ? 0 : 1), .BW(MHW), .BSIGNED(0),
+                          .PW(XLW + MHW + 1))
+                    u_lh (.clk(clk), .a(x[XLW-1:0]), .b(m[MBITS-1:17]), .p(plh));
+                assign e_lh = $signed({{(SW-XLW-MHW-1){plh[XLW+MHW]}}, plh});
+            end else begin : g_nomh
+                assign e_lh = {SW{1'b0}};
+            end
+            if (XSPLIT && MSPLIT) begin : g_hh
+                wire [XHW+MHW:0] phh;
+                mul_reg #(.AW(XHW), .ASIGNED(1), .BW(MHW), .BSIGNED(0), .PW(XHW + MHW + 1))
+                    u_hh (.clk(clk), .a(x[DBITS-1:17]), .b(m[MBITS-1:17]), .p(phh));
+                assign e_hh = $signed({{(SW-XHW-MHW-1){phh[XHW+MHW]}}, phh});
+            end else begin : g_nohh
+                assign e_hh = {SW{1'b0}};
+            end
+
             reg  signed [BBITS-1:0] b_r;
             reg  [1:0]              use_sr;
             reg  signed [SW-1:0]    sum;
             always @(posedge clk) begin
-                pll <= xl * ml;
-                phl <= xh * ml;
-                plh <= xl * mh;
-                phh <= xh * mh;
-                b_r <= b;
-                sum <= ($signed({{(SW-(XE+ME-33)){phh[XE+ME-34]}}, phh}) <<< 34)
-                       + (($signed({{(SW-(XE+1)){phl[XE]}}, phl})
-                           + $signed({{(SW-(ME+2)){plh[ME+1]}}, plh})) <<< 17)
-                       + $signed({{(SW-36){pll[35]}}, pll})
+                b_r <= k_r[p*RW + MBITS +: BBITS];
+                sum <= (e_hh <<< 34) + ((e_hl + e_lh) <<< 17) + e_ll
                        + $signed({{(SW-BBITS){b_r[BBITS-1]}}, b_r});
                 use_sr <= {use_sr[0], k_r[p*RW + RW - 1]};
             end
