@@ -114,14 +114,13 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path) -> dic
     out = work / f"bit_{model}_{board}"
     t0 = time.perf_counter()
     row: dict = {"board": board, "model": model, "target_mhz": mhz, "seeds": seeds}
+    rep = None
     try:
-        bitstream.build(model, board, mhz, out, seeds=seeds)
+        rep = bitstream.build(model, board, mhz, out, seeds=seeds)["report"]
     except NetfabricError as exc:  # e.g. refused before synthesis: the numbers are the result
         row["error"] = str(exc).splitlines()[0]
     row["wall_s"] = round(time.perf_counter() - t0, 1)
-    report = out / "bitstream" / "report.json"
-    if "error" not in row and report.is_file():
-        rep = json.loads(report.read_text())
+    if rep is not None:
         row["fmax_mhz"] = rep.get("fmax_mhz")
         runs = rep.get("seed_runs") or [{"seed": rep.get("seed", 1), "fmax_mhz": rep.get("fmax_mhz")}]
         row["fmax_per_seed"] = {str(r["seed"]): r["fmax_mhz"] for r in runs}

@@ -101,7 +101,8 @@ def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float 
                "seeds": [asdict(r) for r in report.seed_runs] or None,
                "fmax_seeds": report.fmax_seeds, "seed": report.seed,
                "bitstream": str(report.bitstream), "seconds_total": round(time.perf_counter() - t0, 1),
-               "ideal_cycles_per_frame": project.manifest["ideal_cycles_per_frame"]}
+               "ideal_cycles_per_frame": project.manifest["ideal_cycles_per_frame"],
+               "report": report.to_dict()}  # as report.json: callers need not read it back
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     logs.echo(report.to_markdown())
     fmax = f"{report.fmax_mhz:.1f} MHz" if report.fmax_mhz else "no Fmax"

@@ -485,16 +485,22 @@ def _bitstream(s: DemoState) -> None:
     except ToolNotFoundError as exc:
         s.rows.append((f"bitstream ({board})", f"[yellow]skipped: {exc}[/]"))
         raise StageSkipped(str(exc)) from exc
-    util = ", ".join(f"{k} {report.resource(k).used}" for k in ("LUT4", "FF", "DSP", "BRAM")
-                     if report.resource(k) is not None)
-    fmax = f"{report.fmax_mhz:.1f} MHz" if report.fmax_mhz else "not analysed"
-    met = report.timing_met is True
-    s.rows += [(f"bitstream ({board})", str(report.bitstream)),
-               (f"Fmax vs {target:g} MHz target",
-                f"{fmax} ({'[green]met[/]' if met else '[red]not met[/]'})"),
+    _bitstream_rows(s, report.to_dict(), target, [(f"bitstream ({board})", str(report.bitstream))])
+
+
+def _bitstream_rows(s: DemoState, report: dict, target: float, head: list[tuple[str, str]]) -> None:
+    """The demo's rows for a built bitstream (``report`` as report.json): ``head``, Fmax
+    against the target, utilisation; timing not met fails the stage."""
+    util = ", ".join(f"{r['kind']} {r['used']}" for r in report.get("resources", [])
+                     if r["kind"] in ("LUT4", "FF", "DSP", "BRAM"))
+    fmax = report.get("fmax_mhz")
+    fmax_s = f"{fmax:.1f} MHz" if fmax else "not analysed"
+    met = report.get("timing_met") is True
+    s.rows += [*head, (f"Fmax vs {target:g} MHz target",
+                       f"{fmax_s} ({'[green]met[/]' if met else '[red]not met[/]'})"),
                ("utilisation", util)]
     if not met:
-        raise StageFailed(f"timing not met: Fmax {fmax} vs the {target:g} MHz target")
+        raise StageFailed(f"timing not met: Fmax {fmax_s} vs the {target:g} MHz target")
 
 
 def _board_folded_bitstream(s: DemoState, board: str, target: float) -> None:
@@ -509,16 +515,6 @@ def _board_folded_bitstream(s: DemoState, board: str, target: float) -> None:
     except ToolNotFoundError as exc:
         s.rows.append((f"bitstream ({board})", f"[yellow]skipped: {exc}[/]"))
         raise StageSkipped(str(exc)) from exc
-    report = json.loads((s.out / "bitstream-board" / "bitstream" / "report.json").read_text())
-    util = ", ".join(f"{r['kind']} {r['used']}" for r in report.get("resources", [])
-                     if r["kind"] in ("LUT4", "FF", "DSP", "BRAM"))
-    fmax = summary.get("fmax_mhz")
-    fmax_s = f"{fmax:.1f} MHz" if fmax else "not analysed"
-    met = summary.get("timing_met") is True
-    s.rows += [(f"bitstream ({board}, folded for the board)", str(summary["bitstream"])),
-               ("cycles/frame of the board folding", f"{summary['ideal_cycles_per_frame']:,}"),
-               (f"Fmax vs {target:g} MHz target",
-                f"{fmax_s} ({'[green]met[/]' if met else '[red]not met[/]'})"),
-               ("utilisation", util)]
-    if not met:
-        raise StageFailed(f"timing not met: Fmax {fmax_s} vs the {target:g} MHz target")
+    _bitstream_rows(s, summary["report"], target, [
+        (f"bitstream ({board}, folded for the board)", str(summary["bitstream"])),
+        ("cycles/frame of the board folding", f"{summary['ideal_cycles_per_frame']:,}")])

@@ -76,8 +76,8 @@ class _Report:
     fmax_mhz: float | None
     bitstream: str = "nf_accel_ulx3s-85f.bit"
 
-    def resource(self, kind):
-        return None
+    def to_dict(self):  # as hw.flow.report.Report: no utilisation parsed
+        return {"timing_met": self.timing_met, "fmax_mhz": self.fmax_mhz, "resources": []}
 
 
 @pytest.mark.parametrize("met,fmax", [(False, 71.3), (None, None)])
@@ -166,19 +166,17 @@ def test_same_compares_every_integer_not_only_the_argmax():
 def test_transformer_bitstream_is_folded_for_the_board(monkeypatch, tmp_path, met):
     """The transformer's simulated folding needs more DSPs than the ECP5-85F has: the demo's
     bitstream stage goes through `netfabric bitstream`'s board folding, and timing decides."""
-    import json
-
     import netfabric.bitstream as bs
 
     calls = {}
 
     def fake_build(model, board, freq, out):
         calls.update(model=model, board=board)
-        (out / "bitstream").mkdir(parents=True)
-        (out / "bitstream" / "report.json").write_text(json.dumps(
-            {"resources": [{"kind": "DSP", "used": 150, "available": 156}]}))
-        return {"fmax_mhz": 104.0 if met else 90.0, "timing_met": met,
-                "bitstream": str(out / "top.bit"), "ideal_cycles_per_frame": 50176}
+        fmax = 104.0 if met else 90.0
+        return {"fmax_mhz": fmax, "timing_met": met,
+                "bitstream": str(out / "top.bit"), "ideal_cycles_per_frame": 50176,
+                "report": {"fmax_mhz": fmax, "timing_met": met,
+                           "resources": [{"kind": "DSP", "used": 150, "available": 156}]}}
 
     monkeypatch.setattr(bs, "build", fake_build)
     state = DemoState(tmp_path, recipe=demo.RECIPES["transformer"], project=tmp_path / "rtl")
