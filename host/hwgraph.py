@@ -161,12 +161,11 @@ def _attr_value(value):
 
 
 def apply_host_steps(x: np.ndarray, steps: list[dict]) -> np.ndarray:
-    """Apply the layout steps recorded at compile time, for a batch (first dim is the batch)."""
-    for step in steps:
-        if step["op"] == "Transpose":
-            x = np.transpose(x, step["perm"])
-        elif step["op"] == "Reshape":
-            x = x.reshape([x.shape[0], *step["shape"][1:]])
-        else:
-            raise GraphError(f"unknown host layout step {step}")
-    return x
+    """Apply the layout steps recorded at compile time, for a batch (first dim is the batch).
+    The board's own copy of this (``pynq_stream.py``, numpy only) is the one implementation."""
+    from .pynq_stream import apply_host_steps as apply
+
+    try:
+        return apply(x, steps)
+    except ValueError as exc:
+        raise GraphError(str(exc)) from None

@@ -28,6 +28,8 @@ import numpy as np
 
 from netfabric.errors import BackendFailure
 
+from .pynq_stream import pack_beats, unpack_beats
+
 # Requests in flight at once; the board's receive FIFO is sized for this many (hw/flow/shell.py).
 WINDOW = 2
 MAGIC = 0xA5
@@ -102,29 +104,14 @@ class StreamFormat:
         flat = np.asarray(frame, dtype=np.int64).reshape(-1)
         if flat.size != self.frame_elems:
             raise ValueError(f"a frame has {self.frame_elems} elements, got {flat.size}")
-        mask = (1 << self.bits) - 1
-        out = bytearray()
-        for beat in flat.reshape(self.beats, self.elems_per_beat).tolist():
-            word = 0
-            for i, e in enumerate(beat):
-                word |= (e & mask) << (i * self.bits)
-            out += word.to_bytes(self.beat_bytes, "little")
-        return bytes(out)
+        return pack_beats(flat, self.elems_per_beat, self.bits, self.beat_bytes).tobytes()
 
     def unpack(self, data: bytes) -> np.ndarray:
         """The stream's bytes of one frame as its elements (int64, sign-extended if signed)."""
         if len(data) != self.frame_bytes:
             raise ValueError(f"a frame is {self.frame_bytes} bytes, got {len(data)}")
-        mask = (1 << self.bits) - 1
-        out = np.empty(self.frame_elems, dtype=np.int64)
-        k = 0
-        for b in range(self.beats):
-            word = int.from_bytes(data[b * self.beat_bytes:(b + 1) * self.beat_bytes], "little")
-            for i in range(self.elems_per_beat):
-                v = (word >> (i * self.bits)) & mask
-                out[k] = v - (1 << self.bits) if self.signed and v >> (self.bits - 1) else v
-                k += 1
-        return out
+        raw = np.frombuffer(data, dtype=np.uint8).reshape(self.beats, self.beat_bytes)
+        return unpack_beats(raw, self.elems_per_beat, self.bits, self.signed)
 
 
 @dataclass(frozen=True)

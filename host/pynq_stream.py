@@ -56,29 +56,48 @@ def prepare_input(x: np.ndarray, man: dict) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(x.shape[0], -1))
 
 
+def pack_beats(elems: np.ndarray, per_beat: int, bits: int, beat_bytes: int) -> np.ndarray:
+    """Flat elements -> [beats, beat_bytes] uint8: element i of a beat at bits
+    [i*bits, (i+1)*bits), LSB first, little-endian bytes, unused high bits zero. The one
+    packer of the stream format: the RTL harness's words and the UART link's bytes use it too."""
+    flat = np.asarray(elems, dtype=np.int64).reshape(-1)
+    if flat.size % per_beat:
+        raise ValueError(f"{flat.size} elements do not fill beats of {per_beat}")
+    if per_beat * bits > 8 * beat_bytes:
+        raise ValueError(f"{per_beat} x {bits}-bit elements do not fit in {beat_bytes} bytes")
+    vals = (flat.reshape(-1, per_beat) & ((1 << bits) - 1)).astype(np.uint64)
+    if bits == 8 and per_beat == beat_bytes:  # bytes already are the beat (8-bit pixels)
+        return np.ascontiguousarray(vals.astype(np.uint8))
+    bit_rows = ((vals[:, :, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8)
+    padded = np.zeros((len(vals), beat_bytes * 8), dtype=np.uint8)
+    padded[:, : per_beat * bits] = bit_rows.reshape(len(vals), per_beat * bits)
+    return np.packbits(padded, axis=1, bitorder="little")
+
+
+def unpack_beats(raw: np.ndarray, per_beat: int, bits: int, signed: bool) -> np.ndarray:
+    """[beats, beat_bytes] uint8 -> flat int64 elements (inverse of :func:`pack_beats`;
+    sign-extended when ``signed``)."""
+    raw = np.ascontiguousarray(raw, dtype=np.uint8)
+    bit_rows = np.unpackbits(raw, axis=1, bitorder="little")[:, : per_beat * bits]
+    weights = np.left_shift(np.uint64(1), np.arange(bits, dtype=np.uint64))
+    vals = (bit_rows.reshape(-1, per_beat, bits).astype(np.uint64) * weights).sum(
+        axis=2, dtype=np.uint64).reshape(-1)
+    if signed and bits < 64:
+        top = np.uint64(1 << (bits - 1))
+        return (vals ^ top).astype(np.int64) - np.int64(1 << (bits - 1))
+    return vals.astype(np.int64)
+
+
 def pack_words(frames: np.ndarray, port: dict) -> np.ndarray:
     """[N, elements] ints -> the uint32 words the accelerator takes (see module doc)."""
-    e, b, wpb = port["elems_per_beat"], port["bits"], port["words_per_beat"]
-    vals = (np.asarray(frames, dtype=np.int64).reshape(-1, e) & ((1 << b) - 1)).astype(np.uint64)
-    if b == 8 and e % 4 == 0 and wpb * 4 == e:  # bytes already are the words (8-bit pixels)
-        return np.ascontiguousarray(vals.astype(np.uint8)).view("<u4").reshape(-1).astype(np.uint32)
-    bits = ((vals[:, :, None] >> np.arange(b, dtype=np.uint64)) & 1).astype(np.uint8)
-    bits = bits.reshape(len(vals), e * b)
-    padded = np.zeros((len(vals), wpb * WORD_BITS), dtype=np.uint8)
-    padded[:, : e * b] = bits
-    raw = np.packbits(padded, axis=1, bitorder="little")
-    return np.ascontiguousarray(raw).view("<u4").reshape(-1).astype(np.uint32)
+    raw = pack_beats(frames, port["elems_per_beat"], port["bits"], 4 * port["words_per_beat"])
+    return raw.view("<u4").reshape(-1).astype(np.uint32)
 
 
 def unpack_words(words: np.ndarray, port: dict) -> np.ndarray:
     """uint32 words from the accelerator -> flat element array (inverse of pack_words)."""
-    e, b, wpb = port["elems_per_beat"], port["bits"], port["words_per_beat"]
-    raw = np.ascontiguousarray(np.asarray(words, dtype="<u4").reshape(-1, wpb)).view(np.uint8)
-    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : e * b].reshape(-1, e, b)
-    vals = (bits.astype(np.int64) << np.arange(b, dtype=np.int64)).sum(axis=2).reshape(-1)
-    if port["signed"]:
-        vals = np.where(vals >= 1 << (b - 1), vals - (1 << b), vals)
-    return vals
+    raw = np.ascontiguousarray(np.asarray(words, dtype="<u4").reshape(-1, port["words_per_beat"]))
+    return unpack_beats(raw.view(np.uint8), port["elems_per_beat"], port["bits"], port["signed"])
 
 
 def finish_output(elems: np.ndarray, n: int, man: dict) -> np.ndarray:

@@ -84,43 +84,19 @@ def beat_words(width_bits: int) -> int:
 
 def pack_words(elems: np.ndarray, per_beat: int, bits: int, words: int) -> np.ndarray:
     """Flat element sequence -> [beats, words] uint32, each beat the :func:`pack_beats` integer
-    as little-endian 32-bit words (the compiled harness's beat files). Vectorised over beats:
-    a 10,000-frame run packs millions of elements."""
-    flat = np.asarray(elems, dtype=np.int64).reshape(-1)
-    if flat.size % per_beat:
-        raise ValueError(f"{flat.size} elements do not fill beats of {per_beat}")
-    if per_beat * bits > 32 * words:
-        raise ValueError(f"{per_beat} x {bits}-bit elements do not fit in {words} words")
-    vals = flat.reshape(-1, per_beat)
-    out = np.zeros((vals.shape[0], words + 1), dtype=np.uint64)  # +1: spill of the last slot
-    if bits > 32:  # wider than a word: the integer path (rare, e.g. raw accumulators)
-        for r, beat in enumerate(pack_beats(flat, per_beat, bits)):
-            out[r, :words] = [(beat >> (32 * k)) & 0xFFFFFFFF for k in range(words)]
-        return out[:, :words].astype("<u4")
-    mask = np.uint64((1 << bits) - 1)
-    for i in range(per_beat):
-        k, s = divmod(i * bits, 32)
-        v = (vals[:, i].astype(np.uint64) & mask) << np.uint64(s)  # < 2**64 as bits, s <= 32
-        out[:, k] |= v & np.uint64(0xFFFFFFFF)
-        out[:, k + 1] |= v >> np.uint64(32)
-    return out[:, :words].astype("<u4")
+    as little-endian 32-bit words (the compiled harness's beat files); the stream packer of
+    ``host/pynq_stream.py``, vectorised over beats."""
+    from netfabric.host.pynq_stream import pack_beats as pack_bytes
+
+    return pack_bytes(elems, per_beat, bits, 4 * words).view("<u4").astype(np.uint32)
 
 
 def unpack_words(words: np.ndarray, per_beat: int, bits: int, signed: bool) -> np.ndarray:
     """[beats, words] uint32 -> flat element array (inverse of :func:`pack_words`)."""
-    w = np.asarray(words, dtype=np.uint64)
-    if bits > 32:
-        beats = [sum(int(x) << (32 * k) for k, x in enumerate(row)) for row in w]
-        return unpack_beats(beats, per_beat, bits, signed)
-    w = np.concatenate([w, np.zeros((w.shape[0], 1), dtype=np.uint64)], axis=1)
-    mask = np.uint64((1 << bits) - 1)
-    out = np.empty((w.shape[0], per_beat), dtype=np.int64)
-    for i in range(per_beat):
-        k, s = divmod(i * bits, 32)
-        pair = w[:, k] | (w[:, k + 1] << np.uint64(32))
-        out[:, i] = ((pair >> np.uint64(s)) & mask).astype(np.int64)
-    out = out.reshape(-1)
-    return wrap(out, bits, signed) if signed else out
+    from netfabric.host.pynq_stream import unpack_beats as unpack_bytes
+
+    w = np.ascontiguousarray(np.asarray(words, dtype="<u4"))
+    return unpack_bytes(w.view(np.uint8).reshape(w.shape[0], -1), per_beat, bits, signed)
 
 
 # ---------------------------------------------------------------------------------------
