@@ -15,6 +15,8 @@ import numpy as np
 
 from netfabric.errors import GraphError  # the host's graph errors share the netfabric root
 
+from .pynq_stream import apply_host_steps as _apply_host_steps
+
 
 @dataclass(frozen=True)
 class IntType:
@@ -163,9 +165,7 @@ def _attr_value(value):
 def apply_host_steps(x: np.ndarray, steps: list[dict]) -> np.ndarray:
     """Apply the layout steps recorded at compile time, for a batch (first dim is the batch).
     The board's own copy of this (``pynq_stream.py``, numpy only) is the one implementation."""
-    from .pynq_stream import apply_host_steps as apply
-
     try:
-        return apply(x, steps)
+        return _apply_host_steps(x, steps)
     except ValueError as exc:
         raise GraphError(str(exc)) from None
