@@ -107,7 +107,10 @@ def _same(a, b) -> bool:
     return np.array_equal(np.asarray(a).reshape(np.asarray(b).shape), np.asarray(b))
 
 
-def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path) -> dict:
+def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path,
+              collect: bool = False) -> dict:
+    """Build one bitstream and its row; with ``collect``, the row of the build already in its
+    folder (an interrupted run of this command: the row says so)."""
     from netfabric import bitstream
     from netfabric.errors import NetfabricError
 
@@ -115,11 +118,21 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path) -> dic
     t0 = time.perf_counter()
     row: dict = {"board": board, "model": model, "target_mhz": mhz, "seeds": seeds}
     rep = None
-    try:
-        rep = bitstream.build(model, board, mhz, out, seeds=seeds)["report"]
-    except NetfabricError as exc:  # e.g. refused before synthesis: the numbers are the result
-        row["error"] = str(exc).splitlines()[0]
-    row["wall_s"] = round(time.perf_counter() - t0, 1)
+    if collect:
+        report = out / "bitstream" / "report.json"
+        row["collected"] = True
+        if report.is_file():
+            rep = json.loads(report.read_text())
+            row["wall_s"] = round(sum(rep.get("steps", {}).values()), 1)
+        else:
+            row["error"] = "no finished build in " + str(out)
+            row["wall_s"] = 0.0
+    else:
+        try:
+            rep = bitstream.build(model, board, mhz, out, seeds=seeds)["report"]
+        except NetfabricError as exc:  # e.g. refused before synthesis: the numbers are the result
+            row["error"] = str(exc).splitlines()[0]
+        row["wall_s"] = round(time.perf_counter() - t0, 1)
     if rep is not None:
         row["fmax_mhz"] = rep.get("fmax_mhz")
         runs = rep.get("seed_runs") or [{"seed": rep.get("seed", 1), "fmax_mhz": rep.get("fmax_mhz")}]
@@ -144,9 +157,11 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path) -> dic
     return row
 
 
-def build_all(builds: list[tuple], work: Path, jobs: int) -> list[dict]:
+def build_all(builds: list[tuple], work: Path, jobs: int, collect: bool = False) -> list[dict]:
     """open_flow for each (board, model, MHz, seeds), ``jobs`` at a time in fresh processes
     (spawned: the parent has run torch and the simulators); rows in the order given."""
+    if collect:
+        return [open_flow(*b, work, collect=True) for b in builds]
     if jobs <= 1:
         return [open_flow(*b, work) for b in builds]
     order = sorted(builds, key=lambda b: BUILD_ORDER.index(b[1]))
@@ -192,7 +207,8 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict]) -> str:
         for r in flows:
             if "error" in r:
                 lines.append(f"| {r['board']} | {r['model']} | {_fmt(r.get('cycles_per_frame'))} | "
-                             f"{r['target_mhz']:g} | - | refused: {r['error']} | - | - | - | "
+                             f"{r['target_mhz']:g} | - | {'' if r.get('collected') else 'refused: '}"
+                             f"{r['error']} | - | - | - | "
                              f"{r['wall_s']} |")
                 continue
             fmax = (f"{r['fmax_min']:.1f} / {r['fmax_median']:.1f} / {r['fmax_max']:.1f} "
@@ -201,11 +217,12 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict]) -> str:
             pvr = ", ".join(f"{k} {c['predicted']:,}/{c['reported']:,}"
                             + (f" ({100 * c['error']:+.0f}%)" if c.get("error") is not None else "")
                             for k, c in r.get("predicted_vs_reported", {}).items())
+            wall = f"{r['wall_s']}" + (" (collected)" if r.get("collected") else "")
             lines.append(
                 f"| {r['board']} | {r['model']} | {_fmt(r.get('cycles_per_frame'))} | "
                 f"{r['target_mhz']:g} | {fmax} | {'met' if r.get('timing_met') else 'NOT met'} | "
                 f"{_fmt(r.get('bram'))} ({_fmt(r.get('finn_bram_18k'))}) | {res} | {pvr or '-'} | "
-                f"{r['wall_s']} |")
+                f"{wall} |")
     return "\n".join(lines)
 
 
@@ -215,6 +232,9 @@ def main() -> None:
     ap.add_argument("--no-bitstream", action="store_true")
     ap.add_argument("--only", nargs="+", choices=sorted(MODELS) + ["digits"],
                     help="these models only")
+    ap.add_argument("--collect", action="store_true",
+                    help="no builds: the rows of the bitstreams already built in build/bench_rtl "
+                         "(a run stopped after its builds finished; each row is marked)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="bitstreams built side by side (Yosys and nextpnr use one core each)")
     args = ap.parse_args()
@@ -224,7 +244,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sim-", dir=work) as tmp:
         sims = [cycles_and_speed(m, Path(tmp), args.quick) for m in MODELS if m in wanted]
     flows = [] if args.no_bitstream else build_all(
-        [b for b in BITSTREAMS if b[1] in wanted], work, args.jobs)
+        [b for b in BITSTREAMS if b[1] in wanted], work, args.jobs, args.collect)
     cmd = "python bench/rtl.py" + "".join(f" {a}" for a in sys.argv[1:])
     named = {r["model"]: {"measured_cycles": r["measured"], "finn_estimate_cycles": r["finn_estimate"],
                           "compiled_cycles_per_s": r.get("compiled_verilator_cycles_per_s")}
