@@ -240,7 +240,7 @@ def plan_activation(thr: np.ndarray, tbits: int, pe: int, dtype, obits: int, pre
         mem["THRESH_FILE"] = ([*stage_files, f"{prefix}_idx.hex"], write, prefix)
         if nt * pe * (2**obits - 1) * tbits <= LUT_TABLE_BITS:
             params["ROM_STYLE"] = 1
-    return Activation(params, mem, 4 * obits + 2 if nt else 4, int(proven.sum()))
+    return Activation(params, mem, 4 * obits + 2 if nt else 6, int(proven.sum()))
 
 
 # ---------------------------------------------------------------------------------------------

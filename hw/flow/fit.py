@@ -172,16 +172,20 @@ def _thresh_search(nf: int, pe: int, dbits: int, obits: int, family: str,
 
 
 def _requant(nf: int, pe: int, dbits: int, obits: int, p: dict, family: str) -> Usage:
-    """requant.v: per lane a DBITS x (MBITS+1) signed multiplier (18x18 blocks, Yosys's
-    mul2dsp split), the addend, a sum register, the clip; the constants ROM in LUTs."""
+    """requant.v: per lane DBITS x MBITS as up to four <= 18x18 partial products (one
+    MULT18X18D each), the addend, the sum in three stages, the clip; the constants ROM in
+    LUTs."""
     mbits, bbits, shift = int(p["RQ_MBITS"]), int(p["RQ_BBITS"]), int(p["RQ_SHIFT"])
     rw, pw = 1 + bbits + mbits, dbits + mbits + 1
     sw = max(max(pw, bbits) + 1, shift + obits + 1)
     pieces = math.ceil(dbits / 18) * math.ceil((mbits + 1) / 18)
     u = memory(nf, pe * rw, family, rom=True, style="logic")
-    u += Usage(ff=pe * (dbits + rw) + _clog2(nf) + 4, lut=_clog2(nf) + 2)
-    u += Usage(dsp=pe * pieces, ff=pe * (pw + bbits + sw + obits + 3),
-               lut=pe * ((pieces - 1) * pw + sw + 2 * (sw - shift) + obits))
+    # the operand and product registers are the DSP blocks' own (mul_reg.v); in the fabric:
+    # the addend twice, the products again (sign copies merged), two partial sums, the sum
+    u += Usage(ff=pe * (bbits + 1) + _clog2(nf) + 6, lut=_clog2(nf) + 2)
+    # (Yosys drops the sum's bits below the shift; checked against synth_ecp5 of one lane)
+    u += Usage(dsp=pe * pieces, ff=pe * (2 * bbits + pw + 36 + (sw - shift) + obits + 4),
+               lut=pe * (2 * sw + 2 * (sw - shift) + obits))
     return u
 
 
@@ -192,7 +196,7 @@ def _activation(nf: int, pe: int, dbits: int, obits: int, p: dict, family: str) 
     nt = int(p.get("NT", 0))
     u = _requant(nf, pe, dbits, obits, p, family)
     if not nt:
-        return u, 4
+        return u, 6
     style = "logic" if int(p.get("ROM_STYLE", 0)) else "auto"
     u += _thresh_search(nt, pe, dbits, obits, family, style)
     u += memory(nf, pe * _clog2(nt), family, rom=True, style="logic")  # table numbers

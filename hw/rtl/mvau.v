@@ -122,7 +122,7 @@ module mvau #(
     localparam B_SIGNED = (WBITS <= IBITS) ? (WSIGNED != 0) : (ISIGNED != 0);
     localparam D = 6 + LEVELS;               // issue -> adder-tree root, in cycles
     // Issue -> FIFO write: D + 1 (accumulator) [+ activation latency, requant_act.v].
-    localparam ACT_LAT = (RQ != 0 && NT == 0) ? 4 : 4 * OBITS + 2;
+    localparam ACT_LAT = (RQ != 0 && NT == 0) ? 6 : 4 * OBITS + 2;
     localparam LAT = D + 1 + (USE_ACT ? ACT_LAT : 0);
     // Output FIFO deep enough to cover the credit round trip (LAT, the FIFO's own latency
     // of up to 3 cycles, the credit return), so that a sink which is always ready never sees

@@ -8,7 +8,7 @@
 //
 // Protocol: internal building block, no backpressure, as thresh_search.v: inputs are
 //   consecutive channel folds nf = 0, 1, .., NF-1, 0, ...; out_valid/out_data/out_use follow
-//   LATENCY = 4 cycles later in the same order.
+//   LATENCY = 6 cycles later in the same order.
 // Parameters:
 //   NF, PE      channel folds and lanes (lane p at in_data[p*DBITS +: DBITS], signed)
 //   DBITS       input width (two's complement)
@@ -19,7 +19,8 @@
 //   RQ_FILE     $readmemh file, NF words of PE*(1+BBITS+MBITS) bits: lane p of word nf at
 //               [p*RW +: RW] (RW = 1+BBITS+MBITS) holds {use, B, M} of channel nf*PE+p
 // Pipeline: the multipliers' operand registers (mul_reg.v; the constants' ROM read beside them),
-//   their product registers, sum register, clip + bias register.
+//   their product registers, the products again in the fabric, two partial sums, the sum,
+//   clip + bias.
 // Widths are exact: the product takes DBITS+MBITS+1 bits, the sum one more than the wider
 //   of product and addend, so nothing wraps before the clip.
 // Requires: mul_reg.v.
@@ -100,25 +101,26 @@ module requant #(
     endgenerate
 
     reg [NFW-1:0]    nf_cnt;
-    reg [3:0]        v_sr;
+    reg [5:0]        v_sr;
     reg [PE*RW-1:0]  k_r;
     wire [PE*RW-1:0] k = crom[nf_cnt];
     always @(posedge clk) begin
         if (!rst_n) begin
             nf_cnt <= {NFW{1'b0}};
-            v_sr <= 4'd0;
+            v_sr <= 6'd0;
         end else begin
             if (in_valid) nf_cnt <= (nf_cnt == NF_LAST) ? {NFW{1'b0}} : nf_cnt + 1'b1;
-            v_sr <= {v_sr[2:0], in_valid};
+            v_sr <= {v_sr[4:0], in_valid};
         end
         k_r <= k;   // the addend and use bit; the multipliers register x and m themselves
     end
 
     // x * m as at most four partial products of <= 18 x 18 bits, each a mul_reg (one DSP block
-    // on ECP5 with its own input and output registers: the input registers take the place of
-    // an input register here, so the latency stays 4), summed in the next stage. One wide "*"
-    // became a chain of DSP blocks with no register inside (47 MHz), and a "*" between fabric
-    // registers left the constants' register -> DSP route on the critical path (104.6 MHz).
+    // on ECP5 with its own input and output registers, which take the place of an input
+    // register here). One wide "*" became a chain of DSP blocks with no register inside
+    // (47 MHz); a "*" between fabric registers left the constants' register -> DSP route on
+    // the critical path (104.6 MHz); the DSP's output register straight into a one-stage sum of
+    // four products left a 5.9 ns route + the adders (76.6 MHz on the CNN).
     // x = xh * 2^17 + xl (xl unsigned) when DBITS > 18, m = mh * 2^17 + ml when MBITS > 17;
     // the sums wrap in SW bits, which is exact because the true x*m + b fits SW bits.
     localparam XSPLIT = (DBITS > 18) ? 1 : 0;
@@ -167,14 +169,26 @@ module requant #(
                 assign e_hh = {SW{1'b0}};
             end
 
-            reg  signed [BBITS-1:0] b_r;
-            reg  [1:0]              use_sr;
+            // The DSP blocks sit in their own columns, often far from this lane's adders: each
+            // product is registered again in the fabric (the placer puts that register
+            // between), then summed in two stages (two partial sums, then the total).
+            reg  signed [SW-1:0]    r_ll, r_hl, r_lh, r_hh;
+            reg  signed [BBITS-1:0] b_r, b_rr;
+            reg  signed [SW-1:0]    s_lo, s_mid, s_hi;
+            reg  [3:0]              use_sr;
             reg  signed [SW-1:0]    sum;
             always @(posedge clk) begin
                 b_r <= k_r[p*RW + MBITS +: BBITS];
-                sum <= (e_hh <<< 34) + ((e_hl + e_lh) <<< 17) + e_ll
-                       + $signed({{(SW-BBITS){b_r[BBITS-1]}}, b_r});
-                use_sr <= {use_sr[0], k_r[p*RW + RW - 1]};
+                b_rr <= b_r;
+                r_ll <= e_ll;
+                r_hl <= e_hl;
+                r_lh <= e_lh;
+                r_hh <= e_hh;
+                s_lo <= r_ll + $signed({{(SW-BBITS){b_rr[BBITS-1]}}, b_rr});
+                s_mid <= r_hl + r_lh;
+                s_hi <= r_hh;
+                sum <= (s_hi <<< 34) + (s_mid <<< 17) + s_lo;
+                use_sr <= {use_sr[2:0], k_r[p*RW + RW - 1]};
             end
             wire signed [SW-1:0] sh = sum >>> SHIFT;
             wire signed [QW-1:0] q = sh[QW-1:0];
@@ -184,12 +198,12 @@ module requant #(
                                    ? LEV : q[OBITS-1:0];
             always @(posedge clk) begin
                 o_data[p*OBITS +: OBITS] <= cnt + BIAS;
-                o_use[p] <= use_sr[1];
+                o_use[p] <= use_sr[3];
             end
         end
     endgenerate
 
-    assign out_valid = v_sr[3];
+    assign out_valid = v_sr[5];
     assign out_data = o_data;
     assign out_use = o_use;
 endmodule

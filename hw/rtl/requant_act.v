@@ -12,7 +12,7 @@
 //   RQ = 1, NT = 0    requantizer only (every channel proven)
 //   RQ = 1, NT >= 1   both; the requantizer's result waits for the search's
 // Protocol as thresh_search.v (no backpressure, folds in order).
-// Latency: LATENCY = 4 (RQ = 1, NT = 0) or 4*OBITS + 2 cycles.
+// Latency: LATENCY = 6 (RQ = 1, NT = 0) or 4*OBITS + 2 cycles (>= 6).
 // Parameters: NF, PE, DBITS, OBITS, ACT_BIAS, THRESH_FILE, ROM_STYLE (thresh_search.v);
 //   RQ, NT; LEVELS, MBITS, BBITS, SHIFT, RQ_FILE (requant.v).
 // Requires: requant.v, thresh_search.v.
@@ -42,7 +42,7 @@ module requant_act #(
     output wire [PE*OBITS-1:0]   out_data
 );
     localparam TS_LAT = 4 * OBITS + 2;
-    localparam RQ_LAT = 4;
+    localparam RQ_LAT = 6;   // requant.v (<= TS_LAT for every OBITS >= 1)
     localparam OW = PE * OBITS;
 
     wire          ts_v;
@@ -91,11 +91,22 @@ module requant_act #(
             // The requantizer's results (and use bits) wait for the search's; validity
             // comes from the search, which sees the same inputs.
             localparam DL = TS_LAT - RQ_LAT;
-            reg [DL*(OW+PE)-1:0] dly;
-            always @(posedge clk)
-                dly <= {dly[(DL-1)*(OW+PE)-1:0], rq_use, rq_d};
-            wire [OW-1:0] rq_dd = dly[(DL-1)*(OW+PE) +: OW];
-            wire [PE-1:0] use_dd = dly[(DL-1)*(OW+PE) + OW +: PE];
+            wire [OW-1:0] rq_dd;
+            wire [PE-1:0] use_dd;
+            if (DL == 0) begin : g_nodly  // OBITS = 1: both units take 6 cycles
+                assign rq_dd = rq_d;
+                assign use_dd = rq_use;
+            end else begin : g_dly
+                reg [DL*(OW+PE)-1:0] dly;
+                if (DL == 1) begin : g_one
+                    always @(posedge clk) dly <= {rq_use, rq_d};
+                end else begin : g_more
+                    always @(posedge clk)
+                        dly <= {dly[(DL-1)*(OW+PE)-1:0], rq_use, rq_d};
+                end
+                assign rq_dd = dly[(DL-1)*(OW+PE) +: OW];
+                assign use_dd = dly[(DL-1)*(OW+PE) + OW +: PE];
+            end
             genvar p;
             for (p = 0; p < PE; p = p + 1) begin : g_sel
                 assign out_data[p*OBITS +: OBITS] = use_dd[p] ? rq_dd[p*OBITS +: OBITS]
