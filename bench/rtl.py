@@ -123,12 +123,13 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path,
     if collect:
         report = out / "bitstream" / "report.json"
         row["collected"] = True
-        if report.is_file():
-            rep = json.loads(report.read_text())
-            row["wall_s"] = round(sum(rep.get("steps", {}).values()), 1)
-        else:
+        rep = json.loads(report.read_text()) if report.is_file() else _finished_seeds(out, board)
+        if rep is None:
             row["error"] = "no finished build in " + str(out)
             row["wall_s"] = 0.0
+        else:
+            row["wall_s"] = round(sum(rep.get("steps", {}).values()), 1)
+            row["seeds_finished"] = len(rep.get("seed_runs") or [1])
     else:
         try:
             rep = bitstream.build(model, board, mhz, out, seeds=seeds)["report"]
@@ -157,6 +158,38 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path,
         row["finn_bram_18k"] = (e.get("finn_total_resources") or {}).get("BRAM_18K")
     print(row)
     return row
+
+
+def _finished_seeds(out: Path, board: str) -> dict | None:
+    """A report (as report.json) from the seeds a stopped build finished: Fmax per seed and
+    nextpnr's utilisation of the last; None when no seed finished."""
+    from netfabric.hw.flow import get_board
+    from netfabric.hw.flow.report import parse_clocks, parse_synth_stat, parse_utilization
+
+    work = out / "bitstream" / "work"
+    runs, last = [], None
+    for f in sorted(work.glob("pnr_report_seed*.json"),
+                    key=lambda f: int(f.stem.rsplit("seed", 1)[1])):
+        last = json.loads(f.read_text())
+        clocks = parse_clocks(last)
+        worst = min((c.achieved_mhz for c in clocks), default=None)
+        runs.append({"seed": int(f.stem.rsplit("seed", 1)[1]), "fmax_mhz": worst,
+                     "met": bool(clocks) and all(c.met for c in clocks)})
+    if last is None:
+        return None
+    stat = work / "synth_stat.json"
+    cells = parse_synth_stat(json.loads(stat.read_text())) if stat.is_file() else {}
+    res = parse_utilization(last, get_board(board).family, cells)
+    est = out / "hw" / "estimates.json"
+    pred = (json.loads(est.read_text()).get("folding", {}).get("board") or {}).get(
+        "predicted", {}) if est.is_file() else {}
+    used = {r.kind: r.used for r in res}
+    return {"fmax_mhz": max(r["fmax_mhz"] for r in runs), "seed_runs": runs,
+            "timing_met": all(r["met"] for r in runs),
+            "resources": [{"kind": r.kind, "used": r.used, "available": r.available} for r in res],
+            "predicted": {k: {"predicted": round(v), "reported": used[k],
+                              "error": (v - used[k]) / used[k] if used[k] else None}
+                          for k, v in pred.items() if k in used}}
 
 
 def build_all(builds: list[tuple], work: Path, jobs: int, collect: bool = False) -> list[dict]:
@@ -220,6 +253,8 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict]) -> str:
                             + (f" ({100 * c['error']:+.0f}%)" if c.get("error") is not None else "")
                             for k, c in r.get("predicted_vs_reported", {}).items())
             wall = f"{r['wall_s']}" + (" (collected)" if r.get("collected") else "")
+            if r.get("collected") and r.get("seeds_finished", r["seeds"]) < r["seeds"]:
+                wall = f"- (stopped: {r['seeds_finished']} of {r['seeds']} seeds finished)"
             lines.append(
                 f"| {r['board']} | {r['model']} | {_fmt(r.get('cycles_per_frame'))} | "
                 f"{r['target_mhz']:g} | {fmax} | {'met' if r.get('timing_met') else 'NOT met'} | "
