@@ -266,6 +266,8 @@ def test_synth_script_per_family():
     assert ecp5.index("verilog_defines -DNF_ECP5_DSP\n") < ecp5.index("read_verilog")
     ice = synth_script(["a.v"], SHELL_TOP, get_board("icebreaker"))
     assert "NF_ECP5_DSP" not in ice
+    # iCE40: no LUT RAM, mvau.v's input buffer leaves the choice to Yosys
+    assert ice.index("verilog_defines -DNF_NO_LUTRAM\n") < ice.index("read_verilog")
     assert f"synth_ice40 -dsp -top {SHELL_TOP} -json netlist.json" in ice
     assert "/" not in ice.replace("//", "")  # relative paths only (YoWASP sandbox)
     with pytest.raises(FlowError):

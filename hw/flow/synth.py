@@ -15,8 +15,9 @@ NETLIST = "netlist.json"
 STAT = "synth_stat.json"
 LOG = "synth.log"
 # ECP5: mul_reg.v instantiates MULT18X18D with its own input/output registers (Yosys maps "*"
-# to a combinational MULT18X18D and cannot absorb the registers on ECP5).
-FAMILY_DEFINES: dict[str, tuple[str, ...]] = {"ecp5": ("NF_ECP5_DSP",)}
+# to a combinational MULT18X18D and cannot absorb the registers on ECP5). iCE40: no LUT RAM, so
+# modules that ask for it (mvau.v's input buffer) leave the choice to Yosys.
+FAMILY_DEFINES: dict[str, tuple[str, ...]] = {"ecp5": ("NF_ECP5_DSP",), "ice40": ("NF_NO_LUTRAM",)}
 
 
 def synth_script(sources: list[str], top: str, board: Board) -> str:

@@ -288,7 +288,13 @@ module mvau #(
             if (SF * IW <= 8192) begin : g_lutram
                 // up to 8 kbit: LUT RAM (a block RAM would be mostly empty, and they are
                 // the scarcer resource next to the weight ROMs)
+                // (iCE40 has no LUT RAM: forcing "distributed" fails there, the flow defines
+                // NF_NO_LUTRAM and Yosys picks block RAM or flip-flops)
+`ifdef NF_NO_LUTRAM
+                reg [IW-1:0] ibuf [0:SF-1];
+`else
                 (* ram_style = "distributed" *) reg [IW-1:0] ibuf [0:SF-1];
+`endif
                 always @(posedge clk) begin
                     if (issue && from_stream) ibuf[sf] <= s_axis_tdata[IW-1:0];
                     if (!from_stream) ib_q <= ibuf[sf];
