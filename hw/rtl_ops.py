@@ -587,7 +587,7 @@ def segment_unpad_stage(node, graph) -> Stage:
 def segment_attention_stage(node, graph) -> Stage:
     """One segment_attention.v: a segment buffer, q.k / p.v on gcd(PE, HeadDim) multipliers,
     the score and context thresholds (thresh_search.v), the exp LUT (a ROM), one divider."""
-    from netfabric.ops.defs.segments import attention_cycles
+    from netfabric.ops.defs.segments import attention_cycles, attention_row_cycles
     from netfabric.sim import golden
 
     n, s, shift, m, ch, pe = _segment_geometry(node)
@@ -641,7 +641,7 @@ def segment_attention_stage(node, graph) -> Stage:
         return frame * m * seg_in + (r // seg_out + 1) * seg_in
 
     lanes = math.gcd(pe, dh)  # segment_attention.v's lanes: a chunk lies in one beat
-    row = 2 * s * -(-dh // lanes) + s + rbits + 1 + dh + 4 * st.bits + 3
+    row = attention_row_cycles(s, dh, lanes, rbits, st.bits)
     return Stage(name, "segment_attention", params, [Port(pe, it.bits, it.signed)],
                  [Port(ope, ot.bits, ot.signed)], attention_cycles(node, graph), [node.name], mem,
                  ("segment_attention.v",), latency=heads * row + 4 * ot.bits + 4, needs=needs,

@@ -113,7 +113,7 @@ def test_segment_attention_model_against_yosys(tmp_path):
         find_tool("yosys")
     except ToolNotFoundError as exc:
         pytest.skip(str(exc))
-    for name in ("segment_attention.v", "thresh_search.v", "fifo.v"):
+    for name in ("segment_attention.v", "thresh_search.v", "fifo.v", "mul_reg.v"):
         (tmp_path / name).write_text((RTL_DIR / name).read_text())
     rng = np.random.default_rng(0)
     for prefix, bits in (("st", 21), ("ct", 21)):
@@ -133,7 +133,7 @@ def test_segment_attention_model_against_yosys(tmp_path):
         "    .m_axis_tready(m_axis_tready));\nendmodule\n")
     (tmp_path / "synth.ys").write_text(
         "verilog_defines -DNF_ECP5_DSP\n"
-        + "".join(f"read_verilog -defer {n}\n" for n in ("fifo.v", "thresh_search.v",
+        + "".join(f"read_verilog -defer {n}\n" for n in ("fifo.v", "thresh_search.v", "mul_reg.v",
                                                          "segment_attention.v", "top.v"))
         + "synth_ecp5 -top top\ntee -q -o stat.json stat -json\n")
     run_tool("yosys", ["-q", "-s", "synth.ys"], cwd=tmp_path, log_name="synth.log")

@@ -8,7 +8,7 @@
 //   sc[i][j]  = #{acc >= TS} + SCORE_BIAS             score thresholds (thresh_search.v)
 //   mx        = max over valid keys j of sc[i][j]     (padded key slots are masked)
 //   e[j]      = valid j ? LUT[mx - sc[i][j]] : 0      exp LUT (ROM, LUT_FILE)
-//   S         = sum_j e[j];  r = S ? floor(2^RBITS / S) : 0   (restoring divider)
+//   S         = sum_j e[j];  r = S ? floor(2^RBITS / S) : 0   (radix-4 restoring divider)
 //   p[j]      = min((e[j]*r + 2^(RBITS-PFRAC-1)) >> (RBITS-PFRAC), 2^PBITS - 1)
 //   av[t]     = sum_j p[j] * v_j[t]                   exact (wrapping ABITS, ABITS >= range)
 //   ctx[i][h*HEADDIM + t] = #{av[t] >= TC} + CTX_BIAS  context thresholds (thresh_search.v)
@@ -21,8 +21,14 @@
 // each query i and head h: q.k for every key with L = gcd(PE, HEADDIM) multipliers (a chunk of
 // L elements lies in one word; DC = HEADDIM/L cycles a key; q of the head in registers), the
 // scores' thresholds in a pipelined search, the row max on the fly, SEGLEN cycles of LUT + row
-// sum, RBITS+1 cycles of division, p.v with L multipliers (DC cycles a key), HEADDIM cycles
-// into the context thresholds. The buffer's one read port is read a cycle ahead; the next
+// sum, EXP_LAT + 1 + ceil((RBITS+1)/2) cycles of division (two quotient bits a cycle), p.v with L
+// multipliers (DC cycles a key), HEADDIM cycles into the context thresholds.
+// Timing: q.k, the exp LUT and p.v run as pipelines behind the state machine, every multiplier with its
+// operand and product registers (mul_reg.v; the DSP's own on ECP5): q.k products -> their sum
+// -> the score accumulator (the scores arrive QK_LAT cycles later, which the row's wait for
+// its scores absorbs), and e[j] * r (split in <= 17-bit pieces of r) -> its sum -> round and
+// clip -> p * v -> the context accumulator (PV_LAT cycles; the context thresholds start
+// PV_DRAIN = max(0, PV_LAT - DC) cycles after the last key). The buffer's one read port is read a cycle ahead; the next
 // head's q is read while the scores, the LUT and the divider run. The next segment is loaded
 // after the last query row has started its context thresholds.
 //
@@ -43,14 +49,16 @@
 //   EBITS, LUTN, LUT_FILE exp LUT: LUTN entries of EBITS bits ($readmemh, one per line);
 //                         indices >= LUTN read 0
 //   RBITS, PFRAC, PBITS   reciprocal precision, probability fraction bits and width
-//                         (HEADDIM/L <= SEGLEN + RBITS: the next head's q is read meanwhile)
+//                         (HEADDIM/L <= SEGLEN + ceil((RBITS+1)/2): the next head's q is
+//                         read meanwhile)
 //   ABITS                 signed width of p.v and of the context thresholds
 //   OBITS, CTX_BIAS       context width and bias; CTX_FILE thresholds; OSIGNED informational
-// Cycles per segment (no stalls): SEGLEN*CHANNELS/PE + SEGLEN*(1 + HEADS*(2*SEGLEN*DC +
-//   SEGLEN + RBITS + 1 + HEADDIM + 4*SBITS + 3)) (attention_cycles in the op registry,
-//   netfabric/ops/defs/segments.py; exact).
+// Cycles per segment (no stalls): SEGLEN*CHANNELS/PE + SEGLEN*(1 + HEADS*ROW), ROW =
+//   2*SEGLEN*DC + SEGLEN + EXP_LAT + 1 + ceil((RBITS+1)/2) + HEADDIM + 4*SBITS + 3 + QK_LAT +
+//   PV_DRAIN
+//   (attention_cycles in the op registry, netfabric/ops/defs/segments.py; exact).
 // Latency: a query slot's context leaves HEADS rows after its segment is loaded.
-// Requires: thresh_search.v, fifo.v.
+// Requires: thresh_search.v, fifo.v, mul_reg.v.
 `default_nettype none
 
 // Parameter checks (as in fifo.v): stop elaboration, or an Icarus simulation at time 0.
@@ -143,6 +151,15 @@ module segment_attention #(
     localparam SW = EBITS + $clog2(SEGLEN + 1);      // row sum
     localparam MW = EBITS + RBITS + 2;               // e * r + half
     localparam SH = RBITS - PFRAC;
+    localparam NQ = RBITS + 1;                       // reciprocal (quotient) bits
+    localparam ND = (NQ + 1) / 2;                    // radix-4 division steps
+    localparam NPC = (NQ + 16) / 17;                 // pieces of r in e * r (<= 17 bits each)
+    localparam QK_LAT = 4;                           // q.k issue -> score accumulator
+    localparam EXP_LAT = 2;                          // exp issue -> ex[] and the row sum
+    localparam PV_LAT = 7;                           // p.v issue -> context accumulator visible
+    localparam PV_DRAIN = (PV_LAT > DC) ? PV_LAT - DC : 0;
+    localparam LV = (L > 1) ? $clog2(L) : 0;         // q.k adder tree levels
+    localparam LP = 1 << LV;
     // one width for every counter and index: holds NBUF, RBITS and NSEG * SEGLEN + 1
     localparam CMAX0 = (NBUF > RBITS + 1) ? NBUF : RBITS + 1;
     localparam CMAX = (CMAX0 > (NSEG + 1) * SEGLEN + SHIFT) ? CMAX0 : (NSEG + 1) * SEGLEN + SHIFT;
@@ -176,9 +193,9 @@ module segment_attention #(
             `NF_PARAM_ERROR(("segment_attention: QBITS (%0d) and ABITS (%0d) must exceed IBITS (%0d), ABITS also PBITS (%0d)",
                              QBITS, ABITS, IBITS, PBITS))
         end
-        if (DH / gcd(PE, DH) > SEGLEN + RBITS) begin : g_err_fill
-            `NF_PARAM_ERROR(("segment_attention: HEADDIM/gcd(PE, HEADDIM) (%0d) must be <= SEGLEN + RBITS (%0d)",
-                             DH / gcd(PE, DH), SEGLEN + RBITS))
+        if (DH / gcd(PE, DH) > SEGLEN + (RBITS + 2) / 2) begin : g_err_fill
+            `NF_PARAM_ERROR(("segment_attention: HEADDIM/gcd(PE, HEADDIM) (%0d) must be <= SEGLEN + ceil((RBITS+1)/2) (%0d)",
+                             DH / gcd(PE, DH), SEGLEN + (RBITS + 2) / 2))
         end
         if (SBITS > 16 || EBITS > 24 || RBITS > 40 || LUTN < 1) begin : g_err_widths
             `NF_PARAM_ERROR(("segment_attention: SBITS (%0d) <= 16, EBITS (%0d) <= 24, RBITS (%0d) <= 40, LUTN (%0d) >= 1",
@@ -194,7 +211,8 @@ module segment_attention #(
     localparam integer KLAST_I = DH - 1;
     localparam integer NSEGLAST_I = NSEG - 1;
     localparam integer SEG_I = SEGLEN;
-    localparam integer RB_I = RBITS;
+    localparam integer ND_I = ND;
+    localparam integer PVDLAST_I = (PV_DRAIN > 0) ? PV_DRAIN - 1 : 0;
     localparam integer LO_I = SHIFT;
     localparam integer HI_I = SHIFT + NTOK;
     localparam integer TOKB_I = TOKB;
@@ -208,7 +226,8 @@ module segment_attention #(
     localparam [CW-1:0] KLAST = KLAST_I[CW-1:0];
     localparam [CW-1:0] NSEGLAST = NSEGLAST_I[CW-1:0];
     localparam [CW-1:0] SEGC = SEG_I[CW-1:0];
-    localparam [CW-1:0] RBC = RB_I[CW-1:0];
+    localparam [CW-1:0] NDC = ND_I[CW-1:0];
+    localparam [CW-1:0] PVDLAST = PVDLAST_I[CW-1:0];
     localparam [CW-1:0] LO = LO_I[CW-1:0];
     localparam [CW-1:0] HI = HI_I[CW-1:0];
     localparam [CW-1:0] ONE = 1;
@@ -217,23 +236,24 @@ module segment_attention #(
     localparam [PDW-1:0] TOKBP = TOKB_I[PDW-1:0];
     localparam [OCW-1:0] OPELAST = OPELAST_I[OCW-1:0];
 
-    localparam [2:0] S_LOAD = 3'd0, S_START = 3'd1, S_QK = 3'd2, S_WAIT = 3'd3, S_EXP = 3'd4,
-                     S_DIV = 3'd5, S_PV = 3'd6, S_CTX = 3'd7;
+    localparam [3:0] S_LOAD = 4'd0, S_START = 4'd1, S_QK = 4'd2, S_WAIT = 4'd3, S_EXP = 4'd4,
+                     S_DIV = 4'd5, S_PV = 4'd6, S_CTX = 4'd7, S_DRAIN = 4'd8;
 
-    reg  [2:0] state;
+    reg  [3:0] state;
     reg  [CW-1:0] ld_tok, ld_f;      // load position (slot, fold)
     reg  [CW-1:0] seg;               // segment of the frame
+    reg  [CW-1:0] seg_base;          // its first slot's position, seg * SEGLEN
     reg  [CW-1:0] qi, hd, kj, ch;    // query, head, key, chunk of a key
     reg  [CW-1:0] ns;                // scores collected for the current row
     reg  [CW-1:0] dstep;             // divider step (quotient bit)
-    reg  [CW-1:0] kc;                // context element fed to the thresholds
+    reg  [CW-1:0] kc;                // context element fed to the thresholds; drain cycle
     reg  [PDW-1:0] pend;             // output beats reserved and not yet sent
 
     // ------------------------------------------------------------------ segment buffer
     // A block RAM of input beats (SEGLEN*NFI words of PE elements; one write port, one
     // registered read port). Lane chunk c of a head (W = gcd(PE, HEADDIM) elements) never
-    // straddles a word. Reads are issued a cycle ahead of the state that uses them, so the
-    // schedule is the register array's: k of key 0 in S_START / the last S_CTX cycle, v of key
+    // straddles a word. Reads are requested a cycle ahead of the state that issues them (the
+    // data follow a cycle later, into the q.k / p.v pipelines): k of key 0 in S_START / the last S_CTX cycle, v of key
     // 0 in the last S_DIV cycle, the successor chunk in S_QK / S_PV. q of the current head
     // sits in qv (DC chunks): head 0 of slot 0 is captured from the stream, every other
     // (row, head) is read in the idle S_WAIT / S_EXP / S_DIV cycles of the row before.
@@ -270,6 +290,7 @@ module segment_attention #(
         r_part = ONE;                                // k
         case (state)
             S_START: ;
+            S_DRAIN: re = 1'b0;
             S_CTX: begin
                 r_head = hd + ONE;
                 re = (kc == KLAST) && (hd != HLAST);
@@ -306,21 +327,31 @@ module segment_attention #(
     wire [CW-1:0] r_word = r_slotw[CW-1:0] + r_chunk / RC;
     wire [CW-1:0] r_pos = r_chunk % RC;
 
+    // the address is registered before the block RAM (its arithmetic is a path of its own):
+    // data come two cycles after the request, one cycle into the pipelines that take them
+    reg  re_r;
+    reg  [WAW-1:0] raddr_r;
+    reg  [RW-1:0] rpos_r;
     always @(posedge clk) begin
+        re_r <= re && rst_n;
+        raddr_r <= r_word[WAW-1:0];
+        rpos_r <= r_pos[RW-1:0];
         if (take) sbuf[wa[WAW-1:0]] <= s_axis_tdata[WB*R-1:0];
-        if (re) begin
-            rdata <= sbuf[r_word[WAW-1:0]];
-            rsub <= r_pos[RW-1:0];
+        if (re_r) begin
+            rdata <= sbuf[raddr_r];
+            rsub <= rpos_r;
         end
     end
 
     // q of the current head: DC chunks
     wire [DC*WB-1:0] qv;
-    reg  fill_d;
-    reg  [CW-1:0] fcnt_d;
+    reg  fill_d, fill_dd;
+    reg  [CW-1:0] fcnt_d, fcnt_dd;
     always @(posedge clk) begin
         fill_d <= fill_rd;
         fcnt_d <= fcnt;
+        fill_dd <= fill_d;
+        fcnt_dd <= fcnt_d;
         fcnt <= (state == S_QK) ? {CW{1'b0}} : fcnt + {{(CW - 1){1'b0}}, fill_rd};
     end
     genvar c;
@@ -334,78 +365,140 @@ module segment_attention #(
             always @(posedge clk) begin
                 if (take && ld_tok == {CW{1'b0}} && ld_f == CF)
                     qr <= s_axis_tdata[(c % R)*WB +: WB];
-                else if (fill_d && fcnt_d == CC)
+                else if (fill_dd && fcnt_dd == CC)
                     qr <= rsel;
             end
             assign qv[c*WB +: WB] = qr;
         end
     endgenerate
 
-    // key validity of the current segment (the softmax mask)
-    wire [31:0] seg_base32 = mulc({{(32 - CW){1'b0}}, seg}, SEGLEN);
-    wire [CW-1:0] seg_base = seg_base32[CW-1:0];
-    wire [SEGLEN-1:0] vmask;
+    // key validity of the current segment (the softmax mask), registered: seg changes when a
+    // segment's load begins, vmask is first read when its scores arrive
+    wire [SEGLEN-1:0] vmask_n;
+    reg  [SEGLEN-1:0] vmask;
+    always @(posedge clk) vmask <= vmask_n;
     genvar g;
     generate
         for (g = 0; g < SEGLEN; g = g + 1) begin : g_valid
             localparam integer G1_I = g + 1;
             localparam [CW-1:0] G1 = G1_I[CW-1:0];
             wire [CW-1:0] pos1 = seg_base + G1;   // slot position + 1 (no unsigned >= 0)
-            assign vmask[g] = (pos1 > LO) && (pos1 <= HI);
+            assign vmask_n[g] = (pos1 > LO) && (pos1 <= HI);
         end
     endgenerate
 
     // ------------------------------------------------------------------ q.k and p.v lanes
     reg  [EBITS-1:0] ex [0:SEGLEN-1];                // exp values of the row
-    reg  [RBITS:0] quo;                              // reciprocal (quotient)
+    reg  [2*ND-1:0] quo;                             // quotient, two bits a step
+    reg  [RBITS:0] rcp;                              // reciprocal of the row (0 for S = 0)
     reg  [SW-1:0] ssum;                              // row sum
-    wire [RBITS:0] recip = (ssum == {SW{1'b0}}) ? {(RBITS + 1){1'b0}} : quo;
-    wire [MW-1:0] ep = {{(MW - EBITS){1'b0}}, ex[kj[JW-1:0]]} * {{(MW - RBITS - 1){1'b0}}, recip};
-    localparam [MW-1:0] HALF = {{(MW - 1){1'b0}}, 1'b1} << (SH - 1);
-    wire [MW-1:0] pr_full = (ep + HALF) >> SH;
-    localparam [MW-1:0] PMAX = ({{(MW - 1){1'b0}}, 1'b1} << PBITS) - 1'b1;
-    wire [PBITS-1:0] prob = (pr_full > PMAX) ? PMAX[PBITS-1:0] : pr_full[PBITS-1:0];
-
     reg  [ABITS-1:0] av [0:DH-1];
-    wire [QBITS-1:0] dot_qk;
-    wire [L*QBITS-1:0] lane_qk;
     wire [WB-1:0] qchunk = qv[ch[CHW-1:0] * WB +: WB];
+    reg  [WB-1:0] q_d;
+    always @(posedge clk) q_d <= qchunk;
+
+    // q.k pipeline (issue in S_QK = stage 0; k from the buffer at 1, q registered to meet it):
+    // products at stage 3, their sum registered at 4, accumulated over the DC chunks of a key
+    // into acc_n, the scores' input
+    reg  [QK_LAT-1:0] qk_v, qk_first, qk_last;      // stage 1 .. QK_LAT: issue flags
+    always @(posedge clk) begin
+        qk_v <= {qk_v[QK_LAT-2:0], state == S_QK};
+        qk_first <= {qk_first[QK_LAT-2:0], ch == {CW{1'b0}}};
+        qk_last <= {qk_last[QK_LAT-2:0], ch == DCLAST};
+        if (!rst_n) qk_v <= {QK_LAT{1'b0}};
+    end
+    // the L products in a balanced adder tree (heap order: leaves at LP-1 .. 2*LP-2)
+    wire [(2*LP-1)*QBITS-1:0] qk_tree;
     genvar l;
     generate
-        for (l = 0; l < L; l = l + 1) begin : g_lane
-            localparam integer L_IDX = l;
-            localparam [CW-1:0] LW_ = L_IDX[CW-1:0];
-            wire [IBITS-1:0] qe = qchunk[l*IBITS +: IBITS];
-            wire [IBITS-1:0] ke = rsel[l*IBITS +: IBITS];     // k in S_QK, v in S_PV
-            wire qs = (ISIGNED != 0) ? qe[IBITS-1] : 1'b0;
-            wire ks = (ISIGNED != 0) ? ke[IBITS-1] : 1'b0;
-            wire [QBITS-1:0] qx = {{(QBITS - IBITS){qs}}, qe};
-            wire [QBITS-1:0] kx = {{(QBITS - IBITS){ks}}, ke};
-            wire [ABITS-1:0] vx = {{(ABITS - IBITS){ks}}, ke};
-            wire [ABITS-1:0] px = {{(ABITS - PBITS){1'b0}}, prob};
-            wire [QBITS-1:0] m_qk = qx * kx;              // exact modulo 2^QBITS
-            wire [ABITS-1:0] m_pv = px * vx;              // exact modulo 2^ABITS
-            if (l == 0) begin : g_first
-                assign lane_qk[QBITS-1:0] = m_qk;
-            end else begin : g_next
-                assign lane_qk[l*QBITS +: QBITS] = lane_qk[(l-1)*QBITS +: QBITS] + m_qk;
+        for (l = 0; l < LP; l = l + 1) begin : g_qk
+            if (l < L) begin : g_lane
+                mul_reg #(.AW(IBITS), .ASIGNED(ISIGNED), .BW(IBITS), .BSIGNED(ISIGNED),
+                          .PW(QBITS)) u_mul (              // exact modulo 2^QBITS
+                    .clk(clk), .a(q_d[l*IBITS +: IBITS]), .b(rsel[l*IBITS +: IBITS]),
+                    .p(qk_tree[(LP - 1 + l)*QBITS +: QBITS]));
+            end else begin : g_pad
+                assign qk_tree[(LP - 1 + l)*QBITS +: QBITS] = {QBITS{1'b0}};
             end
-            // p.v: av[ch*L + l] += p * v (first key: =)
-            wire [31:0] ai32 = mulc({{(32 - CW){1'b0}}, ch}, L);
-            wire [CW-1:0] ai = ai32[CW-1:0] + LW_;
-            always @(posedge clk) begin
-                if (state == S_PV)
-                    av[ai[KW-1:0]] <= ((kj == {CW{1'b0}}) ? {ABITS{1'b0}} : av[ai[KW-1:0]]) + m_pv;
+        end
+        for (l = 0; l < LP - 1; l = l + 1) begin : g_qk_sum
+            assign qk_tree[l*QBITS +: QBITS] = qk_tree[(2*l + 1)*QBITS +: QBITS] +
+                                               qk_tree[(2*l + 2)*QBITS +: QBITS];
+        end
+    endgenerate
+    reg  [QBITS-1:0] dot_r;
+    reg  [QBITS-1:0] acc;
+    always @(posedge clk) dot_r <= qk_tree[QBITS-1:0];
+    wire [QBITS-1:0] acc_n = (qk_first[QK_LAT-1] ? {QBITS{1'b0}} : acc) + dot_r;
+    always @(posedge clk) acc <= acc_n;
+
+    // p.v pipeline (issue in S_PV = stage 0, key kj, chunk ch; v from the buffer at 1): e[kj]
+    // * r at stage 2, summed at 3, rounded and clipped to p at 4, p * v at 6, into av at 7
+    localparam PVD = PV_LAT - 1;                    // stages that carry the issue flags
+    reg  [PVD-1:0] pv_v, pv_first;
+    reg  [PVD*CHW-1:0] pv_ch;
+    reg  [3*WB-1:0] pv_vd;                           // v for stages 2 .. 4
+    always @(posedge clk) begin
+        pv_v <= {pv_v[PVD-2:0], state == S_PV};
+        pv_first <= {pv_first[PVD-2:0], kj == {CW{1'b0}}};
+        pv_ch <= {pv_ch[(PVD-1)*CHW-1:0], ch[CHW-1:0]};
+        pv_vd <= {pv_vd[2*WB-1:0], rsel};
+        if (!rst_n) pv_v <= {PVD{1'b0}};
+    end
+    wire [EBITS-1:0] e_k = ex[kj[JW-1:0]];
+    wire [NPC*(EBITS+17)-1:0] ep_part;
+    genvar c2;
+    generate
+        for (c2 = 0; c2 < NPC; c2 = c2 + 1) begin : g_ep
+            localparam integer PB = (NQ - 17 * c2 < 17) ? NQ - 17 * c2 : 17;
+            wire [EBITS+PB-1:0] pp;
+            mul_reg #(.AW(EBITS), .ASIGNED(0), .BW(PB), .BSIGNED(0), .PW(EBITS + PB)) u_mul (
+                .clk(clk), .a(e_k), .b(rcp[17*c2 +: PB]), .p(pp));
+            if (PB < 17) begin : g_short
+                assign ep_part[c2*(EBITS+17) +: EBITS+17] = {{(17 - PB){1'b0}}, pp};
+            end else begin : g_full
+                assign ep_part[c2*(EBITS+17) +: EBITS+17] = pp;
             end
         end
     endgenerate
-    assign dot_qk = lane_qk[(L-1)*QBITS +: QBITS];
+    // the pieces' sum in EPW bits (e * r < 2^(EBITS+NQ) fits MW)
+    localparam EPW = (MW > EBITS + 17 * NPC) ? MW : EBITS + 17 * NPC;
+    reg  [MW-1:0] ep_r;                              // e * r (stage 3)
+    integer pi;
+    reg  [EPW-1:0] ep_sum;
+    always @(*) begin
+        ep_sum = {EPW{1'b0}};
+        for (pi = 0; pi < NPC; pi = pi + 1)
+            ep_sum = ep_sum + ({{(EPW - EBITS - 17){1'b0}}, ep_part[pi*(EBITS+17) +: EBITS+17]} << (17 * pi));
+    end
+    always @(posedge clk) ep_r <= ep_sum[MW-1:0];
+    localparam [MW-1:0] HALF = {{(MW - 1){1'b0}}, 1'b1} << (SH - 1);
+    wire [MW-1:0] pr_full = (ep_r + HALF) >> SH;
+    localparam [MW-1:0] PMAX = ({{(MW - 1){1'b0}}, 1'b1} << PBITS) - 1'b1;
+    reg  [PBITS-1:0] prob;                           // stage 4
+    always @(posedge clk) prob <= (pr_full > PMAX) ? PMAX[PBITS-1:0] : pr_full[PBITS-1:0];
 
-    reg  [QBITS-1:0] acc;
-    wire [QBITS-1:0] acc_n = ((ch == {CW{1'b0}}) ? {QBITS{1'b0}} : acc) + dot_qk;
+    wire [CHW-1:0] ch6 = pv_ch[(PVD-1)*CHW +: CHW];
+    wire [WB-1:0] v4 = pv_vd[2*WB +: WB];
+    generate
+        for (l = 0; l < L; l = l + 1) begin : g_pv
+            localparam integer L_IDX = l;
+            localparam [CW-1:0] LW_ = L_IDX[CW-1:0];
+            wire [ABITS-1:0] m_pv;                      // exact modulo 2^ABITS (stage 6)
+            mul_reg #(.AW(PBITS), .ASIGNED(0), .BW(IBITS), .BSIGNED(ISIGNED), .PW(ABITS)) u_mul (
+                .clk(clk), .a(prob), .b(v4[l*IBITS +: IBITS]), .p(m_pv));
+            // av[ch*L + l] += p * v (first key: =)
+            wire [31:0] ai32 = mulc({{(32 - CHW){1'b0}}, ch6}, L);
+            wire [CW-1:0] ai = ai32[CW-1:0] + LW_;
+            always @(posedge clk) begin
+                if (pv_v[PVD-1])
+                    av[ai[KW-1:0]] <= (pv_first[PVD-1] ? {ABITS{1'b0}} : av[ai[KW-1:0]]) + m_pv;
+            end
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ score thresholds
-    wire sq_in = (state == S_QK) && (ch == DCLAST);
+    wire sq_in = qk_v[QK_LAT-1] && qk_last[QK_LAT-1];
     wire sq_v;
     wire [SBITS-1:0] sq_d;
     thresh_search #(
@@ -422,12 +515,20 @@ module segment_attention #(
     wire new_row = (state == S_START && pend <= TOKBP) || (state == S_CTX && kc == KLAST && hd != HLAST);
 
     // exp LUT
+    // in logic: a block RAM's clock-to-out would start the row-sum path
+    (* rom_style = "logic" *)
     reg  [EBITS-1:0] lut [0:LUTN-1];
     initial begin
         if (LUT_FILE != "") $readmemh(LUT_FILE, lut);
     end
+    // exp pipeline (issue in S_EXP = stage 0, key kj): the LUT index registered at 1, e at 2,
+    // into ex[] and the row sum at 3 (the divider waits EXP_LAT cycles for the last one)
     wire [SBITS:0] diff = {mx[SBITS-1], mx} - {sc[kj[JW-1:0]][SBITS-1], sc[kj[JW-1:0]]};
-    wire [SBITS-1:0] didx = diff[SBITS-1:0];
+    reg  [SBITS-1:0] didx;
+    reg  [EXP_LAT-1:0] ex_v, ex_first;
+    reg  [JW-1:0] ex_j1, ex_j2;
+    reg  ex_ok;
+    reg  [EBITS-1:0] e_r;
     wire [EBITS-1:0] lut_q;
     generate
         if (LUTN >= (1 << SBITS)) begin : g_lut_full
@@ -439,13 +540,35 @@ module segment_attention #(
             assign lut_q = ({1'b0, didx} < LN) ? lut[didx[LAW-1:0]] : {EBITS{1'b0}};
         end
     endgenerate
-    wire [EBITS-1:0] e_now = vmask[kj[JW-1:0]] ? lut_q : {EBITS{1'b0}};
+    always @(posedge clk) begin
+        didx <= diff[SBITS-1:0];
+        ex_ok <= vmask[kj[JW-1:0]];
+        ex_j1 <= kj[JW-1:0];
+        e_r <= ex_ok ? lut_q : {EBITS{1'b0}};
+        ex_j2 <= ex_j1;
+        ex_v <= {ex_v[0], state == S_EXP};
+        ex_first <= {ex_first[0], kj == {CW{1'b0}}};
+        if (ex_v[EXP_LAT-1]) begin
+            ex[ex_j2] <= e_r;
+            ssum <= (ex_first[EXP_LAT-1] ? {SW{1'b0}} : ssum) + {{(SW - EBITS){1'b0}}, e_r};
+        end
+        if (!rst_n) ex_v <= {EXP_LAT{1'b0}};
+    end
 
-    // divider: quotient bit dstep of 2^RBITS / ssum
-    reg  [SW:0] rem;
-    wire [SW+1:0] rem2 = {rem, (dstep == RBC)};
-    wire ge = rem2 >= {2'b0, ssum};
-    wire [SW+1:0] rem_sub = rem2 - {2'b0, ssum};
+    // divider: quotient bits 2*dstep+1 and 2*dstep of 2^RBITS / ssum (radix 4: the three
+    // differences side by side, the largest multiple that fits picked by their signs)
+    reg  [SW-1:0] rem;                               // < ssum
+    reg  [SW+1:0] s3;                                // 3 * ssum (the first S_DIV cycle)
+    localparam integer RBITS_I = RBITS;
+    localparam [CW:0] RBW = RBITS_I[CW:0];
+    wire [SW+1:0] rem4 = {rem, {dstep, 1'b1} == RBW, {dstep, 1'b0} == RBW};
+    wire [SW+2:0] d1 = {1'b0, rem4} - {3'b0, ssum};
+    wire [SW+2:0] d2 = {1'b0, rem4} - {2'b0, ssum, 1'b0};
+    wire [SW+2:0] d3 = {1'b0, rem4} - {1'b0, s3};
+    wire [1:0] qd = !d3[SW+2] ? 2'd3 : !d2[SW+2] ? 2'd2 : !d1[SW+2] ? 2'd1 : 2'd0;
+    wire [SW+1:0] rem_n = !d3[SW+2] ? d3[SW+1:0] : !d2[SW+2] ? d2[SW+1:0] :
+                          !d1[SW+2] ? d1[SW+1:0] : rem4;
+    wire [2*ND+1:0] quo_n = {quo, qd};
 
     // ------------------------------------------------------------------ control
     always @(posedge clk) begin
@@ -455,6 +578,7 @@ module segment_attention #(
             ld_f <= {CW{1'b0}};
             wa <= {CW{1'b0}};
             seg <= {CW{1'b0}};
+            seg_base <= {CW{1'b0}};
             qi <= {CW{1'b0}};
             hd <= {CW{1'b0}};
             kj <= {CW{1'b0}};
@@ -485,7 +609,6 @@ module segment_attention #(
                     ch <= {CW{1'b0}};
                 end
                 S_QK: begin
-                    acc <= acc_n;
                     if (ch == DCLAST) begin
                         ch <= {CW{1'b0}};
                         if (kj == SEGLAST) begin
@@ -500,20 +623,26 @@ module segment_attention #(
                 end
                 S_WAIT: if (ns == SEGC) state <= S_EXP;
                 S_EXP: begin
-                    ex[kj[JW-1:0]] <= e_now;
-                    rem <= {(SW + 1){1'b0}};  // here, not in a second always block: one driver
                     if (kj == SEGLAST) begin
                         kj <= {CW{1'b0}};
-                        dstep <= RBC;
+                        dstep <= NDC + EXP_LAT;
                         state <= S_DIV;
                     end else begin
                         kj <= kj + ONE;
                     end
                 end
                 S_DIV: begin
-                    quo <= {quo[RBITS-1:0], ge};
-                    rem <= ge ? rem_sub[SW:0] : rem2[SW:0];
+                    if (dstep > NDC) begin
+                        // the last exp values still on their way into ssum
+                    end else if (dstep == NDC) begin   // ssum is final: 3 * ssum
+                        rem <= {SW{1'b0}};
+                        s3 <= {1'b0, ssum, 1'b0} + {2'b0, ssum};
+                    end else begin
+                        quo <= quo_n[2*ND-1:0];
+                        rem <= rem_n[SW-1:0];
+                    end
                     if (dstep == {CW{1'b0}}) begin
+                        rcp <= (ssum == {SW{1'b0}}) ? {(RBITS + 1){1'b0}} : quo_n[RBITS:0];
                         state <= S_PV;
                         ch <= {CW{1'b0}};
                     end else begin
@@ -526,12 +655,20 @@ module segment_attention #(
                         if (kj == SEGLAST) begin
                             kj <= {CW{1'b0}};
                             kc <= {CW{1'b0}};
-                            state <= S_CTX;
+                            state <= (PV_DRAIN > 0) ? S_DRAIN : S_CTX;
                         end else begin
                             kj <= kj + ONE;
                         end
                     end else begin
                         ch <= ch + ONE;
+                    end
+                end
+                S_DRAIN: begin                         // the last keys' p.v in flight
+                    if (kc == PVDLAST) begin
+                        kc <= {CW{1'b0}};
+                        state <= S_CTX;
+                    end else begin
+                        kc <= kc + ONE;
                     end
                 end
                 S_CTX: begin
@@ -544,6 +681,7 @@ module segment_attention #(
                             if (qi == SEGLAST) begin
                                 qi <= {CW{1'b0}};
                                 seg <= (seg == NSEGLAST) ? {CW{1'b0}} : seg + ONE;
+                                seg_base <= (seg == NSEGLAST) ? {CW{1'b0}} : seg_base + SEGC;
                                 state <= S_LOAD;
                             end else begin
                                 qi <= qi + ONE;
@@ -561,7 +699,6 @@ module segment_attention #(
 
     // row sum, divider remainder, score collection and row max
     always @(posedge clk) begin
-        if (state == S_EXP) ssum <= ((kj == {CW{1'b0}}) ? {SW{1'b0}} : ssum) + {{(SW - EBITS){1'b0}}, e_now};
         if (new_row) begin
             ns <= {CW{1'b0}};
             mx <= SMIN;

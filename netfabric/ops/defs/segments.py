@@ -70,20 +70,38 @@ def unpad_cycles(node, graph) -> int:
     return m * s * _channels_per_cycle(node)
 
 
+# segment_attention.v's pipelines: q.k issue -> score accumulator, p.v issue -> context
+# accumulator visible (the context thresholds wait for what a key's DC cycles do not cover)
+ATTENTION_QK_LATENCY = 4
+ATTENTION_EXP_LATENCY = 2
+ATTENTION_PV_LATENCY = 7
+
+
+def attention_row_cycles(s: int, dh: int, lanes: int, recip_bits: int, score_bits: int) -> int:
+    """Cycles of one (query, head) row in hw/rtl/segment_attention.v: q.k and p.v over the s
+    keys (dh/lanes cycles a key each), s LUT and row-sum steps, the radix-4 divider (waiting
+    for the exp pipeline's last value, one cycle for 3*S, then two quotient bits a cycle), dh
+    context-threshold inputs, the score search's latency (4*B_s + 2) + 1, and the q.k and p.v
+    pipelines' latencies."""
+    dc = -(-dh // lanes)
+    divide = ATTENTION_EXP_LATENCY + 1 + (recip_bits + 2) // 2
+    pv_drain = max(0, ATTENTION_PV_LATENCY - dc)
+    return (2 * s * dc + s + divide + dh + 4 * score_bits + 3 + ATTENTION_QK_LATENCY
+            + pv_drain)
+
+
 def attention_cycles(node, graph) -> int:
     """The RTL's cycles (hw/rtl/segment_attention.v, sequential, no stalls), per segment:
     the load (s*3d/PE beats; the buffer holds one segment), then per query slot 1 cycle and
-    per head a row of q.k and p.v on L = gcd(PE, dh) multipliers (2*s*dh/L: a lane chunk lies
-    in one input beat, a word of the block-RAM segment buffer), s LUT and
-    row-sum steps, RecipBits+1 division steps, dh context-threshold inputs and the score
-    search's latency (4*B_s + 2) + 1. Exact (measured under cocotb) for every geometry."""
+    per head a row (attention_row_cycles) on L = gcd(PE, dh) multipliers (a lane chunk lies in
+    one input beat, a word of the block-RAM segment buffer). Exact (measured in simulation)
+    for every geometry."""
     n, s, shift, m = geometry(node)
     h, dh = int(node.attr("Heads")), int(node.attr("HeadDim"))
-    pe = int(node.attr("PE", 1))
-    lanes = math.gcd(pe, dh)
-    sbits = int_type(node.attr("scoreDataType")).bits
-    row = 2 * s * -(-dh // lanes) + s + int(node.attr("RecipBits")) + 1 + dh + 4 * sbits + 3
-    return m * (s * int(node.attr("NumChannels")) // pe + s * (1 + h * row))
+    lanes = math.gcd(int(node.attr("PE", 1)), dh)
+    row = attention_row_cycles(s, dh, lanes, int(node.attr("RecipBits")),
+                               int_type(node.attr("scoreDataType")).bits)
+    return m * (s * int(node.attr("NumChannels")) // int(node.attr("PE", 1)) + s * (1 + h * row))
 
 
 def pad_resources(node, graph) -> dict:
