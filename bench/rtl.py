@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
+import re
 import shutil
 import statistics
 import sys
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, provenance, write_json, write_section  # noqa: E402
+from _report import BENCH, machine, provenance, write_json, write_section  # noqa: E402
 
 # name: (checkpoint, target frames/s at 100 MHz, frames to simulate)
 MODELS = {
@@ -192,11 +193,30 @@ def _finished_seeds(out: Path, board: str) -> dict | None:
                           for k, v in pred.items() if k in used}}
 
 
+def _previous_rows() -> dict[tuple[str, str], dict]:
+    """The open-flow rows of the last recorded run (bench/results/rtl.json), each with the
+    commit it was measured at (``reused_from``): what --collect keeps, marked, for a bitstream
+    with no build folder here."""
+    path = BENCH / "results" / "rtl.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    found = re.search(r"commit (\S+)", data.get("provenance", ""))
+    commit = found.group(1) if found else "an earlier commit"
+    return {(r["board"], r["model"]): {**r, "reused_from": r.get("reused_from", commit)}
+            for r in data.get("open_flow", []) if "error" not in r}
+
+
 def build_all(builds: list[tuple], work: Path, jobs: int, collect: bool = False) -> list[dict]:
     """open_flow for each (board, model, MHz, seeds), ``jobs`` at a time in fresh processes
-    (spawned: the parent has run torch and the simulators); rows in the order given."""
+    (spawned: the parent has run torch and the simulators); rows in the order given. With
+    ``collect``, a bitstream with no build folder keeps its row of the last recorded run,
+    marked with the commit it was measured at."""
     if collect:
-        return [open_flow(*b, work, collect=True) for b in builds]
+        previous = _previous_rows()
+        rows = [open_flow(*b, work, collect=True) for b in builds]
+        return [previous.get((b[0], b[1]), r) if "error" in r else r
+                for b, r in zip(builds, rows, strict=True)]
     if jobs <= 1:
         return [open_flow(*b, work) for b in builds]
     order = sorted(builds, key=lambda b: BUILD_ORDER.index(b[1]))
@@ -255,6 +275,8 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict]) -> str:
             wall = f"{r['wall_s']}" + (" (collected)" if r.get("collected") else "")
             if r.get("collected") and r.get("seeds_finished", r["seeds"]) < r["seeds"]:
                 wall = f"- (stopped: {r['seeds_finished']} of {r['seeds']} seeds finished)"
+            if r.get("reused_from"):
+                wall = f"- (not rebuilt: row of {r['reused_from']})"
             lines.append(
                 f"| {r['board']} | {r['model']} | {_fmt(r.get('cycles_per_frame'))} | "
                 f"{r['target_mhz']:g} | {fmax} | {'met' if r.get('timing_met') else 'NOT met'} | "

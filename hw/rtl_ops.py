@@ -384,7 +384,7 @@ def maxpool_stage(node, graph) -> Stage:
     oh, ow = h // k[0], w // k[0]
     return Stage(node.name.lower(), "maxpool", params, [Port(pe, dt.bits, dt.signed)],
                  [Port(pe, dt.bits, dt.signed)], h * w * ch // pe, [swg.name, node.name],
-                 sources=("maxpool.v",), latency=3,
+                 sources=("maxpool.v",), latency=4,
                  needs=_windowed(h, w, ch, k[0], k[0], ch, h * w * ch, oh * ow * ch),
                  in_tensors=[swg.inputs[0]], out_tensors=[node.outputs[0]])
 

@@ -10,11 +10,12 @@
 // Parameters: CHANNELS, PE (CHANNELS % PE == 0), BITS, SIGNED (element signedness),
 //   IFM_H, IFM_W (multiples of K), K.
 // Implementation: a running-max memory of OW*CF words (one output row), updated with a
-//   read-modify-write per input beat: synchronous read, max, write back, with forwarding of
-//   the word written in the previous cycle. An output beat is emitted with the last beat of
-//   each pooling window.
+//   read-modify-write per input beat: synchronous read, its data registered (a block RAM's
+//   clock-to-out then only meets a flip-flop), max, write back, with forwarding of the words
+//   written in the two previous cycles. An output beat is emitted with the last beat of each
+//   pooling window.
 // Throughput: one input beat per cycle (IFM_H*IFM_W*CF cycles per frame).
-// Latency: 3 cycles from the handshake of a window's last input beat to the output beat.
+// Latency: 4 cycles from the handshake of a window's last input beat to the output beat.
 // Requires: axis_out_credit.v, fifo.v.
 `default_nettype none
 
@@ -184,42 +185,65 @@ module maxpool #(
         last_d <= last;
     end
 
-    // ------------------------------------------------------------------ stage B: max, write
-    reg  [DW-1:0] wb_d;        // word written in the previous cycle (read-during-write bypass)
+    // ------------------------------------------------------------------ stage A2: registers
+    // The read data and the beat, registered; which of the two words written since the read
+    // (stage B of the two beats before) replaces the read data is decided here, from
+    // registered addresses, so stage B only selects.
+    reg  [DW-1:0] q_r, in_r;
+    reg  [MAW-1:0] a_r;
+    reg           v_r, first_r, last_r;
+    reg  [DW-1:0] wb_d;        // word written in the previous cycle
     reg  [MAW-1:0] wb_a;
     reg           wb_v;
+    reg  [DW-1:0] wb2_d;       // and the cycle before
+    reg           use_wb, use_wb2;
+    always @(posedge clk) begin
+        q_r <= q;
+        in_r <= in_d;
+        a_r <= a_d;
+        first_r <= first_d;
+        last_r <= last_d;
+        // stage B writes beat a_r now (wb next cycle) and wrote the previous one (wb now)
+        use_wb <= v_r && a_r == a_d;
+        use_wb2 <= wb_v && wb_a == a_d;
+    end
+
+    // ------------------------------------------------------------------ stage B: max, write
     reg  [DW-1:0] o_d;
     reg           o_v;
-    wire [DW-1:0] prev = (wb_v && wb_a == a_d) ? wb_d : q;
+    wire [DW-1:0] prev = use_wb ? wb_d : use_wb2 ? wb2_d : q_r;
     wire [DW-1:0] m;
     genvar p;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_max
             wire [BITS-1:0] a = prev[p*BITS +: BITS];
-            wire [BITS-1:0] b = in_d[p*BITS +: BITS];
+            wire [BITS-1:0] b = in_r[p*BITS +: BITS];
             // Compare as BITS+1-bit signed numbers: covers both signednesses.
             wire signed [BITS:0] as = {(SIGNED != 0) ? a[BITS-1] : 1'b0, a};
             wire signed [BITS:0] bs = {(SIGNED != 0) ? b[BITS-1] : 1'b0, b};
-            assign m[p*BITS +: BITS] = (first_d || bs > as) ? b : a;
+            assign m[p*BITS +: BITS] = (first_r || bs > as) ? b : a;
         end
     endgenerate
 
     always @(posedge clk) begin
-        if (v_d) mem[a_d] <= m;
+        if (v_r) mem[a_r] <= m;
         wb_d <= m;
-        wb_a <= a_d;
+        wb_a <= a_r;
+        wb2_d <= wb_d;
         o_d <= m;
     end
 
     always @(posedge clk) begin
         if (!rst_n) begin
             v_d <= 1'b0;
+            v_r <= 1'b0;
             wb_v <= 1'b0;
             o_v <= 1'b0;
         end else begin
             v_d <= push;
-            wb_v <= v_d;
-            o_v <= v_d && last_d;
+            v_r <= v_d;
+            wb_v <= v_r;
+            o_v <= v_r && last_r;
         end
     end
 
