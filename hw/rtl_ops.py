@@ -301,7 +301,7 @@ def mvau_stage(node, graph) -> Stage:
         params["XNOR"] = 1
     if act is not None:
         params.update(act.params)
-    latency = 8 + _clog2(simd) + (act.latency if act else 0) + 2
+    latency = 9 + _clog2(simd) + (act.latency if act else 0) + 2
     return Stage(name, "mvau", params, [Port(simd, it.bits, it.signed)],
                  [Port(pe, obits, bool(out_t.signed) if use_act or xnor else True)],
                  nvec * (mw // simd) * (mh // pe), [node.name], mem, ("mvau.v",), latency,
@@ -664,9 +664,9 @@ def streaming_dwc_stage(node, graph) -> Stage:
 
 def fifo_stage(name: str, port: Port, depth: int, why: str = "") -> Stage:
     """A stream FIFO of ``depth`` beats (fifo.v: distributed below 64 beats, block RAM from
-    64, where the latency grows from 1 to 3 cycles)."""
+    64, where the latency grows from 1 to 4 cycles)."""
     return Stage(name, "fifo", dict(WIDTH=port.elems * port.bits, DEPTH=depth), [port], [port], 0, [],
-                 sources=("fifo.v",), latency=3 if depth >= 64 else 1, why=why)
+                 sources=("fifo.v",), latency=4 if depth >= 64 else 1, why=why)
 
 
 def dwc_stage(name: str, src: Port, dst_elems: int, where: str) -> Stage:

@@ -269,7 +269,7 @@ def test_residual_block_topology_and_fifo_analysis(tmp_path):
     assert (edges["a1"]["from"], edges["a1"]["to"]) == ("fork", "add")
     # Skip path (fork -> add): MVAU_1 needs its whole 32-element input vector before its first
     # output, so the skip FIFO holds 31 elements more than the branch, + 1 join beat (2), +
-    # the branch's extra pipeline latency (mvau 30 cycles + 1 FIFO) at the fork's steady rate
+    # the branch's extra pipeline latency (mvau 31 cycles + 1 FIFO) at the fork's steady rate
     # 224 elements / 448 cycles = 16 elements: 49 elements = 25 beats of 2 -> 32.
     assert edges["a1"]["depth"] == 32 and "mvau_1" in edges["a1"]["why"]
     # the branch MVAU parks a vector (2 x 32 elements in 4-element beats = 16)

@@ -18,11 +18,11 @@
 //   WIDTH       result bits per beat
 //   DEPTH       output FIFO capacity = credits. A unit that starts one result per cycle runs
 //               without stalls behind an always-ready sink when DEPTH >= its latency from
-//               `reserve` to in_valid + the FIFO latency (1 distributed, 3 block) + 2 (the
+//               `reserve` to in_valid + the FIFO latency (1 distributed, 4 block) + 2 (the
 //               credit returns the cycle after the beat leaves); the units round
 //               latency + 6 up to a power of two.
 //   RAM_STYLE   FIFO style (fifo.v): 0 auto (block RAM from 64 entries), 1 distributed
-// Latency: that of the FIFO, 1 (distributed) or 3 (block) cycles from in_valid to m_axis.
+// Latency: that of the FIFO, 1 (distributed) or 4 (block) cycles from in_valid to m_axis.
 // Requires: fifo.v.
 `default_nettype none
 

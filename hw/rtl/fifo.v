@@ -9,11 +9,11 @@
 //   DEPTH     capacity in beats (>= 1)
 //   RAM_STYLE 0 = auto (block RAM when DEPTH >= 64), 1 = distributed/registers
 //             (asynchronous-read array: LUT RAM on ECP5, flip-flops on iCE40),
-//             2 = block RAM (synchronous read, ram_style="block"; two more beats of
-//             capacity in the RAM's read register and a fabric output register, so the
-//             capacity is DEPTH + 2; m_axis_tdata comes from that flip-flop).
+//             2 = block RAM (synchronous read, ram_style="block"; three more beats of
+//             capacity in the RAM's read register and two fabric registers after it, so
+//             the capacity is DEPTH + 3; m_axis_tdata comes from the last flip-flop).
 // Latency: a beat written at clock edge t is visible on m_axis after edge t+1
-//   (distributed) or t+3 (block). Throughput one beat per cycle in both styles when
+//   (distributed) or t+4 (block). Throughput one beat per cycle in both styles when
 //   DEPTH >= 2 (a full DEPTH-1 FIFO takes no beat in the cycle it delivers one);
 //   s_axis_tready depends on registers only (no path from m_axis_tready to s_axis_tready).
 `default_nettype none
@@ -108,29 +108,36 @@ module fifo #(
         assign m_axis_tdata[WIDTH-1:0] = rd_data;
 
         if (BLOCK) begin : g_block
-            // Two output stages after the array: the RAM's read register (q) and a fabric
-            // register (o) that drives m_axis. A block RAM's clock-to-out (~5.6 ns on ECP5
-            // DP16KD) then only reaches o, which can sit next to the RAM, and the consumer
-            // is fed from a flip-flop. Each stage refills when it is empty or emptying.
+            // Three output stages after the array: the RAM's read register (q) and two
+            // fabric registers, m and o. A block RAM's clock-to-out (~5.6 ns on ECP5
+            // DP16KD) then only reaches m, which has no other job than to sit next to the
+            // RAM (with a single stage o, placed towards the consumer, this hop was the
+            // design's critical path), and the consumer is fed from o. Each stage refills
+            // when it is empty or emptying.
             // no_rw_check (Yosys): a read never hits the address written in the same cycle
             // (see rd below), so no collision bypass logic is needed after the RAM.
             (* ram_style = "block", no_rw_check *)
             reg  [WIDTH-1:0] mem [0:DEPTH-1];
             reg  [WIDTH-1:0] q;
             reg              q_valid;
+            reg  [WIDTH-1:0] m;
+            reg              m_valid;
             reg  [WIDTH-1:0] o;
             reg              o_valid;
-            wire o_load = q_valid && (!o_valid || m_axis_tready);
+            wire o_load = m_valid && (!o_valid || m_axis_tready);
+            wire m_load = q_valid && (!m_valid || o_load);
             // The read never hits the address written in the same cycle because count
             // excludes it.
-            wire rd = not_empty && (!q_valid || o_load);
+            wire rd = not_empty && (!q_valid || m_load);
             assign pop = rd;
 
             always @(posedge clk) begin
                 if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
                 if (rd) q <= mem[rd_ptr];
-                if (o_load) o <= q;
             end
+            // keep: m stays a register of its own beside the RAM
+            (* keep *) always @(posedge clk) if (m_load) m <= q;
+            always @(posedge clk) if (o_load) o <= m;
 
             always @(posedge clk) begin
                 if (!rst_n) begin
@@ -138,6 +145,7 @@ module fifo #(
                     rd_ptr <= {AW{1'b0}};
                     count <= {CW{1'b0}};
                     q_valid <= 1'b0;
+                    m_valid <= 1'b0;
                     o_valid <= 1'b0;
                 end else begin
                     if (push) wr_ptr <= (wr_ptr == LAST_ADDR) ? {AW{1'b0}} : wr_ptr + 1'b1;
@@ -145,7 +153,9 @@ module fifo #(
                     if (push && !rd) count <= count + ONE;
                     else if (!push && rd) count <= count - ONE;
                     if (rd) q_valid <= 1'b1;
-                    else if (o_load) q_valid <= 1'b0;
+                    else if (m_load) q_valid <= 1'b0;
+                    if (m_load) m_valid <= 1'b1;
+                    else if (o_load) m_valid <= 1'b0;
                     if (o_load) o_valid <= 1'b1;
                     else if (m_axis_tready) o_valid <= 1'b0;
                 end

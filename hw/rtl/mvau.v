@@ -35,14 +35,16 @@
 //                     requantizer and leftover tables (requant_act.v; RQ = 0: tables only)
 // Throughput: one (nf, sf) step per cycle, i.e. NVEC*SF*NF cycles per frame in steady state
 //   with no stalls while the sink keeps up (the output FIFO covers the pipeline latency).
-// Latency: LATENCY = 8 + clog2(SIMD) (+ the activation's, USE_ACT: 4*OBITS + 2, or 4 when
+// Latency: LATENCY = 9 + clog2(SIMD) (+ the activation's, USE_ACT: 4*OBITS + 2, or 4 when
 //   RQ = 1 and NT = 0, see requant_act.v) cycles from the handshake
 //   of the last input beat a result depends on to that result's first appearance on m_axis.
 //   Pipeline: input buffer read, its data register / weight ROM read (address delayed one
-//   cycle), operand registers (per PE, then per multiplier), multipliers, product
-//   registers, registered adder tree (one level per cycle), accumulator, [threshold
+//   cycle), a second register after each (the ROM's beside the ROM, the input's after the
+//   buffer/stream select), operand registers (per PE, then per multiplier), multipliers,
+//   product registers, registered adder tree (one level per cycle), accumulator, [threshold
 //   search], output FIFO. No block RAM or DSP output drives more than a register (their
-//   delays, ~6 ns / ~4 ns on ECP5, are most of a 10 ns cycle).
+//   delays, ~6 ns / ~4 ns on ECP5, are most of a 10 ns cycle), and that register has no
+//   other job than to be close to the block.
 // Requires: mul_reg.v, requant_act.v, requant.v, thresh_search.v, axis_out_credit.v, fifo.v.
 `default_nettype none
 
@@ -120,12 +122,12 @@ module mvau #(
     localparam LUTMUL = (MUL_STYLE == 1) || (MUL_STYLE == 0 && (WBITS <= 4 || IBITS <= 4));
     localparam NB = (WBITS <= IBITS) ? WBITS : IBITS;      // shift-and-add steps
     localparam B_SIGNED = (WBITS <= IBITS) ? (WSIGNED != 0) : (ISIGNED != 0);
-    localparam D = 6 + LEVELS;               // issue -> adder-tree root, in cycles
+    localparam D = 7 + LEVELS;               // issue -> adder-tree root, in cycles
     // Issue -> FIFO write: D + 1 (accumulator) [+ activation latency, requant_act.v].
     localparam ACT_LAT = (RQ != 0 && NT == 0) ? 6 : 4 * OBITS + 2;
     localparam LAT = D + 1 + (USE_ACT ? ACT_LAT : 0);
     // Output FIFO deep enough to cover the credit round trip (LAT, the FIFO's own latency
-    // of up to 3 cycles, the credit return), so that a sink which is always ready never sees
+    // of up to 4 cycles, the credit return), so that a sink which is always ready never sees
     // a stall. Automatic style: from 64 entries a block RAM with a registered output (an
     // asynchronous-read array would be turned into a block RAM anyway, whose slow
     // clock-to-out would then drive the next module's logic).
@@ -313,13 +315,22 @@ module mvau #(
         end
     endgenerate
 
-    // ------------------------------------------------------------------ stage 3: operands
+    // ------------------------------------------------------------------ stages 3-4: operands
+    // The ROM's ~5.6 ns clock-to-out (DP16KD; Yosys does not use its output register) leaves
+    // no time for the long route to the DSP blocks: w_m takes it right beside the ROM, w_r
+    // (placed at the multipliers) takes the route. keep: no merging or retiming of the pair.
+    // The input operand gets the same extra cycle in x_m (after the stream/buffer select), so
+    // both operands still reach the multipliers together.
     // (input operands are registered per PE below: one copy next to each PE's multipliers
     // instead of one register fanning out across the chip)
+    reg [WW-1:0] w_m;
     reg [WW-1:0] w_r;
-    always @(posedge clk) w_r <= w_q;
+    (* keep *) always @(posedge clk) w_m <= w_q;
+    (* keep *) always @(posedge clk) w_r <= w_m;
+    reg [IW-1:0] x_m;
+    always @(posedge clk) x_m <= x_sel;
 
-    // ------------------------------------------------------------------ stages 4..: MAC
+    // ------------------------------------------------------------------ stages 5..: MAC
     wire [PE*ACCBITS-1:0] res_all;
     reg                   res_v;
     always @(posedge clk) begin
@@ -333,7 +344,7 @@ module mvau #(
             reg [IW-1:0] x_r;
             // keep (on the process, i.e. on the flip-flops): stops Yosys from merging the
             // per-PE copies back into one
-            (* keep *) always @(posedge clk) x_r <= x_sel;
+            (* keep *) always @(posedge clk) x_r <= x_m;
             wire [SIMDP*ACCBITS-1:0] leaves;
             for (s = 0; s < SIMDP; s = s + 1) begin : g_mul
                 if (s < SIMD) begin : g_real
