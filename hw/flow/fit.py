@@ -337,13 +337,13 @@ def _segment_attention(p: dict, family: str) -> Usage:
     # control: counters, key mask (2 comparators per slot), buffer addresses (1.9: measured)
     lut += 1.9 * cw * (seglen + 12)
     ff += 13 * cw + ope * obits + 2 * _clog2(2 * tokb + 1)
-    # the pipelines' registers (q.k operands, v for p.v, e * r, p, q.k sum, buffer address,
+    # the pipelines' registers (buffer word, q.k operands, v for p.v, e * r, p, q.k sum, buffer address,
     # key mask, exp index and value, reciprocal, 3 * S, issue flags) and the radix-4
     # divider's two extra subtractors, the e * r pieces' sum and 3 * S
     chw, jw = _clog2(max(dh // lanes, 2)), _clog2(max(seglen, 2))
-    ff += 4 * wb + mw + pbits + qbits + _clog2(max(seglen * ch // pe, 2)) + 1 + seglen + \
+    ff += 4 * wb + wb * r + mw + pbits + qbits + _clog2(max(seglen * ch // pe, 2)) + 1 + seglen + \
         sbits + ebits + 2 * jw + (sw + 2) + (rbits + 1) + 2 * (cw + 1) + 12 + 6 * (2 + chw) + \
-        cw
+        6 * cw
     lut += 2 * (sw + 3) + mw + sw
     route = 1.24 if family == "ecp5" else 1.0  # TRELLIS_COMB per Yosys LUT4 (see LUT_SCALE)
     u = Usage(lut=lut * route / LUT_SCALE.get(family, 1.0), ff=ff / FF_SCALE,

@@ -154,7 +154,7 @@ module segment_attention #(
     localparam NQ = RBITS + 1;                       // reciprocal (quotient) bits
     localparam ND = (NQ + 1) / 2;                    // radix-4 division steps
     localparam NPC = (NQ + 16) / 17;                 // pieces of r in e * r (<= 17 bits each)
-    localparam QK_LAT = 4;                           // q.k issue -> score accumulator
+    localparam QK_LAT = 5;                           // q.k issue -> score accumulator
     localparam EXP_LAT = 2;                          // exp issue -> ex[] and the row sum
     localparam PV_LAT = 7;                           // p.v issue -> context accumulator visible
     localparam PV_DRAIN = (PV_LAT > DC) ? PV_LAT - DC : 0;
@@ -227,6 +227,12 @@ module segment_attention #(
     localparam [CW-1:0] NSEGLAST = NSEGLAST_I[CW-1:0];
     localparam [CW-1:0] SEGC = SEG_I[CW-1:0];
     localparam [CW-1:0] NDC = ND_I[CW-1:0];
+    localparam integer NFI_I = NFI;
+    localparam integer KOFF0_I = HEADS * DC;
+    localparam integer VOFF0_I = 2 * HEADS * DC;
+    localparam [CW-1:0] NFIC = NFI_I[CW-1:0];
+    localparam [CW-1:0] KOFF0 = KOFF0_I[CW-1:0];
+    localparam [CW-1:0] VOFF0 = VOFF0_I[CW-1:0];
     localparam [CW-1:0] PVDLAST = PVDLAST_I[CW-1:0];
     localparam [CW-1:0] LO = LO_I[CW-1:0];
     localparam [CW-1:0] HI = HI_I[CW-1:0];
@@ -253,7 +259,7 @@ module segment_attention #(
     // A block RAM of input beats (SEGLEN*NFI words of PE elements; one write port, one
     // registered read port). Lane chunk c of a head (W = gcd(PE, HEADDIM) elements) never
     // straddles a word. Reads are requested a cycle ahead of the state that issues them (the
-    // data follow a cycle later, into the q.k / p.v pipelines): k of key 0 in S_START / the last S_CTX cycle, v of key
+    // data follow two cycles later, into the q.k / p.v pipelines): k of key 0 in S_START / the last S_CTX cycle, v of key
     // 0 in the last S_DIV cycle, the successor chunk in S_QK / S_PV. q of the current head
     // sits in qv (DC chunks): head 0 of slot 0 is captured from the stream, every other
     // (row, head) is read in the idle S_WAIT / S_EXP / S_DIV cycles of the row before.
@@ -262,73 +268,89 @@ module segment_attention #(
     wire take = s_axis_tvalid && s_axis_tready;
     reg  [CW-1:0] wa;                               // write word
     reg  [WB*R-1:0] rdata;
-    wire [WB-1:0] rsel;                             // the chunk of the read word
     reg  [RW-1:0] rsub;                             // its position in the word (registered)
+    // the read word registered once more: the block RAM's clock-to-out (~5.8 ns on ECP5)
+    // meets a flip-flop beside it, not the lane multipliers
+    reg  [WB*R-1:0] rdata_r;
+    reg  [RW-1:0] rsub_r;
+    always @(posedge clk) begin
+        rdata_r <= rdata;
+        rsub_r <= rsub;
+    end
+    wire [WB-1:0] rsel;                             // the chunk of the read word
     generate
         if (R > 1) begin : g_rsel
-            assign rsel = rdata[rsub * WB +: WB];
+            assign rsel = rdata_r[rsub_r * WB +: WB];
         end else begin : g_rsel1
-            assign rsel = rdata;
+            assign rsel = rdata_r;
         end
     endgenerate
 
-    // read requests: slot, part (0 q, 1 k, 2 v), head, chunk
+    // read requests: word = slot*NFI + chunk/R, chunk = (part*HEADS + head)*DC + c (part 0 q,
+    // 1 k, 2 v). The products come from registers kept beside the counters (kjw, kjw1 with kj;
+    // koff, koff1, voff with hd) or, for the q fill, registered a cycle ahead (its slot and
+    // head settle long before the fill): a request is a choice of registers and two sums.
     reg  [CW-1:0] fcnt;                             // q chunks of the next head requested
-    wire [CW-1:0] nch = (ch == DCLAST) ? {CW{1'b0}} : ch + ONE;
-    wire [CW-1:0] nkj = (ch == DCLAST) ? kj + ONE : kj;
+    reg  [CW-1:0] kjw, kjw1;                        // kj*NFI, (kj+1)*NFI
+    reg  [CW-1:0] koff, koff1, voff;                // k of head hd, k of head hd+1, v of hd
+    reg  [CW-1:0] fqw, fqo;                         // the q fill's slot word, chunk offset
+    wire [CHW-1:0] ch_lo = ch[CHW-1:0];             // ch < DC
+    wire [CHW-1:0] ch_inc = ch_lo + 1'b1;
+    wire [CW-1:0] nch = (ch == DCLAST) ? {CW{1'b0}} : {{(CW - CHW){1'b0}}, ch_inc};
     wire last_chunk = (kj == SEGLAST) && (ch == DCLAST);
     wire has_next = !((hd == HLAST) && (qi == SEGLAST));
     wire fill_ph = (state == S_WAIT) || (state == S_EXP) || (state == S_DIV && dstep != {CW{1'b0}});
     wire fill_rd = fill_ph && has_next && (fcnt < DCC);
+    wire [31:0] fq_slotw = mulc({{(32 - CW){1'b0}}, (hd == HLAST) ? qi + ONE : qi}, NFI);
+    wire [31:0] fq_off = mulc({{(32 - CW){1'b0}}, hd + ONE}, DC);
+    always @(posedge clk) begin
+        fqw <= fq_slotw[CW-1:0];
+        fqo <= (hd == HLAST) ? {CW{1'b0}} : fq_off[CW-1:0];
+    end
     reg  re;
-    reg  [CW-1:0] r_slot, r_head, r_ch, r_part;
+    reg  [CW-1:0] r_slotw, r_off, r_ch;
     always @(*) begin
         re = 1'b1;
-        r_slot = {CW{1'b0}};
-        r_head = hd;
+        r_slotw = {CW{1'b0}};
+        r_off = koff;                                // k of this head
         r_ch = {CW{1'b0}};
-        r_part = ONE;                                // k
         case (state)
             S_START: ;
             S_DRAIN: re = 1'b0;
             S_CTX: begin
-                r_head = hd + ONE;
+                r_off = koff1;
                 re = (kc == KLAST) && (hd != HLAST);
             end
             S_QK: begin
-                r_slot = nkj;
+                r_slotw = (ch == DCLAST) ? kjw1 : kjw;
                 r_ch = nch;
                 re = !last_chunk;
             end
             S_PV: begin
-                r_slot = nkj;
+                r_slotw = (ch == DCLAST) ? kjw1 : kjw;
+                r_off = voff;
                 r_ch = nch;
-                r_part = ONE + ONE;
                 re = !last_chunk;
             end
             default: begin                           // S_WAIT, S_EXP, S_DIV; S_LOAD: none
                 if (state == S_DIV && dstep == {CW{1'b0}}) begin
-                    r_part = ONE + ONE;              // v of key 0
+                    r_off = voff;                    // v of key 0
                 end else begin
-                    r_slot = (hd == HLAST) ? qi + ONE : qi;
-                    r_head = (hd == HLAST) ? {CW{1'b0}} : hd + ONE;
+                    r_slotw = fqw;
+                    r_off = fqo;
                     r_ch = fcnt;
-                    r_part = {CW{1'b0}};
                     re = fill_rd;
                 end
                 if (state == S_LOAD) re = 1'b0;
             end
         endcase
     end
-    wire [31:0] r_chunk32 = mulc({{(32 - CW){1'b0}}, r_part}, HEADS * DC) +
-                            mulc({{(32 - CW){1'b0}}, r_head}, DC) + {{(32 - CW){1'b0}}, r_ch};
-    wire [CW-1:0] r_chunk = r_chunk32[CW-1:0];                  // chunk inside the slot
-    wire [31:0] r_slotw = mulc({{(32 - CW){1'b0}}, r_slot}, NFI);
-    wire [CW-1:0] r_word = r_slotw[CW-1:0] + r_chunk / RC;
+    wire [CW-1:0] r_chunk = r_off + r_ch;                       // chunk inside the slot
+    wire [CW-1:0] r_word = r_slotw + r_chunk / RC;
     wire [CW-1:0] r_pos = r_chunk % RC;
 
     // the address is registered before the block RAM (its arithmetic is a path of its own):
-    // data come two cycles after the request, one cycle into the pipelines that take them
+    // data come three cycles after the request, two cycles into the pipelines that take them
     reg  re_r;
     reg  [WAW-1:0] raddr_r;
     reg  [RW-1:0] rpos_r;
@@ -345,13 +367,15 @@ module segment_attention #(
 
     // q of the current head: DC chunks
     wire [DC*WB-1:0] qv;
-    reg  fill_d, fill_dd;
-    reg  [CW-1:0] fcnt_d, fcnt_dd;
+    reg  fill_d, fill_dd, fill_ddd;
+    reg  [CW-1:0] fcnt_d, fcnt_dd, fcnt_ddd;
     always @(posedge clk) begin
         fill_d <= fill_rd;
         fcnt_d <= fcnt;
         fill_dd <= fill_d;
         fcnt_dd <= fcnt_d;
+        fill_ddd <= fill_dd;
+        fcnt_ddd <= fcnt_dd;
         fcnt <= (state == S_QK) ? {CW{1'b0}} : fcnt + {{(CW - 1){1'b0}}, fill_rd};
     end
     genvar c;
@@ -365,7 +389,7 @@ module segment_attention #(
             always @(posedge clk) begin
                 if (take && ld_tok == {CW{1'b0}} && ld_f == CF)
                     qr <= s_axis_tdata[(c % R)*WB +: WB];
-                else if (fill_dd && fcnt_dd == CC)
+                else if (fill_ddd && fcnt_ddd == CC)
                     qr <= rsel;
             end
             assign qv[c*WB +: WB] = qr;
@@ -394,11 +418,14 @@ module segment_attention #(
     reg  [SW-1:0] ssum;                              // row sum
     reg  [ABITS-1:0] av [0:DH-1];
     wire [WB-1:0] qchunk = qv[ch[CHW-1:0] * WB +: WB];
-    reg  [WB-1:0] q_d;
-    always @(posedge clk) q_d <= qchunk;
+    reg  [WB-1:0] q_d, q_dd;
+    always @(posedge clk) begin
+        q_d <= qchunk;
+        q_dd <= q_d;
+    end
 
-    // q.k pipeline (issue in S_QK = stage 0; k from the buffer at 1, q registered to meet it):
-    // products at stage 3, their sum registered at 4, accumulated over the DC chunks of a key
+    // q.k pipeline (issue in S_QK = stage 0; k from the buffer at 2, q registered to meet it):
+    // products at stage 4, their sum registered at 5, accumulated over the DC chunks of a key
     // into acc_n, the scores' input
     reg  [QK_LAT-1:0] qk_v, qk_first, qk_last;      // stage 1 .. QK_LAT: issue flags
     always @(posedge clk) begin
@@ -415,7 +442,7 @@ module segment_attention #(
             if (l < L) begin : g_lane
                 mul_reg #(.AW(IBITS), .ASIGNED(ISIGNED), .BW(IBITS), .BSIGNED(ISIGNED),
                           .PW(QBITS)) u_mul (              // exact modulo 2^QBITS
-                    .clk(clk), .a(q_d[l*IBITS +: IBITS]), .b(rsel[l*IBITS +: IBITS]),
+                    .clk(clk), .a(q_dd[l*IBITS +: IBITS]), .b(rsel[l*IBITS +: IBITS]),
                     .p(qk_tree[(LP - 1 + l)*QBITS +: QBITS]));
             end else begin : g_pad
                 assign qk_tree[(LP - 1 + l)*QBITS +: QBITS] = {QBITS{1'b0}};
@@ -432,17 +459,17 @@ module segment_attention #(
     wire [QBITS-1:0] acc_n = (qk_first[QK_LAT-1] ? {QBITS{1'b0}} : acc) + dot_r;
     always @(posedge clk) acc <= acc_n;
 
-    // p.v pipeline (issue in S_PV = stage 0, key kj, chunk ch; v from the buffer at 1): e[kj]
+    // p.v pipeline (issue in S_PV = stage 0, key kj, chunk ch; v from the buffer at 2): e[kj]
     // * r at stage 2, summed at 3, rounded and clipped to p at 4, p * v at 6, into av at 7
     localparam PVD = PV_LAT - 1;                    // stages that carry the issue flags
     reg  [PVD-1:0] pv_v, pv_first;
     reg  [PVD*CHW-1:0] pv_ch;
-    reg  [3*WB-1:0] pv_vd;                           // v for stages 2 .. 4
+    reg  [2*WB-1:0] pv_vd;                           // v for stages 3 .. 4
     always @(posedge clk) begin
         pv_v <= {pv_v[PVD-2:0], state == S_PV};
         pv_first <= {pv_first[PVD-2:0], kj == {CW{1'b0}}};
         pv_ch <= {pv_ch[(PVD-1)*CHW-1:0], ch[CHW-1:0]};
-        pv_vd <= {pv_vd[2*WB-1:0], rsel};
+        pv_vd <= {pv_vd[WB-1:0], rsel};
         if (!rst_n) pv_v <= {PVD{1'b0}};
     end
     wire [EBITS-1:0] e_k = ex[kj[JW-1:0]];
@@ -479,7 +506,7 @@ module segment_attention #(
     always @(posedge clk) prob <= (pr_full > PMAX) ? PMAX[PBITS-1:0] : pr_full[PBITS-1:0];
 
     wire [CHW-1:0] ch6 = pv_ch[(PVD-1)*CHW +: CHW];
-    wire [WB-1:0] v4 = pv_vd[2*WB +: WB];
+    wire [WB-1:0] v4 = pv_vd[WB +: WB];
     generate
         for (l = 0; l < L; l = l + 1) begin : g_pv
             localparam integer L_IDX = l;
@@ -581,7 +608,12 @@ module segment_attention #(
             seg_base <= {CW{1'b0}};
             qi <= {CW{1'b0}};
             hd <= {CW{1'b0}};
+            koff <= KOFF0;
+            koff1 <= KOFF0 + DCC;
+            voff <= VOFF0;
             kj <= {CW{1'b0}};
+            kjw <= {CW{1'b0}};
+            kjw1 <= NFIC;
             ch <= {CW{1'b0}};
             kc <= {CW{1'b0}};
             dstep <= {CW{1'b0}};
@@ -596,6 +628,9 @@ module segment_attention #(
                             state <= S_START;
                             qi <= {CW{1'b0}};
                             hd <= {CW{1'b0}};
+                            koff <= KOFF0;
+                            koff1 <= KOFF0 + DCC;
+                            voff <= VOFF0;
                         end else begin
                             ld_tok <= ld_tok + ONE;
                         end
@@ -606,6 +641,8 @@ module segment_attention #(
                 S_START: if (pend <= TOKBP) begin
                     state <= S_QK;
                     kj <= {CW{1'b0}};
+                    kjw <= {CW{1'b0}};
+                    kjw1 <= NFIC;
                     ch <= {CW{1'b0}};
                 end
                 S_QK: begin
@@ -613,9 +650,13 @@ module segment_attention #(
                         ch <= {CW{1'b0}};
                         if (kj == SEGLAST) begin
                             kj <= {CW{1'b0}};
+                            kjw <= {CW{1'b0}};
+                            kjw1 <= NFIC;
                             state <= S_WAIT;
                         end else begin
                             kj <= kj + ONE;
+                            kjw <= kjw1;
+                            kjw1 <= kjw1 + NFIC;
                         end
                     end else begin
                         ch <= ch + ONE;
@@ -625,10 +666,14 @@ module segment_attention #(
                 S_EXP: begin
                     if (kj == SEGLAST) begin
                         kj <= {CW{1'b0}};
+                        kjw <= {CW{1'b0}};
+                        kjw1 <= NFIC;
                         dstep <= NDC + EXP_LAT;
                         state <= S_DIV;
                     end else begin
                         kj <= kj + ONE;
+                        kjw <= kjw1;
+                        kjw1 <= kjw1 + NFIC;
                     end
                 end
                 S_DIV: begin
@@ -654,10 +699,14 @@ module segment_attention #(
                         ch <= {CW{1'b0}};
                         if (kj == SEGLAST) begin
                             kj <= {CW{1'b0}};
+                            kjw <= {CW{1'b0}};
+                            kjw1 <= NFIC;
                             kc <= {CW{1'b0}};
                             state <= (PV_DRAIN > 0) ? S_DRAIN : S_CTX;
                         end else begin
                             kj <= kj + ONE;
+                            kjw <= kjw1;
+                            kjw1 <= kjw1 + NFIC;
                         end
                     end else begin
                         ch <= ch + ONE;
@@ -675,9 +724,15 @@ module segment_attention #(
                     if (kc == KLAST) begin
                         if (hd != HLAST) begin
                             hd <= hd + ONE;
+                            koff <= koff1;
+                            koff1 <= koff1 + DCC;
+                            voff <= voff + DCC;
                             state <= S_QK;
                         end else begin
                             hd <= {CW{1'b0}};
+                            koff <= KOFF0;
+                            koff1 <= KOFF0 + DCC;
+                            voff <= VOFF0;
                             if (qi == SEGLAST) begin
                                 qi <= {CW{1'b0}};
                                 seg <= (seg == NSEGLAST) ? {CW{1'b0}} : seg + ONE;
