@@ -165,6 +165,7 @@ def _finished_seeds(out: Path, board: str) -> dict | None:
     """A report (as report.json) from the seeds a stopped build finished: Fmax per seed and
     nextpnr's utilisation of the last; None when no seed finished."""
     from netfabric.hw.flow import get_board
+    from netfabric.hw.flow.fit import compare
     from netfabric.hw.flow.report import parse_clocks, parse_synth_stat, parse_utilization
 
     work = out / "bitstream" / "work"
@@ -184,13 +185,10 @@ def _finished_seeds(out: Path, board: str) -> dict | None:
     est = out / "hw" / "estimates.json"
     pred = (json.loads(est.read_text()).get("folding", {}).get("board") or {}).get(
         "predicted", {}) if est.is_file() else {}
-    used = {r.kind: r.used for r in res}
     return {"fmax_mhz": max(r["fmax_mhz"] for r in runs), "seed_runs": runs,
             "timing_met": all(r["met"] for r in runs),
             "resources": [{"kind": r.kind, "used": r.used, "available": r.available} for r in res],
-            "predicted": {k: {"predicted": round(v), "reported": used[k],
-                              "error": (v - used[k]) / used[k] if used[k] else None}
-                          for k, v in pred.items() if k in used}}
+            "predicted": compare(pred, {r.kind: r.used for r in res})}
 
 
 def _previous_rows() -> dict[tuple[str, str], dict]:
@@ -269,7 +267,7 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict]) -> str:
             fmax = (f"{r['fmax_min']:.1f} / {r['fmax_median']:.1f} / {r['fmax_max']:.1f} "
                     f"({len(r['fmax_per_seed'])})" if r.get("fmax_min") else "-")
             res = ", ".join(f"{k} {v}" for k, v in r.get("resources", {}).items())
-            pvr = ", ".join(f"{k} {c['predicted']:,}/{c['reported']:,}"
+            pvr = ", ".join(f"{k} {round(c['predicted']):,}/{c['reported']:,}"
                             + (f" ({100 * c['error']:+.0f}%)" if c.get("error") is not None else "")
                             for k, c in r.get("predicted_vs_reported", {}).items())
             wall = f"{r['wall_s']}" + (" (collected)" if r.get("collected") else "")

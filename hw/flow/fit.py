@@ -486,12 +486,14 @@ def predict(layers: list[dict], board: str | Board) -> Prediction:
     return Prediction(b.name, family, used, dict(b.capacity), per_layer, total.lutram)
 
 
-def compare(pred: Prediction, reported: dict[str, int]) -> dict[str, dict]:
-    """Predicted vs reported per resource, with the relative error of the prediction."""
+def compare(pred: Prediction | dict[str, float], reported: dict[str, int]) -> dict[str, dict]:
+    """Predicted (a Prediction, or its ``used`` counts as saved in estimates.json) vs reported
+    per resource, with the relative error of the prediction."""
+    used = pred.used if isinstance(pred, Prediction) else pred
     out = {}
     for kind in KINDS:
-        if kind in reported and kind in pred.used:
-            rep, pre = reported[kind], pred.used[kind]
+        if kind in reported and kind in used:
+            rep, pre = reported[kind], used[kind]
             out[kind] = {"predicted": pre, "reported": rep,
                          "error": round((pre - rep) / rep, 3) if rep else None}
     return out
