@@ -100,18 +100,26 @@ module requant #(
         end
     endgenerate
 
-    reg [NFW-1:0]    nf_cnt;
+    // k holds the constants of the next input's fold, loaded when an input arrives (and under
+    // reset, fold 0); ra is the fold after it. Reading the ROM into a register whose only
+    // late signal is its enable keeps in_valid (routed from the unit's accumulator, often far
+    // away) out of the ROM's address: with k = crom[count] Yosys moved the counter register
+    // behind the ROM, putting in_valid -> counter -> ROM logic on the critical path (119.6 MHz).
+    localparam integer RA_RST_I = (NF > 1) ? 1 : 0;
+    localparam [NFW-1:0] RA_RST = RA_RST_I[NFW-1:0];
+    reg [NFW-1:0]    ra;
     reg [5:0]        v_sr;
+    reg [PE*RW-1:0]  k;
     reg [PE*RW-1:0]  k_r;
-    wire [PE*RW-1:0] k = crom[nf_cnt];
     always @(posedge clk) begin
         if (!rst_n) begin
-            nf_cnt <= {NFW{1'b0}};
+            ra <= RA_RST;
             v_sr <= 6'd0;
         end else begin
-            if (in_valid) nf_cnt <= (nf_cnt == NF_LAST) ? {NFW{1'b0}} : nf_cnt + 1'b1;
+            if (in_valid) ra <= (ra == NF_LAST) ? {NFW{1'b0}} : ra + 1'b1;
             v_sr <= {v_sr[4:0], in_valid};
         end
+        if (!rst_n || in_valid) k <= crom[rst_n ? ra : {NFW{1'b0}}];
         k_r <= k;   // the addend and use bit; the multipliers register x and m themselves
     end
 
