@@ -16,21 +16,24 @@
 // [SHIFT, SHIFT + NTOK) (segment_pad.v's real tokens); padded query rows are computed too
 // (SegmentUnpad drops them).
 //
-// Datapath (sequential, simple): the segment is loaded into a block RAM of SEGLEN * CHANNELS
-// elements (input beats as words: memory bounded by the segment, not the sequence), then for
-// each query i and head h: q.k for every key with L = gcd(PE, HEADDIM) multipliers (a chunk of
-// L elements lies in one word; DC = HEADDIM/L cycles a key; q of the head in registers), the
-// scores' thresholds in a pipelined search, the row max on the fly, SEGLEN cycles of LUT + row
-// sum, EXP_LAT + 1 + ceil((RBITS+1)/2) cycles of division (two quotient bits a cycle), p.v with L
-// multipliers (DC cycles a key), HEADDIM cycles into the context thresholds.
-// Timing: q.k, the exp LUT and p.v run as pipelines behind the state machine, every multiplier with its
-// operand and product registers (mul_reg.v; the DSP's own on ECP5): q.k products -> their sum
-// -> the score accumulator (the scores arrive QK_LAT cycles later, which the row's wait for
-// its scores absorbs), and e[j] * r (split in <= 17-bit pieces of r) -> its sum -> round and
-// clip -> p * v -> the context accumulator (PV_LAT cycles; the context thresholds start
-// PV_DRAIN = max(0, PV_LAT - DC) cycles after the last key). The buffer's one read port is read a cycle ahead; the next
-// head's q is read while the scores, the LUT and the divider run. The next segment is loaded
-// after the last query row has started its context thresholds.
+// Datapath (a sequential schedule, pipelined underneath): the segment is loaded into a block
+// RAM of SEGLEN * CHANNELS elements (input beats as words: memory bounded by the segment, not
+// the sequence), then for each query i and head h: q.k for every key with L = gcd(PE, HEADDIM)
+// multipliers (a chunk of L elements lies in one word; DC = HEADDIM/L cycles a key; q of the
+// head in registers), the scores' thresholds in a pipelined search, the row max on the fly,
+// SEGLEN cycles of LUT + row sum, EXP_LAT + 1 + ceil((RBITS+1)/2) cycles of division (two
+// quotient bits a cycle), p.v with L multipliers (DC cycles a key), HEADDIM cycles into the
+// context thresholds. The buffer's one read port is read ahead (the next head's q while the
+// scores, the LUT and the divider run). The next segment is loaded after the last query row
+// has started its context thresholds.
+// Timing: q.k, the exp LUT and p.v run as pipelines behind the state machine, every
+// multiplier with its operand and product registers (mul_reg.v; the DSP's own on ECP5): q.k
+// products -> their sum -> the score accumulator (the scores arrive QK_LAT cycles later, which
+// the row's wait for its scores absorbs), and e[j] * r (r in <= 17-bit pieces) -> their sum
+// -> round and clip -> p * v -> the context accumulator (PV_LAT cycles; the context
+// thresholds start PV_DRAIN = max(0, PV_LAT - DC) cycles after the last key). Buffer
+// addresses are sums of registers kept beside the loop counters, registered before the block
+// RAM, whose read word is registered once more beside it.
 //
 // Stream protocol (AXI-Stream valid/ready, element i of a beat at tdata[i*BITS +: BITS]):
 //   s_axis: PE elements of IBITS per beat; a token slot (q | k | v) is CHANNELS/PE beats,
@@ -259,8 +262,9 @@ module segment_attention #(
     // A block RAM of input beats (SEGLEN*NFI words of PE elements; one write port, one
     // registered read port). Lane chunk c of a head (W = gcd(PE, HEADDIM) elements) never
     // straddles a word. Reads are requested a cycle ahead of the state that issues them (the
-    // data follow two cycles later, into the q.k / p.v pipelines): k of key 0 in S_START / the last S_CTX cycle, v of key
-    // 0 in the last S_DIV cycle, the successor chunk in S_QK / S_PV. q of the current head
+    // data follow two cycles later, into the q.k / p.v pipelines): k of key 0 in S_START / the
+    // last S_CTX cycle, v of key 0 in the last S_DIV cycle, the successor chunk in S_QK / S_PV.
+    // q of the current head
     // sits in qv (DC chunks): head 0 of slot 0 is captured from the stream, every other
     // (row, head) is read in the idle S_WAIT / S_EXP / S_DIV cycles of the row before.
     reg  [WB*R-1:0] sbuf [0:NWORD-1];
@@ -496,7 +500,8 @@ module segment_attention #(
     always @(*) begin
         ep_sum = {EPW{1'b0}};
         for (pi = 0; pi < NPC; pi = pi + 1)
-            ep_sum = ep_sum + ({{(EPW - EBITS - 17){1'b0}}, ep_part[pi*(EBITS+17) +: EBITS+17]} << (17 * pi));
+            ep_sum = ep_sum +
+                     ({{(EPW - EBITS - 17){1'b0}}, ep_part[pi*(EBITS+17) +: EBITS+17]} << (17 * pi));
     end
     always @(posedge clk) ep_r <= ep_sum[MW-1:0];
     localparam [MW-1:0] HALF = {{(MW - 1){1'b0}}, 1'b1} << (SH - 1);
