@@ -11,8 +11,9 @@
 // Parameters: NLABELS, PE (NLABELS % PE == 0), BITS, SIGNED (value signedness),
 //   NVEC (vectors per frame; informational, the unit is frame-agnostic).
 // Implementation: per beat a registered comparator tree over the PE values (left wins ties),
-//   then a running maximum across the NF beats (strictly greater replaces).
-// Throughput: one input beat per cycle. Latency: 3 + clog2(PE) cycles from the handshake of
+//   then a running maximum across the NF beats (strictly greater replaces), whose decision is
+//   computed a cycle ahead (see below).
+// Throughput: one input beat per cycle. Latency: 4 + clog2(PE) cycles from the handshake of
 //   a vector's last beat to its index on m_axis.
 // Requires: axis_out_credit.v, fifo.v.
 `default_nettype none
@@ -58,7 +59,7 @@ module label_select #(
     localparam LW = (LEVELS > 0) ? LEVELS : 1;  // lane index width
     localparam NFW = (NF > 1) ? $clog2(NF) : 1;
     localparam D = 1 + LEVELS;                  // push -> tree root
-    localparam ODEPTH = 1 << $clog2(D + 6);
+    localparam ODEPTH = 1 << $clog2(D + 7);     // + the candidate stage
 
     localparam integer NF_LAST_I = NF - 1;
     localparam integer PE_I = PE;
@@ -166,35 +167,53 @@ module label_select #(
     end
 
     // ------------------------------------------------------------------ running maximum
-    wire [VB-1:0]   cand_v = tv[0 +: VB];
-    wire [IDXW-1:0] cand_i;
+    // The tree root (p) enters a candidate register (c) that is merged into the best (b). The
+    // decision "c replaces b" is a register, win, computed while c is still p: p against c
+    // (if c replaces b) or p against b (if not), both compared in parallel. So the loop
+    // b -> compare -> b is cut by a flip-flop; compare, decide and load in one cycle was the
+    // MLP's critical path (118.3 MHz on ulx3s-85f).
+    wire [VB-1:0]   p_v = tv[0 +: VB];
+    wire [IDXW-1:0] p_i;
     generate
         if (LEVELS > 0 && IDXW > LW) begin : g_idx
-            assign cand_i = b_sr[(D-1)*IDXW +: IDXW] + {{(IDXW-LW){1'b0}}, ti[0 +: LW]};
+            assign p_i = b_sr[(D-1)*IDXW +: IDXW] + {{(IDXW-LW){1'b0}}, ti[0 +: LW]};
         end else if (LEVELS > 0) begin : g_idx_eq
-            assign cand_i = b_sr[(D-1)*IDXW +: IDXW] + ti[0 +: LW];
+            assign p_i = b_sr[(D-1)*IDXW +: IDXW] + ti[0 +: LW];
         end else begin : g_idx1
-            assign cand_i = b_sr[(D-1)*IDXW +: IDXW];
+            assign p_i = b_sr[(D-1)*IDXW +: IDXW];
         end
     endgenerate
+    reg  [VB-1:0]   c_v;
+    reg  [IDXW-1:0] c_i;
+    reg             c_valid, c_last;
+    reg             win;         // c replaces the best (c is a vector's first beat, or greater)
     reg  [VB-1:0]   best_v;
     reg  [IDXW-1:0] best_i;
     reg  [IDXW-1:0] res;
     reg             res_v;
-    wire            cand_wins = f_sr[D-1] || ($signed(cand_v) > $signed(best_v));
-    wire [IDXW-1:0] new_i = cand_wins ? cand_i : best_i;
+    wire            c_takes = c_valid && win;
+    wire            p_gt_c = $signed(p_v) > $signed(c_v);
+    wire            p_gt_b = $signed(p_v) > $signed(best_v);
     always @(posedge clk) begin
-        if (v_sr[D-1]) begin
-            if (cand_wins) begin
-                best_v <= cand_v;
-                best_i <= cand_i;
-            end
-            if (l_sr[D-1]) res <= new_i;
+        c_v <= p_v;
+        c_i <= p_i;
+        c_last <= l_sr[D-1];
+        // p against the best as it will be once c is merged
+        win <= f_sr[D-1] || (c_takes ? p_gt_c : p_gt_b);
+        if (c_takes) begin
+            best_v <= c_v;
+            best_i <= c_i;
         end
+        if (c_valid && c_last) res <= win ? c_i : best_i;
     end
     always @(posedge clk) begin
-        if (!rst_n) res_v <= 1'b0;
-        else res_v <= v_sr[D-1] && l_sr[D-1];
+        if (!rst_n) begin
+            c_valid <= 1'b0;
+            res_v <= 1'b0;
+        end else begin
+            c_valid <= v_sr[D-1];
+            res_v <= c_valid && c_last;
+        end
     end
 
     // ------------------------------------------------------------------ output
