@@ -39,12 +39,18 @@ WIRE = """\
     wire {name}_tvalid;
     wire {name}_tready;"""
 
+# Each module takes the reset through a register of its own (kept: Yosys would merge the
+# copies): a tree of short nets instead of one net across the chip. Modules leave reset one
+# cycle after rst_n rises; nothing reaches them before (the testbenches and the board shells
+# offer the first beat after that edge).
 INSTANCE = """
     // {comment}
+    reg {inst}_rst_n;
+    (* keep *) always @(posedge clk) {inst}_rst_n <= rst_n;
     {module} #(
 {params}
     ) {inst} (
-        .clk(clk), .rst_n(rst_n),
+        .clk(clk), .rst_n({inst}_rst_n),
 {ports}
     );"""
 
