@@ -18,7 +18,8 @@
 //   ACT_BIAS    signed integer added to the count; result truncated to OBITS bits
 //   RQ_FILE     $readmemh file, NF words of PE*(1+BBITS+MBITS) bits: lane p of word nf at
 //               [p*RW +: RW] (RW = 1+BBITS+MBITS) holds {use, B, M} of channel nf*PE+p
-// Pipeline: the multipliers' operand registers (mul_reg.v; the constants' ROM read beside them),
+// Pipeline: the multipliers' operand registers (mul_reg.v; the constants read from the ROM a
+//   cycle ahead, two folds at a time),
 //   their product registers, the products again in the fabric, two partial sums, the sum,
 //   clip + bias.
 // Widths are exact: the product takes DBITS+MBITS+1 bits, the sum one more than the wider
@@ -89,7 +90,7 @@ module requant #(
         end
     endgenerate
 
-    // Per-channel constants: a small ROM in LUTs (NF words), read beside the input register.
+    // Per-channel constants: a small ROM in LUTs (NF words), read a cycle ahead (below).
     (* rom_style = "logic" *)
     /* verilator lint_off UNDRIVEN */  // ROM: contents from RQ_FILE
     reg [PE*RW-1:0] crom [0:NF-1];
@@ -100,26 +101,38 @@ module requant #(
         end
     endgenerate
 
-    // k holds the constants of the next input's fold, loaded when an input arrives (and under
-    // reset, fold 0); ra is the fold after it. Reading the ROM into a register whose only
-    // late signal is its enable keeps in_valid (routed from the unit's accumulator, often far
-    // away) out of the ROM's address: with k = crom[count] Yosys moved the counter register
-    // behind the ROM, putting in_valid -> counter -> ROM logic on the critical path (119.6 MHz).
-    localparam integer RA_RST_I = (NF > 1) ? 1 : 0;
-    localparam [NFW-1:0] RA_RST = RA_RST_I[NFW-1:0];
-    reg [NFW-1:0]    ra;
+    // k holds the constants of the next input's fold. The ROM is read every cycle into two
+    // registers, at the next input's fold f0 and at the fold after it f1, with addresses from
+    // registers only; k picks the second when an input arrived in the previous cycle (v1).
+    // Neither in_valid (routed from the unit's accumulator, often far away) nor reset reaches
+    // a ROM address: with reset in the address (k <= crom[rst_n ? ra : 0], enabled by
+    // in_valid) the ROM became 4 LUT levels + a PFUMX, the MLP's critical path (120.3 MHz);
+    // with k = crom[count], Yosys moved the counter behind the ROM (119.6 MHz). Reset holds
+    // f0 at fold 0, so k is fold 0's constants from the first cycle after it.
+    localparam integer F1_RST_I = (NF > 1) ? 1 : 0;
+    localparam [NFW-1:0] F1_RST = F1_RST_I[NFW-1:0];
+    reg [NFW-1:0]    f0, f1;
+    reg              v1;
     reg [5:0]        v_sr;
-    reg [PE*RW-1:0]  k;
+    reg [PE*RW-1:0]  kn0, kn1;
     reg [PE*RW-1:0]  k_r;
+    wire [PE*RW-1:0] k = v1 ? kn1 : kn0;
     always @(posedge clk) begin
         if (!rst_n) begin
-            ra <= RA_RST;
+            f0 <= {NFW{1'b0}};
+            f1 <= F1_RST;
+            v1 <= 1'b0;
             v_sr <= 6'd0;
         end else begin
-            if (in_valid) ra <= (ra == NF_LAST) ? {NFW{1'b0}} : ra + 1'b1;
+            if (in_valid) begin
+                f0 <= f1;
+                f1 <= (f1 == NF_LAST) ? {NFW{1'b0}} : f1 + 1'b1;
+            end
+            v1 <= in_valid;
             v_sr <= {v_sr[4:0], in_valid};
         end
-        if (!rst_n || in_valid) k <= crom[rst_n ? ra : {NFW{1'b0}}];
+        kn0 <= crom[f0];
+        kn1 <= crom[f1];
         k_r <= k;   // the addend and use bit; the multipliers register x and m themselves
     end
 

@@ -157,7 +157,7 @@ module segment_attention #(
     localparam NQ = RBITS + 1;                       // reciprocal (quotient) bits
     localparam ND = (NQ + 1) / 2;                    // radix-4 division steps
     localparam NPC = (NQ + 16) / 17;                 // pieces of r in e * r (<= 17 bits each)
-    localparam QK_LAT = 5;                           // q.k issue -> score accumulator
+    localparam QK_LAT = 6;                           // q.k issue -> score accumulator
     localparam EXP_LAT = 2;                          // exp issue -> ex[] and the row sum
     localparam PV_LAT = 7;                           // p.v issue -> context accumulator visible
     localparam PV_DRAIN = (PV_LAT > DC) ? PV_LAT - DC : 0;
@@ -402,16 +402,19 @@ module segment_attention #(
 
     // key validity of the current segment (the softmax mask), registered: seg changes when a
     // segment's load begins, vmask is first read when its scores arrive
-    wire [SEGLEN-1:0] vmask_n;
+    // (two cycles after seg_base: each slot's position is registered before its compare,
+    // the add and the two compares in one cycle were a 9.5 ns path of the bitstream)
     reg  [SEGLEN-1:0] vmask;
-    always @(posedge clk) vmask <= vmask_n;
     genvar g;
     generate
         for (g = 0; g < SEGLEN; g = g + 1) begin : g_valid
             localparam integer G1_I = g + 1;
             localparam [CW-1:0] G1 = G1_I[CW-1:0];
-            wire [CW-1:0] pos1 = seg_base + G1;   // slot position + 1 (no unsigned >= 0)
-            assign vmask_n[g] = (pos1 > LO) && (pos1 <= HI);
+            reg [CW-1:0] pos1;                   // slot position + 1 (no unsigned >= 0)
+            always @(posedge clk) begin
+                pos1 <= seg_base + G1;
+                vmask[g] <= (pos1 > LO) && (pos1 <= HI);
+            end
         end
     endgenerate
 
@@ -429,8 +432,8 @@ module segment_attention #(
     end
 
     // q.k pipeline (issue in S_QK = stage 0; k from the buffer at 2, q registered to meet it):
-    // products at stage 4, their sum registered at 5, accumulated over the DC chunks of a key
-    // into acc_n, the scores' input
+    // products at stage 4, first-level sums at 5, their total registered at 6, accumulated
+    // over the DC chunks of a key into acc_n, the scores' input
     reg  [QK_LAT-1:0] qk_v, qk_first, qk_last;      // stage 1 .. QK_LAT: issue flags
     always @(posedge clk) begin
         qk_v <= {qk_v[QK_LAT-2:0], state == S_QK};
@@ -452,14 +455,35 @@ module segment_attention #(
                 assign qk_tree[(LP - 1 + l)*QBITS +: QBITS] = {QBITS{1'b0}};
             end
         end
+        // the first level of sums (the nodes whose children are products) is registered: the
+        // DSP blocks sit in their own columns, and four products summed in one cycle after
+        // the route from them was a 10.3 ns path of the transformer's bitstream
         for (l = 0; l < LP - 1; l = l + 1) begin : g_qk_sum
-            assign qk_tree[l*QBITS +: QBITS] = qk_tree[(2*l + 1)*QBITS +: QBITS] +
-                                               qk_tree[(2*l + 2)*QBITS +: QBITS];
+            wire [QBITS-1:0] sum_n = qk_tree[(2*l + 1)*QBITS +: QBITS] +
+                                     qk_tree[(2*l + 2)*QBITS +: QBITS];
+            if (2*l + 1 >= LP - 1) begin : g_reg
+                reg [QBITS-1:0] sum_r;
+                always @(posedge clk) sum_r <= sum_n;
+                assign qk_tree[l*QBITS +: QBITS] = sum_r;
+            end else begin : g_comb
+                assign qk_tree[l*QBITS +: QBITS] = sum_n;
+            end
+        end
+    endgenerate
+    // the tree's root; a single product (L = 1) takes the same register, so QK_LAT holds
+    wire [QBITS-1:0] dot_n;
+    generate
+        if (LP == 1) begin : g_qk_one
+            reg [QBITS-1:0] one_r;
+            always @(posedge clk) one_r <= qk_tree[QBITS-1:0];
+            assign dot_n = one_r;
+        end else begin : g_qk_root
+            assign dot_n = qk_tree[QBITS-1:0];
         end
     endgenerate
     reg  [QBITS-1:0] dot_r;
     reg  [QBITS-1:0] acc;
-    always @(posedge clk) dot_r <= qk_tree[QBITS-1:0];
+    always @(posedge clk) dot_r <= dot_n;
     wire [QBITS-1:0] acc_n = (qk_first[QK_LAT-1] ? {QBITS{1'b0}} : acc) + dot_r;
     always @(posedge clk) acc <= acc_n;
 

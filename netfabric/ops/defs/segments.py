@@ -72,7 +72,7 @@ def unpad_cycles(node, graph) -> int:
 
 # segment_attention.v's pipelines: q.k issue -> score accumulator, p.v issue -> context
 # accumulator visible (the context thresholds wait for what a key's DC cycles do not cover)
-ATTENTION_QK_LATENCY = 5
+ATTENTION_QK_LATENCY = 6
 ATTENTION_EXP_LATENCY = 2
 ATTENTION_PV_LATENCY = 7
 
