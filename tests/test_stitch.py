@@ -151,6 +151,18 @@ def _instances(top_text: str) -> dict[str, str]:
 # the shipped MLP
 
 
+def test_every_module_takes_reset_from_a_register_of_its_own(mlp_graph, tmp_path):
+    """A reset tree: one kept register per instance (no reset net spans the chip; the
+    transformer's bitstream had its reset routed 3.5 ns across it into a ROM address)."""
+    top = (stitch(mlp_graph, tmp_path / "rtl").folder / "nf_accel.v").read_text()
+    inst = _instances(top)
+    assert len(inst) > 5
+    for name in inst:
+        assert f"(* keep *) always @(posedge clk) {name}_rst_n <= rst_n;" in top, name
+        assert re.search(rf"\) {name} \(\n\s*\.clk\(clk\), \.rst_n\({name}_rst_n\)", top), name
+    assert not re.search(r"\.rst_n\(rst_n\)", top)
+
+
 def test_mlp_project_folder(mlp_graph, tmp_path):
     project = stitch(mlp_graph, tmp_path / "rtl")
     man = load_manifest(project.folder)

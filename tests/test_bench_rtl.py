@@ -1,0 +1,55 @@
+"""bench/rtl.py --collect: a bitstream with no build folder keeps its last recorded row, marked
+with the commit it was measured at, and the table says it was not rebuilt; a build folder's
+row is used as it is. (No tools run: the rows come from JSON written here.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "rtl.py"
+
+
+def _bench():
+    sys.path.insert(0, str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location("bench_rtl", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _report(fmax: float) -> dict:
+    return {"fmax_mhz": fmax, "seed_runs": [{"seed": 1, "fmax_mhz": fmax}], "timing_met": True,
+            "resources": [{"kind": "BRAM", "used": 30, "available": 208}],
+            "steps": {"synth": 10.0, "pnr": 20.0}}
+
+
+def test_collect_keeps_old_rows_marked_and_uses_new_builds(tmp_path, monkeypatch):
+    rtl = _bench()
+    results = tmp_path / "bench"
+    (results / "results").mkdir(parents=True)
+    old = {"provenance": "measured at commit abc1234 on a machine", "open_flow": [
+        {"board": "ulx3s-85f", "model": "cnn", "target_mhz": 100.0, "seeds": 3,
+         "fmax_mhz": 76.2, "fmax_min": 76.2, "fmax_median": 76.2, "fmax_max": 76.2,
+         "fmax_per_seed": {"1": 76.2}, "timing_met": False, "wall_s": 900.0},
+        {"board": "ulx3s-85f", "model": "mlp", "target_mhz": 100.0, "seeds": 3,
+         "fmax_mhz": 90.0, "wall_s": 100.0}]}
+    (results / "results" / "rtl.json").write_text(json.dumps(old))
+    monkeypatch.setattr(rtl, "BENCH", results)
+    work = tmp_path / "build"
+    built = work / "bit_mlp_ulx3s-85f" / "bitstream"
+    built.mkdir(parents=True)
+    (built / "report.json").write_text(json.dumps(_report(131.5)))
+
+    rows = rtl.build_all([("ulx3s-85f", "mlp", 100.0, 3), ("ulx3s-85f", "cnn", 100.0, 3)],
+                         work, jobs=1, collect=True)
+    mlp, cnn = rows
+    assert mlp["fmax_per_seed"] == {"1": 131.5} and "reused_from" not in mlp
+    assert cnn["fmax_per_seed"] == {"1": 76.2} and cnn["reused_from"] == "abc1234"
+    table = rtl.markdown("python bench/rtl.py --collect", [], rows)
+    cnn_line = next(line for line in table.splitlines() if "| cnn |" in line)
+    mlp_line = next(line for line in table.splitlines() if "| mlp |" in line)
+    assert "not rebuilt: row of abc1234" in cnn_line
+    assert "not rebuilt" not in mlp_line and "131.5" in mlp_line
