@@ -7,6 +7,7 @@ BOARD  ?= ulx3s-85f
 FREQ   ?=
 MODEL  ?=
 SEEDS  ?=  # SEEDS=3: make bitstream places and routes with nextpnr seeds 1..3 (worst one decides)
+JOBS   ?=  # JOBS=3: ... those seeds side by side (a core and a copy of the design in memory each)
 V      ?=  # V=1: third-party warnings and tool output on the terminal, not in a log file
 
 .PHONY: setup demo test test-all sim bitstream program deploy bench lint clean
@@ -38,7 +39,7 @@ sim: $(STAMP)
 	$(BIN)/python -m pytest -q -m sim
 
 bitstream: $(STAMP)
-	$(BIN)/netfabric $(if $(V),-v) bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ)) $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/netfabric $(if $(V),-v) bitstream $(if $(MODEL),--model $(MODEL)) --board $(BOARD) $(if $(FREQ),--freq $(FREQ)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS))
 
 program: $(STAMP)
 	$(BIN)/netfabric $(if $(V),-v) program --board $(BOARD) $(if $(BITSTREAM),--bitstream $(BITSTREAM))

@@ -5,10 +5,11 @@ Open boards (ECP5, iCE40) go through Yosys + nextpnr; `pynq-z2` goes through FIN
 generation and then Vivado, which must be installed: without it the HLS sources are written and
 the command stops with a message naming what is missing.
 
-    netfabric bitstream --model mlp --board ulx3s-85f --freq 100 [--seeds 3]
+    netfabric bitstream --model mlp --board ulx3s-85f --freq 100 [--seeds 3 [--jobs 3]]
 
 ``--seeds N`` places and routes with nextpnr seeds 1..N, reports Fmax min / median / max, keeps
-the bitstream of the best seed, and calls timing met only when the worst seed met it.
+the bitstream of the best seed, and calls timing met only when the worst seed met it; ``--jobs J``
+runs J of those seeds side by side.
 
 The click command lives in :mod:`netfabric.cli`; this module is the work it does. Every problem
 a user can fix is raised as a :class:`netfabric.errors.NetfabricError`.
@@ -52,16 +53,28 @@ def parse_seeds(text: str | int) -> int:
     return check_seeds(n if n is not None else str(text))
 
 
+def parse_jobs(text: str | int) -> int:
+    """``--jobs`` value -> nextpnr runs side by side, 1..MAX_SEEDS, or a one-line FlowError."""
+    from netfabric.hw.flow.bitstream import check_jobs
+
+    try:
+        n = int(str(text).strip(), 10)
+    except ValueError:
+        n = None
+    return check_jobs(n if n is not None else str(text))
+
+
 def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float | None = None,
-          graph: Path | None = None, seeds: int = 1) -> dict:
+          graph: Path | None = None, seeds: int = 1, jobs: int = 1) -> dict:
     """Build the bitstream; returns the summary also written to ``out/summary.json``."""
     from netfabric.hls.frontend import CompileConfig
     from netfabric.hw.flow import build_bitstream, get_board
-    from netfabric.hw.flow.bitstream import check_seeds
+    from netfabric.hw.flow.bitstream import check_jobs, check_seeds
     from netfabric.hw.flow.progress import ConsoleProgress
     from netfabric.hw.stitch import stitch
 
     check_seeds(seeds)
+    check_jobs(jobs)
     b = get_board(board)  # an unknown board fails now, not after the compile
     if seeds != 1 and not b.open_flow:
         raise FlowError(f"--seeds is an option of the open flow (nextpnr); {board} is built "
@@ -94,8 +107,8 @@ def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float 
     project = stitch(graph, out / "rtl", clock_mhz=freq_mhz)
     logs.echo(f"  stitched {project.folder} ({len(project.manifest['layers'])} modules)")
     report = build_bitstream(project.folder, board, out / "bitstream", freq_mhz=freq_mhz,
-                             seeds=seeds,
-                             progress=ConsoleProgress(total=2 + seeds, stream=logs.stream()))
+                             seeds=seeds, jobs=jobs,
+                             progress=ConsoleProgress(total=0, stream=logs.stream()))
     summary = {"model": model, "board": board, "target_mhz": freq_mhz,
                "fmax_mhz": report.fmax_mhz, "timing_met": report.timing_met,
                "seeds": [asdict(r) for r in report.seed_runs] or None,

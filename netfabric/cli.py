@@ -345,16 +345,20 @@ def ops() -> None:
 @click.option("--seeds", default="1", show_default=True, metavar="N",
               help="place and route with nextpnr seeds 1..N (at most 16): Fmax min/median/max, "
                    "the best seed's bitstream, timing met only if met on every seed")
+@click.option("--jobs", default="1", show_default=True, metavar="J",
+              help="seeds placed and routed side by side (one nextpnr process, one core and "
+                   "its own copy of the design in memory each)")
 @_guard
-def bitstream_cmd(model, graph, board, freq, target_fps, out, seeds) -> None:
+def bitstream_cmd(model, graph, board, freq, target_fps, out, seeds, jobs) -> None:
     """Shipped model (or a HW-layer graph) -> RTL project -> FPGA bitstream."""
     from netfabric import bitstream as bs
 
     n_seeds = bs.parse_seeds(seeds)  # a bad value fails now, not after the compile
+    n_jobs = bs.parse_jobs(jobs)
     model = model or bs.DEFAULT_MODEL.get(board, "mlp")
     freq = freq or bs.DEFAULT_MHZ.get(board, 100.0)
     bs.build(model, board, freq, out or bs.default_out(model, board), target_fps, graph,
-             seeds=n_seeds)
+             seeds=n_seeds, jobs=n_jobs)
 
 
 @main.command(name="deploy")

@@ -25,7 +25,8 @@ def invoke(*args):
 def test_help_lists_the_options():
     res = invoke("--help")
     assert res.exit_code == 0
-    for option in ("--model", "--graph", "--board", "--freq", "--target-fps", "--out", "--seeds"):
+    for option in ("--model", "--graph", "--board", "--freq", "--target-fps", "--out", "--seeds",
+                   "--jobs"):
         assert option in res.output
 
 
@@ -47,6 +48,7 @@ def test_unknown_board_is_one_line_exit_2(tmp_path):
 def test_make_bitstream_passes_seeds():
     recipe = (REPO / "Makefile").read_text().split("\nbitstream:")[1].split("\n\n")[0]
     assert "$(if $(SEEDS),--seeds $(SEEDS))" in recipe
+    assert "$(if $(JOBS),--jobs $(JOBS))" in recipe
 
 
 @pytest.mark.parametrize("bad", ["0", "-2", "17", "three", "2.5", ""])
@@ -65,8 +67,19 @@ def test_seeds_reach_the_build(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(bs, "build", lambda *a, **k: seen.update(k))
     assert invoke("--seeds", " 3", "--out", tmp_path).exit_code == 0
-    assert seen == {"seeds": 3}
-    assert invoke("--out", tmp_path).exit_code == 0 and seen == {"seeds": 1}
+    assert seen == {"seeds": 3, "jobs": 1}
+    assert invoke("--out", tmp_path).exit_code == 0 and seen == {"seeds": 1, "jobs": 1}
+    assert invoke("--seeds", "3", "--jobs", "2", "--out", tmp_path).exit_code == 0
+    assert seen == {"seeds": 3, "jobs": 2}
+
+
+@pytest.mark.parametrize("bad", ["0", "17", "two", ""])
+def test_bad_job_count_is_one_line_exit_2(bad, tmp_path):
+    res = invoke("--seeds", "2", "--jobs", bad, "--out", tmp_path)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "jobs" in lines[0] and "1 to 16" in lines[0], res.stderr
+    assert not (tmp_path / "hw").exists()
 
 
 def test_seeds_on_a_vivado_board_is_one_line_exit_2(tmp_path):

@@ -300,6 +300,13 @@ def test_pnr_and_pack_arguments():
     ice = pnr.pnr_args(get_board("icebreaker"), "icebreaker.pcf", 24.0)
     for part in ("--up5k", "sg48", "--pcf", "--asc"):
         assert part in ice
+    own = pnr.output_names(get_board("ulx3s-85f"), 3)
+    assert own == {"report": "pnr_report_seed3.json", "log": "pnr_seed3.log",
+                   "output": "top_seed3.config"}
+    seeded = pnr.pnr_args(get_board("ulx3s-85f"), "ulx3s-85f.lpf", 100.0, 3, own)
+    assert seeded[seeded.index("--textcfg") + 1] == "top_seed3.config"
+    assert seeded[seeded.index("--report") + 1] == "pnr_report_seed3.json"
+    assert seeded[seeded.index("--seed") + 1] == "3"
     assert pack_args(get_board("ulx3s-85f"), "x.bit") == ["--input", "top.config", "--bit", "x.bit"]
     assert pack_args(get_board("icebreaker"), "x.bin") == ["top.asc", "x.bin"]
 
@@ -428,6 +435,8 @@ def test_several_seeds_the_worst_decides_timing(tmp_path: Path):
 def test_seed_count_is_checked_before_any_work(bad, tiny: Path, tmp_path: Path):
     with pytest.raises(FlowError, match="from 1 to 16"):
         build_bitstream(tiny, "ulx3s-85f", tmp_path / "out", seeds=bad)
+    with pytest.raises(FlowError, match="jobs must be a whole number from 1 to 16"):
+        build_bitstream(tiny, "ulx3s-85f", tmp_path / "out", seeds=2, jobs=bad)
     assert not (tmp_path / "out").exists()
 
 
@@ -499,12 +508,13 @@ def test_real_flow_builds_bitstream(tiny: Path, tmp_path: Path, board: str, freq
     assert set(d["steps"]) == {"synth", "pnr", "pack"} and report.critical_path is not None
 
 
-@pytest.mark.slow
-def test_real_flow_several_seeds_keeps_the_best(tiny: Path, tmp_path: Path):
-    """Two nextpnr seeds on the tiny design: both recorded, the kept one is the faster, and
-    its report, log and bitstream are the ones left under nextpnr's names."""
+@pytest.mark.parametrize("jobs", [pytest.param(1, marks=pytest.mark.slow), 2])
+def test_real_flow_several_seeds_keeps_the_best(tiny: Path, tmp_path: Path, jobs: int):
+    """Two nextpnr seeds on the tiny design, one after the other or side by side: both
+    recorded, the kept one is the faster, and its report, log and bitstream are the ones left
+    under nextpnr's names."""
     out = tmp_path / "out"
-    report = build_bitstream(tiny, "ulx3s-85f", out, 50.0, seeds=2)
+    report = build_bitstream(tiny, "ulx3s-85f", out, 50.0, seeds=2, jobs=jobs)
     assert [r.seed for r in report.seed_runs] == [1, 2]
     best = max(report.seed_runs, key=lambda r: r.fmax_mhz)
     assert report.seed == best.seed and report.fmax_mhz == best.fmax_mhz

@@ -10,8 +10,10 @@ Layout of ``out_dir``::
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from netfabric.files import atomic_copy
@@ -48,6 +50,7 @@ def build_bitstream(
     *,
     seed: int = 1,
     seeds: int = 1,
+    jobs: int = 1,
     progress: Progress | None = None,
 ) -> Report:
     """Build a bitstream for the stitched project in ``project_dir`` on ``board``.
@@ -55,12 +58,14 @@ def build_bitstream(
     ``freq_mhz`` is the core clock (default: the board's); the PLL gets as close as its
     dividers allow and the report's target is the frequency actually produced. A timing
     failure still yields a bitstream; ``Report.timing_met`` says whether it is trustworthy.
-    ``seeds`` > 1 places and routes with seeds ``seed .. seed + seeds - 1`` one after another
-    and keeps the best-placed result (highest Fmax relative to its target) for the bitstream;
+    ``seeds`` > 1 places and routes with seeds ``seed .. seed + seeds - 1``, ``jobs`` at a
+    time (each nextpnr is one process and holds its own copy of the design in memory), and
+    keeps the best-placed result (highest Fmax relative to its target) for the bitstream;
     the report lists every seed, and timing counts as met only when every seed met it.
     Raises FlowError subclasses for everything a user can fix (see errors.py).
     """
     check_seeds(seeds)
+    check_jobs(jobs)
     b = get_board(board) if isinstance(board, str) else board
     if b.family == "xc7":
         vivado.require_vivado(b)  # before any work: nothing else can build this board
@@ -81,7 +86,7 @@ def build_bitstream(
     clock = plan_clock(b, freq)
     work = _stage(manifest, b, clock, out)
     bit_name = f"{manifest.top}_{b.name}.{b.bitstream_ext}"
-    progress.total = 2 + seeds
+    progress.total = 2 + (seeds if jobs == 1 else 1)
     steps: dict[str, float] = {}
 
     with progress.step("synth (yosys)") as note:
@@ -91,31 +96,35 @@ def build_bitstream(
         cells = parse_synth_stat(load_json(work / synth.STAT))
         note.detail = _cells_summary(cells)
 
-    runs: list[SeedRun] = []
-    best: tuple[float, int] | None = None  # (Fmax / target of the worst clock, seed)
-    for s in range(seed, seed + seeds):
-        label = f"place & route ({pnr_tool}" + (f", seed {s})" if seeds > 1 else ")")
-        with progress.step(label) as note:
-            run = pnr.run_pnr(work, b, b.constraints, clock.fout_mhz if clock else freq, s)
-            clocks = parse_clocks(load_json(work / pnr.REPORT))
-            worst = min(clocks, key=lambda c: c.achieved_mhz / c.constraint_mhz, default=None)
-            runs.append(SeedRun(s, worst.achieved_mhz if worst else None,
-                                all(c.met for c in clocks) if clocks else None,
-                                round(run.seconds, 2)))
-            if worst:
-                verdict = "met" if all(c.met for c in clocks) else "NOT met"
-                note.detail = (f"Fmax {worst.achieved_mhz:.1f} MHz, "
-                               f"target {worst.constraint_mhz:.1f}: {verdict}")
-            score = worst.achieved_mhz / worst.constraint_mhz if worst else 0.0
-            if best is None or score > best[0]:
-                best = (score, s)
-            if seeds > 1:
-                _keep_seed_outputs(work, b, s)
-    assert best is not None
-    kept = best[1]
+    target = clock.fout_mhz if clock else freq
+    pnr_start = time.monotonic()
+    placed: list[_Placed] = []
+    if seeds == 1:
+        with progress.step(f"place & route ({pnr_tool})") as note:
+            placed.append(_place_and_route(work, b, target, seed, own_files=False))
+            note.detail = placed[0].detail()
+    elif jobs == 1:
+        for s in range(seed, seed + seeds):
+            with progress.step(f"place & route ({pnr_tool}, seed {s})") as note:
+                placed.append(_place_and_route(work, b, target, s, own_files=True))
+                note.detail = placed[-1].detail()
+    else:
+        last = seed + seeds - 1
+        with progress.step(f"place & route ({pnr_tool}, seeds {seed}-{last}, "
+                           f"{min(jobs, seeds)} at a time)") as note:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+                placed = list(pool.map(
+                    lambda s: _place_and_route(work, b, target, s, own_files=True),
+                    range(seed, last + 1)))
+            note.detail = "Fmax " + " / ".join(
+                f"{p.run.fmax_mhz:.1f}" if p.run.fmax_mhz else "-" for p in placed) + " MHz"
+    # the best-placed seed (highest Fmax relative to its target; the first on a tie) gives
+    # the bitstream
+    kept = max(placed, key=lambda p: p.score).run.seed
     if seeds > 1:
         _restore_seed_outputs(work, b, kept)
-    steps["pnr"] = round(sum(r.seconds for r in runs), 2)
+    runs = [p.run for p in placed]
+    steps["pnr"] = round(time.monotonic() - pnr_start, 2)  # wall time: seeds may overlap
     data = load_json(work / pnr.REPORT)
     clocks = parse_clocks(data)
     resources = parse_utilization(data, b.family, cells)
@@ -154,6 +163,14 @@ def build_bitstream(
     return report
 
 
+def check_jobs(jobs: object) -> int:
+    """``jobs`` as a count of nextpnr runs side by side, 1 .. MAX_SEEDS, or FlowError."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_SEEDS:
+        raise FlowError(f"the number of place-and-route jobs must be a whole number from 1 to "
+                        f"{MAX_SEEDS}, not {jobs!r}")
+    return jobs
+
+
 def check_seeds(seeds: object) -> int:
     """``seeds`` as a count of nextpnr seeds, 1 .. MAX_SEEDS, or FlowError (one line)."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
@@ -162,24 +179,41 @@ def check_seeds(seeds: object) -> int:
     return seeds
 
 
-def _seed_files(board: Board, seed: int) -> list[tuple[str, str]]:
-    """(nextpnr's output name, the per-seed copy's name) for every file a seed writes."""
-    out = []
-    for name in (pnr.REPORT, pnr.LOG, pnr.pnr_output(board)):
-        stem, dot, ext = name.rpartition(".")
-        out.append((name, f"{stem}_seed{seed}{dot}{ext}"))
-    return out
+@dataclass
+class _Placed:
+    """One nextpnr run: its row of the report and how it ranks among seeds."""
+
+    run: SeedRun
+    target_mhz: float | None
+    score: float  # Fmax / target of the worst clock (0 without a clock)
+
+    def detail(self) -> str:
+        if self.run.fmax_mhz is None or self.target_mhz is None:
+            return ""
+        return (f"Fmax {self.run.fmax_mhz:.1f} MHz, target {self.target_mhz:.1f}: "
+                f"{'met' if self.run.met else 'NOT met'}")
 
 
-def _keep_seed_outputs(work: Path, board: Board, seed: int) -> None:
-    for name, kept in _seed_files(board, seed):
-        (work / name).replace(work / kept)
+def _place_and_route(work: Path, board: Board, target_mhz: float, seed: int, *,
+                     own_files: bool) -> _Placed:
+    """nextpnr with ``seed``; with ``own_files`` its outputs carry the seed in their names
+    (several seeds, possibly side by side, in one folder)."""
+    names = pnr.output_names(board, seed if own_files else None)
+    run = pnr.run_pnr(work, board, board.constraints, target_mhz, seed, names)
+    clocks = parse_clocks(load_json(work / names["report"]))
+    worst = min(clocks, key=lambda c: c.achieved_mhz / c.constraint_mhz, default=None)
+    row = SeedRun(seed, worst.achieved_mhz if worst else None,
+                  all(c.met for c in clocks) if clocks else None, round(run.seconds, 2))
+    if worst is None:
+        return _Placed(row, None, 0.0)
+    return _Placed(row, worst.constraint_mhz, worst.achieved_mhz / worst.constraint_mhz)
 
 
 def _restore_seed_outputs(work: Path, board: Board, seed: int) -> None:
-    """Put the chosen seed's outputs back under nextpnr's names (pack reads them there)."""
-    for name, kept in _seed_files(board, seed):
-        shutil.copy2(work / kept, work / name)
+    """Put the chosen seed's outputs under nextpnr's own names (pack reads them there)."""
+    plain, own = pnr.output_names(board), pnr.output_names(board, seed)
+    for key, name in plain.items():
+        shutil.copy2(work / own[key], work / name)
 
 
 def stage_board_top(project_dir: str | Path, board: str | Board, out_dir: str | Path,

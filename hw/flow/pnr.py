@@ -26,22 +26,38 @@ def pnr_tool(board: Board) -> str:
     return f"nextpnr-{board.family}"
 
 
-def pnr_args(board: Board, constraints: str, freq_mhz: float, seed: int = 1) -> list[str]:
+def output_names(board: Board, seed: int | None = None) -> dict[str, str]:
+    """nextpnr's report, log and placed design file names; with ``seed``, the names of that
+    seed's own copies (pnr_report_seed3.json, ...), so that seeds can run side by side."""
+    names = {"report": REPORT, "log": LOG, "output": pnr_output(board)}
+    if seed is None:
+        return names
+    out = {}
+    for key, name in names.items():
+        stem, dot, ext = name.rpartition(".")
+        out[key] = f"{stem}_seed{seed}{dot}{ext}"
+    return out
+
+
+def pnr_args(board: Board, constraints: str, freq_mhz: float, seed: int = 1,
+             names: dict[str, str] | None = None) -> list[str]:
     """nextpnr arguments; every path is relative to the build folder.
 
     The PLL output's constraint is derived by nextpnr from the oscillator's constraint in the
     board file; ``--freq`` only covers clocks nothing constrains (e.g. without a PLL).
+    ``names`` (:func:`output_names`) redirects the report and the placed design.
     """
     pnr_tool(board)
+    names = names or output_names(board)
     if board.family == "ecp5":
-        io = ["--lpf", constraints, "--textcfg", ECP5_CONFIG]
+        io = ["--lpf", constraints, "--textcfg", names["output"]]
     else:
-        io = ["--pcf", constraints, "--asc", ICE40_ASC]
+        io = ["--pcf", constraints, "--asc", names["output"]]
     return [
         *board.pnr_args,
         "--json", NETLIST,
         *io,
-        "--report", REPORT,
+        "--report", names["report"],
         "--freq", f"{freq_mhz:g}",
         "--seed", str(seed),
         # Finish with a bitstream even when timing fails; the report says by how much.
@@ -50,12 +66,16 @@ def pnr_args(board: Board, constraints: str, freq_mhz: float, seed: int = 1) -> 
 
 
 def run_pnr(
-    work_dir: Path, board: Board, constraints: str, freq_mhz: float, seed: int = 1
+    work_dir: Path, board: Board, constraints: str, freq_mhz: float, seed: int = 1,
+    names: dict[str, str] | None = None,
 ) -> ToolRun:
-    """Run nextpnr; a design too large for the device raises DesignDoesNotFitError."""
+    """Run nextpnr (outputs under ``names``, default nextpnr's own); a design too large for
+    the device raises DesignDoesNotFitError."""
+    names = names or output_names(board)
     try:
         return run_tool(
-            pnr_tool(board), pnr_args(board, constraints, freq_mhz, seed), work_dir, LOG
+            pnr_tool(board), pnr_args(board, constraints, freq_mhz, seed, names), work_dir,
+            names["log"],
         )
     except ToolFailedError as exc:
         if exc.log is not None and exc.log.is_file():
