@@ -13,7 +13,7 @@ import pytest
 from test_rtl_modules import DATA_ROOT, _run
 
 from netfabric.host.hwgraph import int_type
-from netfabric.hw.rtl_ops import plan_activation
+from netfabric.hw.rtl_ops import plan_activation, thresholding_latency
 from netfabric.sim import golden
 
 CH, PE, IBITS, OBITS = 8, 2, 12, 4
@@ -36,6 +36,7 @@ def _case(name: str, t: np.ndarray, simulator: str) -> tuple[dict, dict]:
     case_dir = DATA_ROOT / f"requant_{name}"
     case_dir.mkdir(parents=True, exist_ok=True)
     act = plan_activation(t, tbits, PE, dt, OBITS, "thresh", "rq.hex")
+    latency = thresholding_latency(act)
     for spec in act.mem.values():
         spec[1](case_dir)
     np.save(case_dir / "thresholds.npy", t)
@@ -45,6 +46,10 @@ def _case(name: str, t: np.ndarray, simulator: str) -> tuple[dict, dict]:
         hdl["RQ_FILE"] = case_dir / "rq.hex"
     tb = {"thresholds_npy": str(case_dir / "thresholds.npy"), "seed": 9, "frames": 4}
     rep = _run("thresholding", f"requant_{name}", hdl, tb, simulator)
+    # thresholding.v's header: 4*OBITS + 3 cycles, 7 with the requantizer alone (NT = 0);
+    # the stitcher must never assume less (its FIFOs would be too shallow)
+    assert rep["first_beat_latency"] == (7 if act.params.get("NT") == 0 else 4 * OBITS + 3)
+    assert rep["first_beat_latency"] <= latency
     return act.params | {"proven": act.proven}, rep
 
 

@@ -23,7 +23,7 @@
 //                     channels where it is proven exact, tables for the rest (requant_act.v;
 //                     RQ = 0: tables only)
 // Throughput: one beat per cycle in and out.
-// Latency: 4*OBITS + 3 cycles (5 with RQ = 1, NT = 0) from an input handshake to the beat
+// Latency: 4*OBITS + 3 cycles (7 with RQ = 1, NT = 0) from an input handshake to the beat
 //   appearing on m_axis.
 // Requires: requant_act.v, requant.v, thresh_search.v, axis_out_credit.v, fifo.v.
 `default_nettype none

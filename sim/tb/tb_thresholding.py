@@ -44,6 +44,8 @@ async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
                     interval, beats_per_frame)
         write_report(p, {"module": "thresholding", "interval": interval,
                          "ideal": beats_per_frame, "latency_total": timing.total_cycles(),
+                         # first input handshake -> first output handshake (no stalls)
+                         "first_beat_latency": timing.out_cycles[0] - timing.first_in,
                          "frames": frames})
         assert interval <= 1.05 * beats_per_frame
 
