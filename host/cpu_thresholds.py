@@ -23,6 +23,7 @@ import numpy as np
 LOOKUP_MAX = 4096  # input ranges up to this many integers are tabulated
 SEARCH_MAX = 256  # up to this many values, one searchsorted beats the line's vector ops
 EXCEPTIONS_MAX = 6  # single-point fixes per channel before it falls back to the search
+F64_COST = 2.5  # a float64 line's time over a float32 one's (the fit's cost model)
 
 
 def _spread(u: np.ndarray, k: np.ndarray, t: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -111,11 +112,11 @@ class ThresholdEval:
                 continue  # wider inputs promote to float64 anyway
             params = tuple(np.asarray(v, dtype) for v in (a, b, clo, chi))
             good, points, deltas = self._exceptions(params)
-            # estimated passes over the data: 5 for the line, 3 per fix on the channels that
-            # have fixes (all of them unless the caller can gather those at the end); float64
-            # moves twice the bytes
+            # estimated passes over the data: 5 for the line, 2 per fix on the channels that
+            # have fixes (all of them unless the caller can gather those at the end); a float64
+            # line on float32 inputs measured 2.5x a float32 one (twice the bytes, mixed types)
             share = np.any(deltas != 0, axis=0).mean() if self.permutable else 1.0
-            cost = (5 + 3 * points.shape[0] * share) * (1 if dtype == np.float32 else 2)
+            cost = (5 + 2 * points.shape[0] * share) * (1 if dtype == np.float32 else F64_COST)
             score = (int(good.sum()), -cost)
             if best is None or score > best[0]:
                 best = (score, params, good, points, deltas)
@@ -234,7 +235,7 @@ def _fixed_line(x, params, points, deltas, cols=slice(None), out_dtype=None):
     if len(points):
         xs, ys = x[..., cols], y[..., cols]  # views: fixed in place
         for p, d in zip(points, deltas, strict=True):
-            ys -= (xs == p) * d  # (a where= mask is slow on strided views)
+            np.subtract(ys, d, out=ys, where=np.equal(xs, p))  # two passes, no temporary product
     return y
 
 
@@ -257,13 +258,13 @@ def _lookup(thr: np.ndarray, lo: int, hi: int, act: int, channels: int, out_dtyp
     span = len(values)
     lut = np.stack([np.searchsorted(r, values, side="right") for r in thr]) + act
     lut = lut.reshape(-1).astype(out_dtype)
-    if thr.shape[0] == 1:
-        offset = np.array(-lo, np.float64)
-    else:
-        offset = np.arange(channels, dtype=np.float64) * span - lo
+    offset = np.intp(-lo) if thr.shape[0] == 1 else (np.arange(channels) * span - lo).astype(np.intp)
 
     def lookup(x):
-        idx = np.add(x, offset).astype(np.intp)
+        # integer-valued inputs convert exactly; the offset is added in place in the index
+        # dtype (half the passes of a float add then a cast)
+        idx = x.astype(np.intp)
+        idx += offset
         return lut.take(idx)
     return lookup
 
