@@ -103,25 +103,58 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
     qk_bound = dh * src.bound * src.bound
     qk_dtype = exact_dtype(qk_bound)
     score_act = int(node.attr("ScoreActVal"))
-    scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
-                              np.int64).build()
-    valid = segment_valid(n, s, shift)[None, :, None, None, :]  # [1, m, 1, 1, s(key)]
-    all_valid = bool(valid.all())
-    lut_ext = np.append(lut, 0)  # index len(lut): a masked key's e = 0
-    masked_d = len(lut)
-    half, rshift, pmax = 1 << (recip_bits - frac - 1), recip_bits - frac, prob_type.max
-    numer = 1 << recip_bits
+    valid = segment_valid(n, s, shift)[:, :, None, None, None]  # [m, s(key), 1, 1, 1]
+    pmax = prob_type.max
     av_bound = s * pmax * src.bound
     av_dtype = exact_dtype(av_bound)
+    floats = _float_softmax_exact(lut, s)
+    scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
+                              np.float32 if floats else np.int64).build()
+    if floats:
+        levels = score_thr.shape[1]
+        softmax = _softmax_float(valid, lut, recip_bits, frac, pmax, av_dtype,
+                                 (score_act, score_act + levels))
+    else:
+        softmax = _softmax_int(valid, lut, recip_bits, frac, pmax, score_type.min, av_dtype)
     ctx_act = int(node.attr("CtxActVal"))
     levels = ctx_thr.shape[1]
     out_dtype = exact_dtype(max(abs(ctx_act), abs(ctx_act + levels)))
     ctx_fn = ThresholdEval(ctx_thr, 1, -av_bound, av_bound, ctx_act, av_dtype, out_dtype).build()
-    score_min = score_type.min
     d = heads * dh
 
+    def attend(x):
+        parts = x.reshape(-1, m, s, 3, heads, dh)
+        q, k, v = (parts[:, :, :, i].transpose(0, 1, 3, 2, 4).astype(qk_dtype, copy=False)
+                   for i in range(3))
+        # scores laid out keys outermost, [m, s(key), N, H, s(query)]: the softmax's reductions
+        # over keys and its per-row factors then run over long contiguous rows
+        qk = np.empty((m, s, len(q), heads, s), qk_dtype)
+        np.matmul(k, q.swapaxes(-1, -2), out=qk.transpose(2, 0, 3, 1, 4))
+        probs = softmax(scores_fn(qk))  # [N, m, H, s(query), s(key)]
+        ctx = ctx_fn(np.matmul(probs, v.astype(av_dtype, copy=False)))
+        return ctx.transpose(0, 1, 3, 2, 4).reshape(-1, m, s, d)
+
+    plan.unary(attend, src, plan.new(node.outputs[0], out_dtype, ctx_act, ctx_act + levels))
+
+
+def _float_softmax_exact(lut: np.ndarray, s: int) -> bool:
+    """Whether ``_softmax_float`` is exact for this LUT: e >= 0 (so e * recip <= 2^RecipBits,
+    RecipBits <= 40) and a row's sum of e below 2^53."""
+    return int(lut.min(initial=0)) >= 0 and s * int(lut.max(initial=0)) < 2**53
+
+
+def _softmax_int(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int, pmax: int,
+                 score_min: int, out_dtype):
+    """INT_SOFTMAX.md on int64 scores laid out [m, s(key), N, H, s(query)]
+    (kernels.int_softmax_lut); returns [N, m, H, s(query), s(key)]."""
+    valid = valid.transpose(2, 0, 3, 4, 1)  # [1, m, 1, 1, s(key)]
+    all_valid = bool(valid.all())
+    lut_ext = np.append(lut, 0)  # index len(lut): a masked key's e = 0
+    masked_d = len(lut)
+    half, rshift, numer = 1 << (recip_bits - frac - 1), recip_bits - frac, 1 << recip_bits
+
     def softmax(q: np.ndarray) -> np.ndarray:
-        """INT_SOFTMAX.md on int64 scores [N, m, H, s, s] (kernels.int_softmax_lut)."""
+        q = np.ascontiguousarray(q.transpose(2, 0, 3, 4, 1))
         if all_valid:
             d_idx = q.max(axis=-1, keepdims=True) - q
         else:
@@ -135,15 +168,38 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
         e += half
         e >>= rshift
         np.minimum(e, pmax, out=e)
-        return e
+        return e.astype(out_dtype)
+    return softmax
 
-    def attend(x):
-        parts = x.reshape(-1, m, s, 3, heads, dh)
-        q, k, v = (parts[:, :, :, i].transpose(0, 1, 3, 2, 4).astype(qk_dtype, copy=False)
-                   for i in range(3))
-        scores = scores_fn(np.matmul(q, k.swapaxes(-1, -2)))
-        probs = softmax(scores).astype(av_dtype)
-        ctx = ctx_fn(np.matmul(probs, v.astype(av_dtype, copy=False)))
-        return ctx.transpose(0, 1, 3, 2, 4).reshape(-1, m, s, d)
 
-    plan.unary(attend, src, plan.new(node.outputs[0], out_dtype, ctx_act, ctx_act + levels))
+def _softmax_float(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int, pmax: int,
+                   out_dtype, score_range: tuple[int, int]):
+    """INT_SOFTMAX.md on integer-valued float scores laid out [m, s(key), N, H, s(query)],
+    every step exact in float64 (``_float_softmax_exact``): e from the LUT, the sum over keys
+    (integers below 2^53: any order), recip = 2^R // sum in int64 (one per row), then
+    p = min(floor(e * (recip / 2^shift) + 1/2), pmax): e * recip <= 2^R <= 2^40 because
+    e <= sum, and scaling by a power of two is exact, so this is (e * recip + half) >> shift.
+    Returns [N, m, H, s(query), s(key)] (a view)."""
+    lut_ext = np.append(lut, 0).astype(np.float64)  # index len(lut): a masked key's e = 0
+    masked_d = len(lut)
+    invalid = ~valid
+    # a padded key sits below every real score, so it never is a row's maximum
+    bias = np.where(valid, 0, score_range[0] - score_range[1] - 1).astype(np.float32)
+    rshift, numer = recip_bits - frac, 1 << recip_bits
+    all_valid = not invalid.any()
+
+    def softmax(q: np.ndarray) -> np.ndarray:
+        row_max = (q if all_valid else q + bias).max(axis=1, keepdims=True)
+        d = np.subtract(row_max, q)
+        if not all_valid:
+            np.copyto(d, masked_d, where=invalid)
+        e = lut_ext.take(d.astype(np.intp))
+        total = e.sum(axis=1, keepdims=True).astype(np.int64)
+        recip = numer // np.maximum(total, 1)
+        recip[total <= 0] = 0
+        e *= recip * 2.0**-rshift
+        e += 0.5
+        np.floor(e, out=e)
+        p = np.minimum(e, pmax, out=np.empty(e.shape, out_dtype), casting="same_kind")
+        return p.transpose(2, 0, 3, 4, 1)
+    return softmax

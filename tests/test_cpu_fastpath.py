@@ -143,3 +143,35 @@ def test_wide_partial_sums_leave_float32(tmp_path, itype, wtype, dtype):
     want = run_graph(load_hwgraph(path), x)["output"]
     assert np.array_equal(engine.run(x), want)
     assert np.array_equal(engine.run(x[:1]), want[:1])
+
+
+@pytest.mark.parametrize("lut_lo", [0, -5])
+def test_plan_softmax_equals_integer_reference(lut_lo):
+    """The attention softmax: the float64 form where ``_float_softmax_exact`` allows it (e up
+    to 2^20, RecipBits 40: e * recip reaches 2^40), the int64 form for a LUT with negative
+    entries; both with a partly and a fully padded segment, against kernels.int_softmax_lut."""
+    from netfabric.host.cpu_plan_transformer import (
+        _float_softmax_exact,
+        _softmax_float,
+        _softmax_int,
+    )
+    from netfabric.ops.kernels import int_softmax_lut
+
+    rng = np.random.default_rng(4)
+    m, s, n, heads = 3, 5, 4, 2
+    valid = np.ones((m, s), bool)
+    valid[1, 3:] = False
+    valid[2] = False
+    lut = rng.integers(lut_lo, 2**20, 256)
+    lut[0], lut[1] = 2**20, lut_lo
+    scores = rng.integers(-128, 128, (n, m, heads, s, s))  # [N, m, H, query, key]
+    scores[0, 0, 0, 0] = 127  # a row of equal maxima
+    want = int_softmax_lut(scores, valid[None, :, None, None, :], lut, 40, 8, 8, -128)
+    keys_outer = np.ascontiguousarray(scores.transpose(1, 4, 0, 2, 3))  # [m, key, N, H, query]
+    valid5 = valid[:, :, None, None, None]
+    assert _float_softmax_exact(lut, s) == (lut_lo >= 0)
+    got = _softmax_int(valid5, lut, 40, 8, 255, -128, np.float64)(keys_outer)
+    assert np.array_equal(got, want)
+    if lut_lo >= 0:
+        fn = _softmax_float(valid5, lut, 40, 8, 255, np.float32, (-128, 127))
+        assert np.array_equal(fn(keys_outer.astype(np.float32)), want)
