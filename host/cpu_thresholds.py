@@ -197,10 +197,7 @@ class ThresholdEval:
         params = params[:2] + tuple(p[:1].reshape(()) if np.all(p == p[0]) else p
                                     for p in params[2:])
         points, deltas = pick(self.points).astype(self.in_dtype), pick(self.deltas)
-        # the fixes touch only the channels that have some: one slice when they are adjacent
-        has = np.flatnonzero(np.any(deltas != 0, axis=0))
-        cols = slice(int(has[0]), int(has[-1]) + 1) if len(has) and deltas.shape[1] > 1 \
-            and len(has) == has[-1] - has[0] + 1 else slice(None)
+        cols = _fix_columns(np.flatnonzero(np.any(deltas != 0, axis=0)), deltas.shape[1])
         points, deltas = points[:, cols], deltas[:, cols].astype(out_dtype)
         search_all = _search(thr, self.lo, self.hi, self.act)
 
@@ -229,6 +226,14 @@ class ThresholdEval:
         return mixed
 
 
+def _fix_columns(has: np.ndarray, channels: int) -> slice:
+    """The channels the fixes touch: one slice when they are adjacent (a permutable caller
+    puts them last), else all (gathering scattered columns measured slower than full rows)."""
+    if channels > 1 and len(has) and len(has) == has[-1] - has[0] + 1:
+        return slice(int(has[0]), int(has[-1]) + 1)
+    return slice(None)
+
+
 def _fixed_line(x, params, points, deltas, cols=slice(None), out_dtype=None):
     """The line, minus each single-point fix where x equals its point (channels ``cols``)."""
     y = _line(x, *params, out_dtype=out_dtype)
@@ -244,8 +249,11 @@ def _line(x, a, b, clo, chi, out_dtype=None):
     floor is the same for integer bounds)."""
     y = np.multiply(x, a)
     y += b
-    np.maximum(y, clo, out=y)  # (np.clip with array bounds is several times slower)
-    np.minimum(y, chi, out=y)
+    if np.ndim(clo) == 0 and np.ndim(chi) == 0:  # one pass (large arrays: memory-bound)
+        np.clip(y, clo, chi, out=y)
+    else:  # (np.clip with array bounds is several times slower)
+        np.maximum(y, clo, out=y)
+        np.minimum(y, chi, out=y)
     if out_dtype is None or out_dtype == y.dtype:
         return np.floor(y, out=y)
     if np.dtype(out_dtype).kind != "f":

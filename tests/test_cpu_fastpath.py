@@ -54,6 +54,21 @@ def test_threshold_eval_equals_count_on_every_integer(in_dtype):
         assert np.array_equal(ev.build(order)(x[:3, cols].astype(in_dtype)), want[:3, cols])
 
 
+def test_threshold_eval_fixes_scattered_channels():
+    """Fixes on two channels that are not adjacent (a caller that cannot permute): applied
+    over all channels, the others' points never match."""
+    rng = np.random.default_rng(5)
+    lo, hi, n = -2000, 3000, 15
+    thr = _progression(rng, 8, n, lo, hi)
+    thr[1, 4] += 1
+    thr[6, 9] -= 1
+    thr = np.sort(thr, axis=1)
+    ev = ThresholdEval(thr, 8, lo, hi, 0, np.float32)
+    assert ev.good.all() and np.any(ev.deltas != 0, axis=0)[[1, 6]].all()
+    x = np.tile(np.arange(lo, hi + 1)[:, None], (1, 8))
+    assert np.array_equal(ev.build()(x.astype(np.float32)), _count(x, thr, 0))
+
+
 def test_threshold_eval_lookup_direct_and_shared_rows():
     rng = np.random.default_rng(2)
     x = np.arange(-128, 128)[:, None].repeat(4, 1)
@@ -175,3 +190,4 @@ def test_plan_softmax_equals_integer_reference(lut_lo):
     if lut_lo >= 0:
         fn = _softmax_float(valid5, lut, 40, 8, 255, np.float32, (-128, 127))
         assert np.array_equal(fn(keys_outer.astype(np.float32)), want)
+
