@@ -435,6 +435,7 @@ class CpuEngine:
                 self.plans.append((SMALL_BATCH if small else None, plan,
                                    [i.slot for i in infos]))
             self._in_dtype = plan.info[self.graph.input_name].dtype
+            self._chunk = chunk_rows(self.graph)
             _limit_blas_threads(threads)
             keep_freed_memory()
         else:
@@ -480,12 +481,32 @@ class CpuEngine:
         else:
             xs = apply_host_steps(self._validate(x, self._safe_dtypes), self._pre)
             xs = xs.astype(self._in_dtype)
-            small, plan, slots = self.plans[0]
-            if len(xs) > small:
-                _, plan, slots = self.plans[1]
-            outs = [o.astype(np.int64) for o in plan.run(xs, slots)]
+            if len(xs) <= self._chunk:
+                outs = self._run_plan(xs)
+            else:  # equal chunks of rows whose temporaries stay in cache
+                size = -(-len(xs) // -(-len(xs) // self._chunk))
+                parts = [self._run_plan(xs[i : i + size]) for i in range(0, len(xs), size)]
+                outs = [np.concatenate(o) for o in zip(*parts, strict=True)]
         outs[0] = apply_host_steps(outs[0], self._post)
         return outs
+
+    def _run_plan(self, xs: np.ndarray) -> list[np.ndarray]:
+        small, plan, slots = self.plans[0]
+        if len(xs) > small:
+            _, plan, slots = self.plans[1]
+        return [o.astype(np.int64) for o in plan.run(xs, slots)]
+
+
+CHUNK_VALUES = 3 << 16  # a chunk's largest tensor holds at most this many values (1.5 MiB in float64)
+
+
+def chunk_rows(graph: HWGraph) -> int:
+    """Rows per plan run: large batches run in chunks so that each step's temporaries stay
+    in the core's cache (measured: the shipped transformer at batch 64 in 4 chunks of 16 rows
+    ran 7-12% faster than whole, 8 or 32 rows between); small models (the MLP) run whole."""
+    per_row = max((int(np.prod(shape[1:])) for shape in graph.shapes.values() if shape),
+                  default=1)
+    return max(2 * SMALL_BATCH, CHUNK_VALUES // max(per_row, 1))
 
 
 def _ort_session(onnx_model, threads: int):

@@ -191,3 +191,19 @@ def test_plan_softmax_equals_integer_reference(lut_lo):
         fn = _softmax_float(valid5, lut, 40, 8, 255, np.float32, (-128, 127))
         assert np.array_equal(fn(keys_outer.astype(np.float32)), want)
 
+
+def test_large_batches_run_in_chunks_exactly(tmp_path):
+    """A batch past the chunk size runs as equal chunks (35 rows: 5 of 7; 9 rows: 5 and 4,
+    the last one on the few-rows plan) and concatenates to the whole batch's integers."""
+    from netfabric.host.cpu_engine import chunk_rows
+    from netfabric.host.cpu_plan_ops import SMALL_BATCH
+
+    rng = np.random.default_rng(6)
+    path = _mlp(tmp_path, rng, [40, 24, 16, 10], "UINT8", "INT8", ("fixes", "search", "none"))
+    engine = CpuEngine(path, mode="plan")
+    assert engine._chunk == chunk_rows(engine.graph) >= 2 * SMALL_BATCH
+    engine._chunk = 8
+    x = rng.integers(0, 256, size=(35, 40))
+    want = run_graph(load_hwgraph(path), x)["output"]
+    assert np.array_equal(engine.run(x), want)
+    assert np.array_equal(engine.run(x[:9]), want[:9])
