@@ -27,6 +27,7 @@ EXCEPTIONS_MAX = 6  # single-point fixes per channel before it falls back to the
 # models: a float32 line with 2 fixes on all of 600k values ~ a float64 line without, and at
 # 64 x 64 values float64 with 5 fixes on 14 channels beat float32 with 6 on 55 by 25%
 F64_COST = 2.0
+TRANSPOSE_FIXES = 256  # rows x fixes from which a narrow block of fixes runs transposed (measured)
 
 
 def _spread(u: np.ndarray, k: np.ndarray, t: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -240,11 +241,26 @@ def _fix_columns(has: np.ndarray, channels: int) -> slice:
 def _fixed_line(x, params, points, deltas, cols=slice(None), out_dtype=None):
     """The line, minus each single-point fix where x equals its point (channels ``cols``)."""
     y = _line(x, *params, out_dtype=out_dtype)
-    if len(points):
-        xs, ys = x[..., cols], y[..., cols]  # views: fixed in place
-        for p, d in zip(points, deltas, strict=True):
-            np.subtract(ys, d, out=ys, where=np.equal(xs, p))  # two passes, no temporary product
+    if not len(points):
+        return y
+    if x.ndim == 2 and cols != slice(None) and len(x) * len(points) >= TRANSPOSE_FIXES:
+        _fix_columns_transposed(x[:, cols], y[:, cols], points, deltas)
+        return y
+    xs, ys = x[..., cols], y[..., cols]  # views: fixed in place
+    for p, d in zip(points, deltas, strict=True):
+        np.subtract(ys, d, out=ys, where=np.equal(xs, p))  # two passes, no temporary product
     return y
+
+
+def _fix_columns_transposed(xs: np.ndarray, ys: np.ndarray, points, deltas) -> None:
+    """The fixes on a block of columns [rows, k]: on a transposed copy [k, rows], so every
+    compare runs one long row per channel instead of one k-long row per input row (numpy's
+    per-row loop overhead dominated the narrow strided block), then one subtract back."""
+    xt = np.ascontiguousarray(xs.T)
+    corr = np.zeros(xt.shape, ys.dtype)
+    for p, d in zip(points, deltas, strict=True):
+        np.add(corr, d[:, None], out=corr, where=np.equal(xt, p[:, None]))
+    ys -= corr.T
 
 
 def _line(x, a, b, clo, chi, out_dtype=None):
