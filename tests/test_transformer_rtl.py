@@ -87,8 +87,8 @@ def test_transformer_rtl_bit_exact_with_idles_and_backpressure(tf_folded, tf_sim
     m = tf_sim.last_metrics
     assert m["frames"] == 50
     # the attention (PE=4) is the bottleneck and the registry's model of it is exact: even
-    # with 30% source idles and sink stalls a frame takes its modelled cycles (measured:
-    # 48440.1 per frame for 48440 modelled)
+    # with 30% source idles and sink stalls a frame takes its modelled cycles (measured within
+    # 0.1 cycle of the model; tests/test_attention_cycles.py checks the model exactly)
     assert m["ideal"] == tf_sim.manifest["ideal_cycles_per_frame"]
     assert m["interval"] <= 1.02 * m["ideal"], m
 

@@ -74,7 +74,7 @@ def unpad_cycles(node, graph) -> int:
 # accumulator visible (the context thresholds wait for what a key's DC cycles do not cover)
 ATTENTION_QK_LATENCY = 6
 ATTENTION_EXP_LATENCY = 2
-ATTENTION_PV_LATENCY = 7
+ATTENTION_PV_LATENCY = 8
 
 
 def attention_row_cycles(s: int, dh: int, lanes: int, recip_bits: int, score_bits: int) -> int:
