@@ -111,9 +111,7 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
     scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
                               np.float32 if floats else np.int64).build()
     if floats:
-        levels = score_thr.shape[1]
-        softmax = _softmax_float(valid, lut, recip_bits, frac, pmax, av_dtype,
-                                 (score_act, score_act + levels))
+        softmax = _softmax_float(valid, lut, recip_bits, frac, pmax, av_dtype)
     else:
         softmax = _softmax_int(valid, lut, recip_bits, frac, pmax, score_type.min, av_dtype)
     ctx_act = int(node.attr("CtxActVal"))
@@ -173,7 +171,7 @@ def _softmax_int(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int,
 
 
 def _softmax_float(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int, pmax: int,
-                   out_dtype, score_range: tuple[int, int]):
+                   out_dtype):
     """INT_SOFTMAX.md on integer-valued float scores laid out [m, s(key), N, H, s(query)],
     every step exact in float64 (``_float_softmax_exact``): e from the LUT, the sum over keys
     (integers below 2^53: any order), recip = 2^R // sum in int64 (one per row), then
@@ -182,18 +180,23 @@ def _softmax_float(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: in
     Returns [N, m, H, s(query), s(key)] (a view)."""
     lut_ext = np.append(lut, 0).astype(np.float64)  # index len(lut): a masked key's e = 0
     masked_d = len(lut)
-    invalid = ~valid
-    # a padded key sits below every real score, so it never is a row's maximum
-    bias = np.where(valid, 0, score_range[0] - score_range[1] - 1).astype(np.float32)
+    keys = _valid_key_ranges(valid[:, :, 0, 0, 0])
     rshift, numer = recip_bits - frac, 1 << recip_bits
-    all_valid = not invalid.any()
 
     def softmax(q: np.ndarray) -> np.ndarray:
-        row_max = (q if all_valid else q + bias).max(axis=1, keepdims=True)
-        d = np.subtract(row_max, q)
-        if not all_valid:
-            np.copyto(d, masked_d, where=invalid)
-        e = lut_ext.take(d.astype(np.intp))
+        if keys is None:
+            row_max = q.max(axis=1, keepdims=True)
+        else:  # each segment's maximum over its real keys (a contiguous range) only
+            row_max = np.zeros((q.shape[0], 1, *q.shape[2:]), q.dtype)
+            for seg, (k0, k1) in enumerate(keys):
+                if k1 > k0:
+                    np.max(q[seg, k0:k1], axis=0, out=row_max[seg, 0])
+        d = np.subtract(row_max, q, dtype=np.intp, casting="unsafe")  # integer values: exact
+        if keys is not None:
+            for seg, (k0, k1) in enumerate(keys):
+                d[seg, :k0] = masked_d
+                d[seg, k1:] = masked_d
+        e = lut_ext.take(d)
         total = e.sum(axis=1, keepdims=True).astype(np.int64)
         recip = numer // np.maximum(total, 1)
         recip[total <= 0] = 0
@@ -203,3 +206,17 @@ def _softmax_float(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: in
         p = np.minimum(e, pmax, out=np.empty(e.shape, out_dtype), casting="same_kind")
         return p.transpose(2, 0, 3, 4, 1)
     return softmax
+
+
+def _valid_key_ranges(valid: np.ndarray) -> list[tuple[int, int]] | None:
+    """Per segment, the [start, stop) of its real keys (contiguous: the tokens are one run
+    across the segments); None when every key is real."""
+    if valid.all():
+        return None
+    ranges = []
+    for row in valid:
+        idx = np.flatnonzero(row)
+        if len(idx) and len(idx) != idx[-1] - idx[0] + 1:
+            raise GraphError("segment keys are not one contiguous run")
+        ranges.append((int(idx[0]), int(idx[-1]) + 1) if len(idx) else (0, 0))
+    return ranges
