@@ -61,6 +61,9 @@ class Plan:
         self.names: list[str] = []  # the tensor each step makes (for profiling)
         self.info: dict[str, Info] = {}
         self.nslots = 0
+        # (fn, source slot, result slot) of every step while the plan is a chain of unary
+        # steps, each reading the previous result; None once it is not
+        self._chain: list[tuple[Callable, int, int]] | None = []
 
     # -- compile helpers -----------------------------------------------------------------
     def new(self, name: str, dtype, lo: int, hi: int, perm: np.ndarray | None = None,
@@ -96,6 +99,9 @@ class Plan:
 
     def unary(self, fn: Callable, src: Info, dst: Info) -> None:
         i, o = src.slot, dst.slot
+        if self._chain is not None:
+            last = self._chain[-1][2] if self._chain else 0
+            self._chain = self._chain + [(fn, i, o)] if i == last else None
 
         def step(r: list) -> None:
             r[o] = fn(r[i])
@@ -104,6 +110,7 @@ class Plan:
 
     def nary(self, fn: Callable, srcs: list[Info], dsts: list[Info]) -> None:
         ins, outs = [s.slot for s in srcs], [d.slot for d in dsts]
+        self._chain = None
 
         def step(r: list) -> None:
             res = fn(*[r[i] for i in ins])
@@ -114,6 +121,11 @@ class Plan:
 
     # -- run -----------------------------------------------------------------------------
     def run(self, x: np.ndarray, out_slots: list[int]) -> list[np.ndarray]:
+        chain = self._chain
+        if chain and out_slots == [chain[-1][2]]:  # a chain (an MLP): no register file
+            for fn, _, _ in chain:
+                x = fn(x)
+            return [x]
         r: list = [None] * self.nslots
         r[0] = x
         for step in self.steps:
