@@ -435,6 +435,9 @@ class CpuEngine:
                 self.plans.append((SMALL_BATCH if small else None, plan,
                                    [i.slot for i in infos]))
             self._in_dtype = plan.info[self.graph.input_name].dtype
+            # MVAUs convert their operand to their product's dtype themselves: no extra pass
+            readers = [n for n in self.graph.nodes if self.graph.input_name in n.inputs]
+            self._cast_input = not all(n.op_type.startswith("MVAU") for n in readers)
             self._chunk = chunk_rows(self.graph)
             _limit_blas_threads(threads)
             keep_freed_memory()
@@ -480,7 +483,8 @@ class CpuEngine:
             outs = self.session.run(None, {"input": self.check_input(x)})
         else:
             xs = apply_host_steps(self._validate(x, self._safe_dtypes), self._pre)
-            xs = xs.astype(self._in_dtype)
+            if self._cast_input or not np.issubdtype(xs.dtype, np.integer):
+                xs = xs.astype(self._in_dtype)
             if len(xs) <= self._chunk:
                 outs = self._run_plan(xs)
             else:  # equal chunks of rows whose temporaries stay in cache
