@@ -482,7 +482,9 @@ class CpuEngine:
         if self.mode == "onnx":
             outs = self.session.run(None, {"input": self.check_input(x)})
         else:
-            xs = apply_host_steps(self._validate(x, self._safe_dtypes), self._pre)
+            xs = self._validate(x, self._safe_dtypes)
+            if self._pre:
+                xs = apply_host_steps(xs, self._pre)
             if self._cast_input or not np.issubdtype(xs.dtype, np.integer):
                 xs = xs.astype(self._in_dtype)
             if len(xs) <= self._chunk:
@@ -491,7 +493,8 @@ class CpuEngine:
                 size = -(-len(xs) // -(-len(xs) // self._chunk))
                 parts = [self._run_plan(xs[i : i + size]) for i in range(0, len(xs), size)]
                 outs = [np.concatenate(o) for o in zip(*parts, strict=True)]
-        outs[0] = apply_host_steps(outs[0], self._post)
+        if self._post:
+            outs[0] = apply_host_steps(outs[0], self._post)
         return outs
 
     def _run_plan(self, xs: np.ndarray) -> list[np.ndarray]:
