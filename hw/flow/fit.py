@@ -179,10 +179,14 @@ def _requant(nf: int, pe: int, dbits: int, obits: int, p: dict, family: str) -> 
     rw, pw = 1 + bbits + mbits, dbits + mbits + 1
     sw = max(max(pw, bbits) + 1, shift + obits + 1)
     pieces = math.ceil(dbits / 18) * math.ceil((mbits + 1) / 18)
+    # the ROM is read at two folds every cycle (the next input's and the one after), each
+    # read into a register; a mux per bit picks one
     u = memory(nf, pe * rw, family, rom=True, style="logic")
+    u += memory(nf, pe * rw, family, rom=True, style="logic")
+    u += Usage(ff=2 * pe * rw, lut=pe * rw)
     # the operand and product registers are the DSP blocks' own (mul_reg.v); in the fabric:
     # the addend twice, the products again (sign copies merged), two partial sums, the sum
-    u += Usage(ff=pe * (bbits + 1) + _clog2(nf) + 6, lut=_clog2(nf) + 2)
+    u += Usage(ff=pe * (bbits + 1) + 2 * _clog2(nf) + 7, lut=2 * _clog2(nf) + 2)
     # (Yosys drops the sum's bits below the shift; checked against synth_ecp5 of one lane)
     u += Usage(dsp=pe * pieces, ff=pe * (2 * bbits + pw + 36 + (sw - shift) + obits + 4),
                lut=pe * (2 * sw + 2 * (sw - shift) + obits))
@@ -221,8 +225,9 @@ def _mvau(p: dict, family: str) -> Usage:
               lut=2 * _clog2(nf * sf) + _clog2(sf) + _clog2(nf) + 10)
     rom = memory(nf * sf, ww, family, rom=True)
     u += rom
-    u.ff += ww * (1 if rom.bram else 2)  # w_q (a block RAM's own register), w_r
-    u.ff += 2 * iw  # input data registers
+    # w_q (a block RAM's own register), w_m beside the ROM, w_r at the multipliers (kept)
+    u.ff += ww * (2 if rom.bram else 3)
+    u.ff += 3 * iw  # input data registers, x_m beside w_m
     if nf > 1:
         # mvau.v: input buffers up to 8 kbit in LUT RAM
         u += memory(sf, iw, family, rom=False, style="distributed" if sf * iw <= 8192 else "auto")
