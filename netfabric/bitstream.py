@@ -46,22 +46,22 @@ def parse_seeds(text: str | int) -> int:
     """``--seeds`` value -> a seed count 1..MAX_SEEDS; anything else is a one-line FlowError."""
     from netfabric.hw.flow.bitstream import check_seeds
 
-    try:
-        n = int(str(text).strip(), 10)
-    except ValueError:
-        n = None
-    return check_seeds(n if n is not None else str(text))
+    return check_seeds(_whole_number(text))
 
 
 def parse_jobs(text: str | int) -> int:
     """``--jobs`` value -> nextpnr runs side by side, 1..MAX_SEEDS, or a one-line FlowError."""
     from netfabric.hw.flow.bitstream import check_jobs
 
+    return check_jobs(_whole_number(text))
+
+
+def _whole_number(text: str | int) -> int | str:
+    """A command-line count as an int, or the text itself for the check to name."""
     try:
-        n = int(str(text).strip(), 10)
+        return int(str(text).strip(), 10)
     except ValueError:
-        n = None
-    return check_jobs(n if n is not None else str(text))
+        return str(text)
 
 
 def build(model: str, board: str, freq_mhz: float, out: Path, target_fps: float | None = None,

@@ -165,18 +165,19 @@ def build_bitstream(
 
 def check_jobs(jobs: object) -> int:
     """``jobs`` as a count of nextpnr runs side by side, 1 .. MAX_SEEDS, or FlowError."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_SEEDS:
-        raise FlowError(f"the number of place-and-route jobs must be a whole number from 1 to "
-                        f"{MAX_SEEDS}, not {jobs!r}")
-    return jobs
+    return _check_count(jobs, "place-and-route jobs")
 
 
 def check_seeds(seeds: object) -> int:
     """``seeds`` as a count of nextpnr seeds, 1 .. MAX_SEEDS, or FlowError (one line)."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise FlowError(f"the number of placement seeds must be a whole number from 1 to "
-                        f"{MAX_SEEDS}, not {seeds!r}")
-    return seeds
+    return _check_count(seeds, "placement seeds")
+
+
+def _check_count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SEEDS:
+        raise FlowError(f"the number of {what} must be a whole number from 1 to {MAX_SEEDS}, "
+                        f"not {value!r}")
+    return value
 
 
 @dataclass
