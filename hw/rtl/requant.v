@@ -109,9 +109,16 @@ module requant #(
     // in_valid) the ROM became 4 LUT levels + a PFUMX, the MLP's critical path (120.3 MHz);
     // with k = crom[count], Yosys moved the counter behind the ROM (119.6 MHz). Reset holds
     // f0 at fold 0, so k is fold 0's constants from the first cycle after it.
+    // The fold after f1 waits in its own register f2, and only f2 has an incrementer: f1 (a ROM
+    // address) loads f2 unchanged. With f1 <= f1 + 1, Yosys reused a sum bit of that
+    // incrementer's carry chain in the ROM's decode (f1[1] ^ f1[0]), putting the chain in the
+    // ROM's path: the MLP's critical path on seed 1 at 8ed6c05 (mvau_1, 8.1 ns) and the
+    // transformer's on all three seeds (9.1-9.7 ns).
     localparam integer F1_RST_I = (NF > 1) ? 1 : 0;
     localparam [NFW-1:0] F1_RST = F1_RST_I[NFW-1:0];
-    reg [NFW-1:0]    f0, f1;
+    localparam integer F2_RST_I = (NF > 2) ? 2 : 0;
+    localparam [NFW-1:0] F2_RST = F2_RST_I[NFW-1:0];
+    reg [NFW-1:0]    f0, f1, f2;
     reg              v1;
     reg [5:0]        v_sr;
     reg [PE*RW-1:0]  kn0, kn1;
@@ -121,12 +128,14 @@ module requant #(
         if (!rst_n) begin
             f0 <= {NFW{1'b0}};
             f1 <= F1_RST;
+            f2 <= F2_RST;
             v1 <= 1'b0;
             v_sr <= 6'd0;
         end else begin
             if (in_valid) begin
                 f0 <= f1;
-                f1 <= (f1 == NF_LAST) ? {NFW{1'b0}} : f1 + 1'b1;
+                f1 <= f2;
+                f2 <= (f2 == NF_LAST) ? {NFW{1'b0}} : f2 + 1'b1;
             end
             v1 <= in_valid;
             v_sr <= {v_sr[4:0], in_valid};
