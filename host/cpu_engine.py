@@ -38,6 +38,7 @@ from netfabric.ops.registry import register_piece, require
 
 from . import cpu_plan_ops as plan_ops
 from .cpu_alloc import keep_freed_memory
+from .cpu_int8 import build_chain
 from .cpu_plan import compile_plan, has_plan
 from .cpu_plan_ops import SMALL_BATCH
 from .hwgraph import GraphError, HWGraph, HWNode, apply_host_steps, load_hwgraph
@@ -401,11 +402,13 @@ class CpuEngine:
     ``run(x)`` takes a batch in the model's original input layout (e.g. uint8 pixels
     ``[N, 1, 28, 28]``) and returns the integer output of the graph (labels or integer logits).
 
-    ``mode``: "plan" runs the graph as a compiled numpy plan (``cpu_plan.py``: numpy alone,
-    the fast path), "onnx" as integer ONNX on onnxruntime (the lowering above), "auto" the
-    plan when every op has one and the input type is known, else onnx. ``threads`` also caps
-    numpy's BLAS pool, which is process-wide (threadpoolctl, when installed); the plan also
-    asks glibc to keep freed memory for reuse (``cpu_alloc.py``, process-wide).
+    ``mode``: "int8" runs a chain of 8-bit MVAUs (an MLP) as one onnxruntime session of
+    integer GEMMs whose kernels are first proven exact on this CPU (``cpu_int8.py``), "plan"
+    the graph as a compiled numpy plan (``cpu_plan.py``: numpy alone), "onnx" as integer ONNX
+    on onnxruntime (the lowering above); "auto" takes the first of int8, plan, onnx that
+    applies. ``threads`` also caps numpy's BLAS pool, which is process-wide (threadpoolctl,
+    when installed); the plan also asks glibc to keep freed memory for reuse (``cpu_alloc.py``,
+    process-wide).
     """
 
     name = "cpu"
@@ -419,15 +422,23 @@ class CpuEngine:
             self.graph.input_shape
         self._pre = self.graph.host_steps("host_pre")
         self._post = self.graph.host_steps("host_post")
-        if mode not in ("auto", "plan", "onnx"):
-            raise ValueError(f"mode must be auto, plan or onnx, not {mode!r}")
+        if mode not in ("auto", "int8", "plan", "onnx"):
+            raise ValueError(f"mode must be auto, int8, plan or onnx, not {mode!r}")
+        outputs = [self.graph.output_name, *self.extra_outputs]
+        self.int8 = None
+        if mode in ("auto", "int8") and self.input_type is not None:
+            self.int8 = build_chain(self.graph, self.input_type.min, self.input_type.max,
+                                    outputs, threads)
+        if mode == "int8" and self.int8 is None:
+            raise GraphError("no exact int8 path: the graph is not a chain of 8-bit MVAUs with "
+                             "a typed input, or onnxruntime's int8 kernels failed their probe")
         if mode == "auto":
-            mode = "plan" if self.input_type is not None and has_plan(self.graph) else "onnx"
+            mode = "int8" if self.int8 is not None else \
+                "plan" if self.input_type is not None and has_plan(self.graph) else "onnx"
         self.mode = mode
         if mode == "plan":
             if self.input_type is None:
                 raise GraphError("the plan needs the graph input's integer type")
-            outputs = [self.graph.output_name, *self.extra_outputs]
             self.plans = []  # (largest batch, plan, output slots): a few rows, then any
             for small in (True, False):
                 plan, infos = compile_plan(self.graph, self.input_type.min,
@@ -441,7 +452,7 @@ class CpuEngine:
             self._chunk = chunk_rows(self.graph)
             _limit_blas_threads(threads)
             keep_freed_memory()
-        else:
+        elif mode == "onnx":
             self.session = _ort_session(lower_to_onnx(self.graph, self.extra_outputs), threads)
         # integer dtypes whose every value is in range need no range scan
         self._safe_dtypes = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16,
@@ -485,17 +496,20 @@ class CpuEngine:
             xs = self._validate(x, self._safe_dtypes)
             if self._pre:
                 xs = apply_host_steps(xs, self._pre)
-            if self._cast_input or xs.dtype.kind not in "iu":  # (np.issubdtype: a slow call)
-                xs = xs.astype(self._in_dtype)
-            if len(xs) <= self._chunk:
-                outs = self._run_plan(xs)
-            else:  # equal chunks of rows whose temporaries stay in cache
-                size = -(-len(xs) // -(-len(xs) // self._chunk))
-                parts = [self._run_plan(xs[i : i + size]) for i in range(0, len(xs), size)]
-                outs = [np.concatenate(o) for o in zip(*parts, strict=True)]
+            outs = [self.int8.run(xs)] if self.mode == "int8" else self._run_chunks(xs)
         if self._post:
             outs[0] = apply_host_steps(outs[0], self._post)
         return outs
+
+    def _run_chunks(self, xs: np.ndarray) -> list[np.ndarray]:
+        if self._cast_input or xs.dtype.kind not in "iu":  # (np.issubdtype: a slow call)
+            xs = xs.astype(self._in_dtype)
+        if len(xs) <= self._chunk:
+            return self._run_plan(xs)
+        # equal chunks of rows whose temporaries stay in cache
+        size = -(-len(xs) // -(-len(xs) // self._chunk))
+        parts = [self._run_plan(xs[i : i + size]) for i in range(0, len(xs), size)]
+        return [np.concatenate(o) for o in zip(*parts, strict=True)]
 
     def _run_plan(self, xs: np.ndarray) -> list[np.ndarray]:
         small, plan, slots = self.plans[0]

@@ -175,6 +175,19 @@ class ThresholdEval:
         want = self._count_rows(pts, np.arange(pts.shape[1]))
         return np.all(got == want, axis=0)
 
+    def check_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, count) [P, rows]: integer inputs on which an evaluator ``g`` agreeing with the
+        count agrees on the whole range, if ``g`` is a monotone function minus the fixes at
+        their points (``_fixed_line`` built from other monotone operations). On a stretch of
+        constant count, ``g`` is monotone away from the fix points; the stretch's ends
+        (``_prove``'s points), each fix point, and the nearest non-fix points on both sides of
+        each fix point pin it."""
+        points = self.points if self.kind == "line" else np.zeros((0, len(self.lo_c)), np.int64)
+        pts = np.concatenate([self._proof_points(), points, _fix_neighbours(points, self.deltas),
+                              _fix_neighbours(points, self.deltas, -1)])
+        pts = np.clip(pts, self.lo_c, self.hi_c)
+        return pts, self._count_rows(pts, np.arange(pts.shape[1]))
+
     def _count_rows(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.stack([np.searchsorted(self.thr[r], x[:, i], side="right")
                          for i, r in enumerate(rows)], axis=1) + self.act
@@ -228,6 +241,19 @@ class ThresholdEval:
                 y[..., bad] = table(x[..., bad])
             return y
         return mixed
+
+
+def _fix_neighbours(points: np.ndarray, deltas: np.ndarray, step: int = 1) -> np.ndarray:
+    """[E, rows]: for each fix point, the nearest point in direction ``step`` that is no fix
+    point of its row (points without a fix stay where they are)."""
+    out = points.copy()
+    for e, r in zip(*np.nonzero(deltas), strict=True):
+        fixed = set(points[deltas[:, r] != 0, r].tolist())
+        p = int(points[e, r]) + step
+        while p in fixed:
+            p += step
+        out[e, r] = p
+    return out
 
 
 def _fix_columns(has: np.ndarray, channels: int) -> slice:

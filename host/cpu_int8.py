@@ -1,0 +1,423 @@
+"""The CPU engine's int8 path: a chain of MVAUs (an MLP) as ONE onnxruntime session of integer
+GEMMs, each kernel proven exact on the running machine before it is used.
+
+Why: the plan (``cpu_plan.py``) multiplies in float32 BLAS; onnxruntime's MatMulInteger runs
+MLAS's u8 x s8 kernel, ~4x the multiply-adds per instruction where the CPU has VNNI, on a
+quarter of the weight bytes. One session for the whole chain also pays the Python-to-runtime
+crossing once per call instead of once per layer.
+
+Exactness, layer by layer:
+- the GEMM: MatMulInteger is exact integer arithmetic by its definition, but MLAS's u8 x s8
+  kernel on x86 CPUs without VNNI sums pairs of products in int16 with saturation
+  (vpmaddubsw: 255 * 127 * 2 > 32767), i.e. silently wrong. So every layer's kernel is *probed*
+  when the session is built (``probe_gemm``): the layer's own weights against the inputs that
+  drive every column's pair sums to their extremes, plus random rows, compared with an int64
+  numpy product. A failing u8 x s8 kernel gives way to u8 x u8 (which widens to 16 bits before
+  multiplying), a failing u8 x u8 to the numpy plan;
+- the thresholds: the same proven line (plus single-point fixes) as the plan
+  (``cpu_thresholds.ThresholdEval``), emitted as the same IEEE operations in the same dtype
+  (Cast, Mul, Add, Max/Min, Floor), each correctly rounded, so the plan's proof carries over;
+  they are also re-checked through onnxruntime on every proof point (``probe_thresholds``).
+  Channels that are no line use the integer table search of the ONNX lowering;
+- between layers the counts are cast to uint8 (with a zero point of 128 for signed ranges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from netfabric.ops.defs.mvau import bipolar_pair
+
+from .cpu_plan import exact_dtype
+from .cpu_thresholds import ThresholdEval
+from .hwgraph import HWGraph, HWNode, IntType
+
+PASS_OPS = ("StreamingFIFO", "StreamingDataWidthConverter")
+PROBE_RANDOM_ROWS = 64
+_U8, _I8, _I32, _I64, _F32, _F64 = 2, 3, 6, 7, 1, 11  # onnx TensorProto enums
+
+# gemm(w, w_zero, x_zero, x) -> int32 x @ w with zero points: w uint8/int8 [K, N], x uint8 [M, K]
+Gemm = Callable[[np.ndarray, int, int, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Layer:
+    """One MVAU of the chain as the int8 session computes it."""
+
+    node: HWNode
+    w: np.ndarray  # int64 [K, N], rows in the order the input arrives, columns in ``order``
+    x_zero: int  # the uint8 input holds value + x_zero
+    x_lo: int
+    x_hi: int
+    order: np.ndarray | None = None  # column i is natural channel order[i]
+    ev: ThresholdEval | None = None  # None: noActivation (the accumulator is the output)
+
+
+def u8_offset(lo: int, hi: int) -> int | None:
+    """The zero point that puts integers [lo, hi] into uint8, or None when none does."""
+    if 0 <= lo and hi <= 255:
+        return 0
+    if -128 <= lo and hi <= 127:
+        return 128
+    return None
+
+
+def chain_nodes(graph: HWGraph, outputs: list[str]) -> list[HWNode] | None:
+    """The graph's MVAUs when it is one chain of plain (not binary/bipolar) MVAUs, FIFOs and
+    width converters ending in the only requested output; else None."""
+    if outputs != [graph.output_name]:
+        return None
+    mvaus, src = [], graph.input_name
+    for node in graph.nodes:
+        if node.inputs[0] != src or len(node.outputs) != 1:
+            return None
+        if node.op_type.startswith("MVAU"):
+            mw = graph.params[node.inputs[1]].shape[0]
+            if node.attr("binaryXnorMode", 0) or bipolar_pair(node) or \
+                    list(graph.shapes.get(src, [])[1:]) != [mw]:  # [N, MW] rows only
+                return None
+            mvaus.append(node)
+        elif node.op_type not in PASS_OPS:
+            return None
+        src = node.outputs[0]
+    return mvaus if mvaus and src == graph.output_name else None
+
+
+def plan_layers(graph: HWGraph, nodes: list[HWNode], in_lo: int, in_hi: int) -> list[Layer] | None:
+    """Each MVAU's weights, ranges and thresholds; None when some operand is not 8-bit."""
+    from .cpu_plan_ops import _threshold_ints
+
+    layers, lo, hi, perm = [], in_lo, in_hi, None
+    for i, node in enumerate(nodes):
+        w = np.asarray(graph.params[node.inputs[1]], np.int64)
+        x_zero = u8_offset(lo, hi)
+        if x_zero is None or IntType(node.attr("weightDataType")).bits > 8:
+            return None
+        if perm is not None:
+            w = w[perm, :]
+        layer = Layer(node, w, x_zero, lo, hi)
+        lo_c = np.minimum(w * lo, w * hi).sum(0)
+        hi_c = np.maximum(w * lo, w * hi).sum(0)
+        if node.attr("noActivation", 0):
+            if i != len(nodes) - 1:
+                return None  # an accumulator feeding another MVAU is wider than 8 bits
+            layers.append(layer)
+            break
+        thr = _threshold_ints(graph, node.inputs[2])
+        act = int(node.attr("ActVal", 0))
+        per_row = thr.shape[0] == w.shape[1]
+        acc_dtype = exact_dtype(int(np.maximum(np.abs(lo_c), np.abs(hi_c)).max()))
+        layer.ev = ThresholdEval(thr, w.shape[1], lo_c if per_row else lo_c.min(),
+                                 hi_c if per_row else hi_c.max(), act, acc_dtype,
+                                 np.float32, permutable=True)
+        if layer.ev.kind == "line" and not np.array_equal(layer.ev.order, np.arange(w.shape[1])):
+            layer.order = perm = layer.ev.order
+            layer.w = w[:, perm]
+        else:
+            perm = None
+        lo, hi = act, act + thr.shape[1]
+        layers.append(layer)
+    return layers
+
+
+def fits_int32(layers: list[Layer]) -> bool:
+    """Whether every raw uint8 product sum fits MLAS's int32 accumulator (zero points are
+    corrected after the sum: a K-long sum of 255 * 255 must fit too)."""
+    return all(layer.w.shape[0] * 255 * 255 < 2**31 for layer in layers)
+
+
+# -- the session's graph --------------------------------------------------------------------
+def _weights(w: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
+    """Integer weights as the kernel's operand ("s8": int8, "u8": uint8 + 128) and zero point."""
+    if kind == "s8":
+        return w.astype(np.int8), 0
+    zero = 128 if w.min(initial=0) < 0 else 0
+    return (w + zero).astype(np.uint8), zero
+
+
+def _emit_gemm(b, x: str, layer: Layer, kind: str) -> str:
+    wq, w_zero = _weights(layer.w, kind)
+    name = layer.node.name
+    return b.op("MatMulInteger", [x, b.const(wq, f"{name}_w"),
+                                  b.const(np.array(layer.x_zero, np.uint8), "xz"),
+                                  b.const(np.array(w_zero, wq.dtype), "wz")], name)
+
+
+def _pick(v: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Per-channel values in ``order`` (one shared row stays as it is: it broadcasts)."""
+    return v if v.shape[-1] == 1 else v[..., order]
+
+
+def _float(dtype: np.dtype) -> int:
+    return _F32 if dtype == np.float32 else _F64
+
+
+def _emit_line(b, acc: str, ev: ThresholdEval, cols: slice, zero: int, hint: str) -> str:
+    """The proven line and its single-point fixes (``cpu_thresholds._fixed_line``: the same
+    IEEE product, sum, clip and floor in the same dtype) plus ``zero`` on channels ``cols``,
+    as floats whose truncation to an integer type is the count."""
+    a, bias, clo, chi = (_pick(p, ev.order)[cols] for p in ev.line)
+    dtype = a.dtype
+    if dtype == np.float32:  # float(acc) * a in one op (int32 in, zero point 0)
+        y = b.op("DequantizeLinear", [acc, b.const(a, f"{hint}_a"),
+                                      b.const(np.zeros(a.shape, np.int32), f"{hint}_z")],
+                 hint, axis=-1)
+    else:
+        y = b.op("Mul", [b.op("Cast", [acc], hint, to=_F64), b.const(a, f"{hint}_a")], hint)
+    y = b.op("Add", [y, b.const(bias, f"{hint}_b")], hint)
+    if np.all(clo == clo.flat[0]) and np.all(chi == chi.flat[0]):  # one op, scalar bounds
+        y = b.op("Clip", [y, b.const(clo.flat[0], "lo"), b.const(chi.flat[0], "hi")], hint)
+    else:
+        y = b.op("Min", [b.op("Max", [y, b.const(clo, f"{hint}_lo")], hint),
+                         b.const(chi, f"{hint}_hi")], hint)
+    points, deltas = (np.broadcast_to(_pick(v, ev.order), (len(v), ev.channels))[:, cols]
+                      for v in (ev.points, ev.deltas))  # a shared row: every channel's points
+    fixes = _fix_list(points, deltas)
+    if fixes is None and zero == 0 and clo.min() >= 0:
+        return y  # the cast truncates: the floor of a non-negative value
+    y = b.op("Floor", [y], hint)
+    if fixes is not None:
+        y = _emit_fixes(b, acc, y, fixes, dtype, hint)
+    return b.op("Add", [y, b.const(np.array(zero, dtype), "zp")], hint) if zero else y
+
+
+def _emit_fixes(b, acc: str, y: str, fixes, dtype: np.dtype, hint: str) -> str:
+    """y - delta where acc == point: the few (channel, point) fixes as flat columns,
+    gathered, compared, and scattered back by one Gemm onto y (0/1 x +-1 sums of integers:
+    exact in any order)."""
+    chan, points, scatter = fixes
+    hit = b.op("Equal", [b.op("Gather", [acc, b.const(chan, f"{hint}_fc")], hint, axis=-1),
+                         b.const(points.astype(np.int32), f"{hint}_fp")], hint)
+    return b.op("Gemm", [b.op("Cast", [hit], hint, to=_float(dtype)),
+                         b.const(-scatter.astype(dtype), f"{hint}_fd"), y], hint)
+
+
+def _fix_list(points: np.ndarray, deltas: np.ndarray):
+    """The single-point fixes [E, C] as (channel [F], point [F], scatter [F, C] holding each
+    fix's delta in its channel's column); None when there are none."""
+    e, c = np.nonzero(deltas)
+    if not len(e):
+        return None
+    scatter = np.zeros((len(e), deltas.shape[1]), np.int64)
+    scatter[np.arange(len(e)), c] = deltas[e, c]
+    return c.astype(np.int64), points[e, c], scatter
+
+
+def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, hint: str) -> str:
+    """count(acc >= T[c]) + ActVal + ``zero``, channels in ``ev.order``, as a tensor whose
+    cast to an integer type is exactly that (the line's floats, or int32 from the integer
+    table forms of the ONNX lowering for channels that are no line)."""
+    from .cpu_engine import _emit_thresholds as emit_int
+    from .cpu_engine import _threshold_two_level
+
+    if ev.kind != "line":  # narrow or unsorted inputs
+        plan = {"kind": "direct", "thr": ev.thr} if ev.kind == "direct" else \
+            {"kind": "table", "thr": ev.thr, "pad": ev.hi + 1}
+        return emit_int(b, acc, plan, ev.act + zero, hint)
+    good = _pick(ev.good, ev.order)
+    n_good = int(good.sum()) if len(good) > 1 else (ev.channels if good[0] else 0)
+    if n_good == ev.channels:
+        return _emit_line(b, acc, ev, slice(None), zero, hint)
+    thr = ev.thr[ev.order][n_good:] if ev.thr.shape[0] > 1 else ev.thr
+    table = _threshold_two_level(b, _slice(b, acc, n_good, ev.channels, hint), thr, hint,
+                                 ev.hi + 1)
+    table = b.op("Add", [table, b.const(np.array(ev.act + zero, np.int32), "act")], hint)
+    if n_good == 0:
+        return table
+    # the line part floored (if _emit_line left that to the final cast): both parts hold
+    # integers before they are joined
+    line = _emit_line(b, _slice(b, acc, 0, n_good, hint), ev, slice(0, n_good), zero, hint)
+    if zero == 0 and _pick(ev.line[2], ev.order)[:n_good].min() >= 0:
+        line = b.op("Floor", [line], hint)
+    dtype = ev.line[0].dtype
+    return b.op("Concat", [line, b.op("Cast", [table], hint, to=_float(dtype))], hint, axis=-1)
+
+
+def _slice(b, x: str, start: int, stop: int, hint: str) -> str:
+    return b.op("Slice", [x, b.const(np.array([start]), "s"), b.const(np.array([stop]), "e"),
+                          b.const(np.array([-1]), "ax")], hint)
+
+
+def chain_model(layers: list[Layer], kinds: list[str]):
+    """The whole chain as one ONNX model: uint8 "x" [N, K] -> int64 "y" [N, C], natural order."""
+    from onnx import TensorProto, helper
+
+    from .cpu_engine import _Builder
+
+    b = _Builder()
+    x = "x"
+    for i, (layer, kind) in enumerate(zip(layers, kinds, strict=True)):
+        hint = layer.node.name
+        y = _emit_gemm(b, x, layer, kind)
+        if layer.ev is not None and i + 1 < len(layers):
+            zero = layers[i + 1].x_zero
+            x = b.op("Cast", [_emit_thresholds(b, y, layer.ev, zero, hint)], hint, to=_U8)
+        elif layer.ev is not None:
+            y = _emit_thresholds(b, y, layer.ev, 0, hint)
+    last = layers[-1]
+    if last.order is not None:
+        y = b.op("Gather", [y, b.const(np.argsort(last.order), "unperm")], "out", axis=-1)
+    b.nodes.append(helper.make_node("Cast", [y], ["y"], to=_I64))
+    k = layers[0].w.shape[0]
+    g = helper.make_graph(b.nodes, "netfabric_int8",
+                          [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", k])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, None)], b.inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+def session(model, threads: int):
+    """An onnxruntime session that runs the graph as built: no fusions past the basic level
+    (e.g. MatMulInteger + Cast + Mul into MatMulIntegerToFloat, which the probes would not
+    see), one thread pool of ``threads``, no spinning (cpu_engine._ort_session)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+# -- probes ---------------------------------------------------------------------------------
+def ort_gemm(w: np.ndarray, w_zero: int, x_zero: int, x: np.ndarray) -> np.ndarray:
+    """onnxruntime's MatMulInteger as the chain's session runs it: constant (prepacked)
+    weights and zero points, the same session options."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(x_zero, np.uint8),
+                                                                     "xz"),
+             numpy_helper.from_array(np.array(w_zero, w.dtype), "wz")]
+    node = helper.make_node("MatMulInteger", ["x", "w", "xz", "wz"], ["y"])
+    g = helper.make_graph([node], "gemm_probe",
+                          [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", w.shape[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    run = session(model, 1).run
+    rows = [run(None, {"x": x[i : i + 1]})[0] for i in range(min(len(x), 8))]  # M = 1 too
+    full = run(None, {"x": x})[0]
+    if not all(np.array_equal(r, full[i : i + 1]) for i, r in enumerate(rows)):
+        return np.zeros_like(full)  # one batch size disagrees with another: not trusted
+    return full
+
+
+def probe_rows(wq: np.ndarray, lo: int, hi: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 inputs in [lo, hi] that drive every column's products, pair by pair, to their
+    largest and smallest sums (``hi`` against positive raw weights, ``lo`` elsewhere, and the
+    reverse): if any input overflows a kernel's intermediate sum of column c, the extreme rows
+    of c do, with every error of one sign. Plus the constant rows and random rows."""
+    pos = (wq.astype(np.int64) > 0).T  # [N, K]
+    rows = [np.full((1, wq.shape[0]), lo), np.full((1, wq.shape[0]), hi),
+            np.where(pos, hi, lo), np.where(pos, lo, hi),
+            rng.integers(lo, hi + 1, size=(PROBE_RANDOM_ROWS, wq.shape[0]))]
+    return np.concatenate(rows).astype(np.uint8)
+
+
+def probe_gemm(layer: Layer, kind: str, gemm: Gemm) -> bool:
+    """Whether ``gemm`` computes this layer's product exactly with ``kind`` weights."""
+    wq, w_zero = _weights(layer.w, kind)
+    rng = np.random.default_rng(0)
+    x = probe_rows(wq, layer.x_lo + layer.x_zero, layer.x_hi + layer.x_zero, rng)
+    want = (x.astype(np.int64) - layer.x_zero) @ layer.w
+    got = gemm(wq, w_zero, layer.x_zero, x)
+    return got.shape == want.shape and np.array_equal(got.astype(np.int64), want)
+
+
+def threshold_model(ev: ThresholdEval, zero: int, to: int):
+    """``_emit_thresholds`` alone: int32 "acc" [N, C] (channels in ``ev.order``) -> "y" cast
+    to onnx type ``to``, exactly as ``chain_model`` emits it after a GEMM."""
+    from onnx import TensorProto, helper
+
+    from .cpu_engine import _Builder
+
+    b = _Builder()
+    b.nodes.append(helper.make_node("Cast", [_emit_thresholds(b, "acc", ev, zero, "thr")],
+                                    ["y"], to=to))
+    g = helper.make_graph(b.nodes, "thresholds",
+                          [helper.make_tensor_value_info("acc", TensorProto.INT32,
+                                                         ["N", ev.channels])],
+                          [helper.make_tensor_value_info("y", to, None)], b.inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+def probe_thresholds(ev: ThresholdEval, zero: int, to: int) -> bool:
+    """Whether onnxruntime's evaluation of the thresholds (``threshold_model``) equals the
+    count plus ``zero`` on every check point of the line (``ThresholdEval.check_points``)."""
+    pts, want = ev.check_points()
+    if pts.shape[1] == 1:  # one shared row: every channel sees the same points
+        pts, want = (np.repeat(v, ev.channels, axis=1) for v in (pts, want))
+    else:
+        pts, want = pts[:, ev.order], want[:, ev.order]
+    run = session(threshold_model(ev, zero, to), 1).run
+    got = run(None, {"acc": pts.astype(np.int32)})[0]
+    return np.array_equal(got.astype(np.int64), want + zero)
+
+
+def thresholds_pass(layers: list[Layer]) -> bool:
+    """``probe_thresholds`` for every layer with thresholds, as ``chain_model`` emits it."""
+    for i, layer in enumerate(layers):
+        last = i + 1 == len(layers)
+        if layer.ev is not None and not probe_thresholds(
+                layer.ev, 0 if last else layers[i + 1].x_zero, _I64 if last else _U8):
+            return False
+    return True
+
+
+def pick_kinds(layers: list[Layer], gemm: Gemm) -> list[str] | None:
+    """Per layer the first weight kind whose kernel passes the probe: u8 x s8 (VNNI's), then
+    u8 x u8; None when some layer has neither."""
+    kinds = []
+    for layer in layers:
+        kind = next((k for k in ("s8", "u8") if _kind_fits(layer, k) and probe_gemm(layer, k, gemm)),
+                    None)
+        if kind is None:
+            return None
+        kinds.append(kind)
+    return kinds
+
+
+def _kind_fits(layer: Layer, kind: str) -> bool:
+    w = layer.w
+    if kind == "s8":
+        return -128 <= w.min(initial=0) and w.max(initial=0) <= 127
+    return (0 <= w.min(initial=0) and w.max(initial=0) <= 255) or \
+        (-128 <= w.min(initial=0) and w.max(initial=0) <= 127)
+
+
+class Int8Chain:
+    """The compiled chain: ``run(x)`` takes [N, K] integers in the input type, returns int64."""
+
+    def __init__(self, layers: list[Layer], kinds: list[str], threads: int) -> None:
+        self.kinds = kinds
+        self.x_zero = layers[0].x_zero
+        self._run = session(chain_model(layers, kinds), threads).run
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self.x_zero:
+            x = (x.astype(np.int16) + self.x_zero).astype(np.uint8)
+        elif x.dtype != np.uint8:
+            x = x.astype(np.uint8)
+        return self._run(None, {"x": np.ascontiguousarray(x)})[0]
+
+
+def build_chain(graph: HWGraph, in_lo: int, in_hi: int, outputs: list[str], threads: int,
+                gemm: Gemm | None = None) -> Int8Chain | None:
+    """The int8 session for ``graph`` when it is a chain of 8-bit MVAUs whose kernels and
+    thresholds pass their probes on this machine; None otherwise (the caller keeps the plan).
+    ``gemm``: the kernel the probes test (default: onnxruntime's, as the session runs it)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:  # e.g. a board without it: numpy's plan only
+        return None
+    nodes = chain_nodes(graph, outputs)
+    layers = plan_layers(graph, nodes, in_lo, in_hi) if nodes else None
+    if not layers or not fits_int32(layers):
+        return None
+    kinds = pick_kinds(layers, gemm or ort_gemm)
+    if kinds is None or not thresholds_pass(layers):
+        return None
+    return Int8Chain(layers, kinds, threads)
