@@ -422,6 +422,8 @@ class CpuEngine:
             self.graph.input_shape
         self._pre = self.graph.host_steps("host_pre")
         self._post = self.graph.host_steps("host_post")
+        # reshapes alone: the int8 chain's [N, K] rows are one reshape of the batch
+        self._flat_pre = all(step["op"] == "Reshape" for step in self._pre)
         if mode not in ("auto", "int8", "plan", "onnx"):
             raise ValueError(f"mode must be auto, int8, plan or onnx, not {mode!r}")
         outputs = [self.graph.output_name, *self.extra_outputs]
@@ -494,9 +496,12 @@ class CpuEngine:
             outs = self.session.run(None, {"input": self.check_input(x)})
         else:
             xs = self._validate(x, self._safe_dtypes)
-            if self._pre:
-                xs = apply_host_steps(xs, self._pre)
-            outs = [self.int8.run(xs)] if self.mode == "int8" else self._run_chunks(xs)
+            if self.mode == "int8" and self._flat_pre:
+                outs = [self.int8.run(xs.reshape(len(xs), -1))]
+            else:
+                if self._pre:
+                    xs = apply_host_steps(xs, self._pre)
+                outs = [self.int8.run(xs)] if self.mode == "int8" else self._run_chunks(xs)
         if self._post:
             outs[0] = apply_host_steps(outs[0], self._post)
         return outs

@@ -54,6 +54,7 @@ class Layer:
     x_hi: int
     order: np.ndarray | None = None  # column i is natural channel order[i]
     ev: ThresholdEval | None = None  # None: noActivation (the accumulator is the output)
+    fast: bool = True  # the fixes folded into the line's bias (``_emit_line``)
 
 
 def u8_offset(lo: int, hi: int) -> int | None:
@@ -155,10 +156,15 @@ def _float(dtype: np.dtype) -> int:
     return _F32 if dtype == np.float32 else _F64
 
 
-def _emit_line(b, acc: str, ev: ThresholdEval, cols: slice, zero: int, hint: str) -> str:
+def _emit_line(b, acc: str, ev: ThresholdEval, cols: slice, zero: int, fast: bool,
+               hint: str) -> str:
     """The proven line and its single-point fixes (``cpu_thresholds._fixed_line``: the same
     IEEE product, sum, clip and floor in the same dtype) plus ``zero`` on channels ``cols``,
-    as floats whose truncation to an integer type is the count."""
+    as floats whose truncation to an integer type is the count.
+
+    ``fast``: the fixes are subtracted from the line's bias (one op fewer, and no floor before
+    a cast): away from the fix points they subtract an exact 0, so only the fix points
+    themselves can differ, and the probe checks every one of them."""
     a, bias, clo, chi = (_pick(p, ev.order)[cols] for p in ev.line)
     dtype = a.dtype
     if dtype == np.float32:  # float(acc) * a in one op (int32 in, zero point 0)
@@ -167,27 +173,30 @@ def _emit_line(b, acc: str, ev: ThresholdEval, cols: slice, zero: int, hint: str
                  hint, axis=-1)
     else:
         y = b.op("Mul", [b.op("Cast", [acc], hint, to=_F64), b.const(a, f"{hint}_a")], hint)
-    y = b.op("Add", [y, b.const(bias, f"{hint}_b")], hint)
+    points, deltas = (np.broadcast_to(_pick(v, ev.order), (len(v), ev.channels))[:, cols]
+                      for v in (ev.points, ev.deltas))  # a shared row: every channel's points
+    fixes = _fix_list(points, deltas)
+    bias = b.const(bias, f"{hint}_b")
+    if fixes is not None and fast:
+        bias = _emit_fixes(b, acc, bias, fixes, dtype, hint)
+    y = b.op("Add", [y, bias], hint)
     if np.all(clo == clo.flat[0]) and np.all(chi == chi.flat[0]):  # one op, scalar bounds
         y = b.op("Clip", [y, b.const(clo.flat[0], "lo"), b.const(chi.flat[0], "hi")], hint)
     else:
         y = b.op("Min", [b.op("Max", [y, b.const(clo, f"{hint}_lo")], hint),
                          b.const(chi, f"{hint}_hi")], hint)
-    points, deltas = (np.broadcast_to(_pick(v, ev.order), (len(v), ev.channels))[:, cols]
-                      for v in (ev.points, ev.deltas))  # a shared row: every channel's points
-    fixes = _fix_list(points, deltas)
-    if fixes is None and zero == 0 and clo.min() >= 0:
+    if (fixes is None or fast) and zero == 0 and clo.min() >= 0:
         return y  # the cast truncates: the floor of a non-negative value
     y = b.op("Floor", [y], hint)
-    if fixes is not None:
+    if fixes is not None and not fast:
         y = _emit_fixes(b, acc, y, fixes, dtype, hint)
     return b.op("Add", [y, b.const(np.array(zero, dtype), "zp")], hint) if zero else y
 
 
 def _emit_fixes(b, acc: str, y: str, fixes, dtype: np.dtype, hint: str) -> str:
     """y - delta where acc == point: the few (channel, point) fixes as flat columns,
-    gathered, compared, and scattered back by one Gemm onto y (0/1 x +-1 sums of integers:
-    exact in any order)."""
+    gathered, compared, and scattered back by one Gemm onto y (0/1 x +-1 sums: exact, and
+    exactly y where no fix applies)."""
     chan, points, scatter = fixes
     hit = b.op("Equal", [b.op("Gather", [acc, b.const(chan, f"{hint}_fc")], hint, axis=-1),
                          b.const(points.astype(np.int32), f"{hint}_fp")], hint)
@@ -206,7 +215,7 @@ def _fix_list(points: np.ndarray, deltas: np.ndarray):
     return c.astype(np.int64), points[e, c], scatter
 
 
-def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, hint: str) -> str:
+def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, fast: bool, hint: str) -> str:
     """count(acc >= T[c]) + ActVal + ``zero``, channels in ``ev.order``, as a tensor whose
     cast to an integer type is exactly that (the line's floats, or int32 from the integer
     table forms of the ONNX lowering for channels that are no line)."""
@@ -220,7 +229,7 @@ def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, hint: str) -> st
     good = _pick(ev.good, ev.order)
     n_good = int(good.sum()) if len(good) > 1 else (ev.channels if good[0] else 0)
     if n_good == ev.channels:
-        return _emit_line(b, acc, ev, slice(None), zero, hint)
+        return _emit_line(b, acc, ev, slice(None), zero, fast, hint)
     thr = ev.thr[ev.order][n_good:] if ev.thr.shape[0] > 1 else ev.thr
     table = _threshold_two_level(b, _slice(b, acc, n_good, ev.channels, hint), thr, hint,
                                  ev.hi + 1)
@@ -229,7 +238,8 @@ def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, hint: str) -> st
         return table
     # the line part floored (if _emit_line left that to the final cast): both parts hold
     # integers before they are joined
-    line = _emit_line(b, _slice(b, acc, 0, n_good, hint), ev, slice(0, n_good), zero, hint)
+    line = _emit_line(b, _slice(b, acc, 0, n_good, hint), ev, slice(0, n_good), zero, fast,
+                      hint)
     if zero == 0 and _pick(ev.line[2], ev.order)[:n_good].min() >= 0:
         line = b.op("Floor", [line], hint)
     dtype = ev.line[0].dtype
@@ -254,9 +264,10 @@ def chain_model(layers: list[Layer], kinds: list[str]):
         y = _emit_gemm(b, x, layer, kind)
         if layer.ev is not None and i + 1 < len(layers):
             zero = layers[i + 1].x_zero
-            x = b.op("Cast", [_emit_thresholds(b, y, layer.ev, zero, hint)], hint, to=_U8)
+            x = b.op("Cast", [_emit_thresholds(b, y, layer.ev, zero, layer.fast, hint)], hint,
+                     to=_U8)
         elif layer.ev is not None:
-            y = _emit_thresholds(b, y, layer.ev, 0, hint)
+            y = _emit_thresholds(b, y, layer.ev, 0, layer.fast, hint)
     last = layers[-1]
     if last.order is not None:
         y = b.op("Gather", [y, b.const(np.argsort(last.order), "unperm")], "out", axis=-1)
@@ -327,7 +338,7 @@ def probe_gemm(layer: Layer, kind: str, gemm: Gemm) -> bool:
     return got.shape == want.shape and np.array_equal(got.astype(np.int64), want)
 
 
-def threshold_model(ev: ThresholdEval, zero: int, to: int):
+def threshold_model(ev: ThresholdEval, zero: int, to: int, fast: bool = True):
     """``_emit_thresholds`` alone: int32 "acc" [N, C] (channels in ``ev.order``) -> "y" cast
     to onnx type ``to``, exactly as ``chain_model`` emits it after a GEMM."""
     from onnx import TensorProto, helper
@@ -335,7 +346,7 @@ def threshold_model(ev: ThresholdEval, zero: int, to: int):
     from .cpu_engine import _Builder
 
     b = _Builder()
-    b.nodes.append(helper.make_node("Cast", [_emit_thresholds(b, "acc", ev, zero, "thr")],
+    b.nodes.append(helper.make_node("Cast", [_emit_thresholds(b, "acc", ev, zero, fast, "thr")],
                                     ["y"], to=to))
     g = helper.make_graph(b.nodes, "thresholds",
                           [helper.make_tensor_value_info("acc", TensorProto.INT32,
@@ -344,7 +355,7 @@ def threshold_model(ev: ThresholdEval, zero: int, to: int):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
-def probe_thresholds(ev: ThresholdEval, zero: int, to: int) -> bool:
+def probe_thresholds(ev: ThresholdEval, zero: int, to: int, fast: bool = True) -> bool:
     """Whether onnxruntime's evaluation of the thresholds (``threshold_model``) equals the
     count plus ``zero`` on every check point of the line (``ThresholdEval.check_points``)."""
     pts, want = ev.check_points()
@@ -352,17 +363,22 @@ def probe_thresholds(ev: ThresholdEval, zero: int, to: int) -> bool:
         pts, want = (np.repeat(v, ev.channels, axis=1) for v in (pts, want))
     else:
         pts, want = pts[:, ev.order], want[:, ev.order]
-    run = session(threshold_model(ev, zero, to), 1).run
+    run = session(threshold_model(ev, zero, to, fast), 1).run
     got = run(None, {"acc": pts.astype(np.int32)})[0]
     return np.array_equal(got.astype(np.int64), want + zero)
 
 
-def thresholds_pass(layers: list[Layer]) -> bool:
-    """``probe_thresholds`` for every layer with thresholds, as ``chain_model`` emits it."""
+def pick_forms(layers: list[Layer]) -> bool:
+    """Per layer with thresholds the first form that passes ``probe_thresholds`` as
+    ``chain_model`` emits it (fixes in the bias, then after the floor); False when a layer
+    passes in neither."""
     for i, layer in enumerate(layers):
+        if layer.ev is None:
+            continue
         last = i + 1 == len(layers)
-        if layer.ev is not None and not probe_thresholds(
-                layer.ev, 0 if last else layers[i + 1].x_zero, _I64 if last else _U8):
+        zero, to = (0, _I64) if last else (layers[i + 1].x_zero, _U8)
+        layer.fast = probe_thresholds(layer.ev, zero, to, True)
+        if not layer.fast and not probe_thresholds(layer.ev, zero, to, False):
             return False
     return True
 
@@ -418,6 +434,6 @@ def build_chain(graph: HWGraph, in_lo: int, in_hi: int, outputs: list[str], thre
     if not layers or not fits_int32(layers):
         return None
     kinds = pick_kinds(layers, gemm or ort_gemm)
-    if kinds is None or not thresholds_pass(layers):
+    if kinds is None or not pick_forms(layers):
         return None
     return Int8Chain(layers, kinds, threads)

@@ -162,28 +162,34 @@ def test_graphs_outside_the_chain_keep_the_plan(tmp_path):
     assert CpuEngine(path).mode == "plan"
 
 
-def _threshold_runner(ev: ThresholdEval, zero: int):
+def _threshold_runner(ev: ThresholdEval, zero: int, fast: bool):
     from onnx import TensorProto
 
-    model = cpu_int8.threshold_model(ev, zero, TensorProto.INT64)
+    model = cpu_int8.threshold_model(ev, zero, TensorProto.INT64, fast)
     run = cpu_int8.session(model, 1).run
     return lambda acc: run(None, {"acc": acc.astype(np.int32)})[0]
 
 
 @pytest.mark.parametrize("zero", [0, 128])
-def test_onnx_thresholds_equal_the_count_on_every_integer(zero):
-    """The session's line (+ fixes, + table search channels) on every accumulator value."""
-    rng = np.random.default_rng(10)
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("seed", [10, 12, 15])
+def test_onnx_thresholds_on_every_integer(zero, fast, seed):
+    """The session's line (+ fixes, + table search channels) on every accumulator value: the
+    probe's verdict on its check points is the verdict on the whole range, and the form with
+    the fixes after the floor always passes."""
+    rng = np.random.default_rng(seed)
     lo, hi = -3000, 5000
     thr = _thresholds(rng, "fixes", 12, lo * 4, hi * 4)
     thr[3, 5] += 2  # two off: table search for that channel
+    thr[5, 0], thr[7, -1] = lo - 5, hi + 7  # levels always / never reached: clipped at the ends
     thr = np.sort(thr, axis=1)
-    ev = ThresholdEval(thr, 12, lo, hi, -8, np.float32, permutable=True)
+    ev = ThresholdEval(thr, 12, lo, hi, -8 if zero else 0, np.float32, permutable=True)
     assert ev.kind == "line" and not ev.good.all() and np.any(ev.deltas != 0)
     x = np.tile(np.arange(lo, hi + 1)[:, None], (1, 12))
-    want = (x[..., None] >= np.clip(thr, lo, hi + 1)).sum(-1) - 8 + zero
-    assert np.array_equal(_threshold_runner(ev, zero)(x[:, ev.order]), want[:, ev.order])
-    assert cpu_int8.probe_thresholds(ev, zero, cpu_int8._I64)
+    want = (x[..., None] >= np.clip(thr, lo, hi + 1)).sum(-1) + ev.act + zero
+    exact = np.array_equal(_threshold_runner(ev, zero, fast)(x[:, ev.order]), want[:, ev.order])
+    assert cpu_int8.probe_thresholds(ev, zero, cpu_int8._I64, fast) == exact
+    assert exact or fast
 
 
 def test_threshold_probe_catches_an_off_line():
