@@ -194,9 +194,9 @@ def _softmax_float(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: in
             for seg, (k0, k1) in enumerate(keys):
                 if k1 > k0:
                     np.max(q[seg, k0:k1], axis=0, out=row_max[seg, 0])
-        # integer values: exact; the float subtract then one cast measured faster than a
-        # subtract casting to intp on the fly
-        d = np.subtract(row_max, q).astype(np.intp)
+        # integer values: exact; the float subtract then one cast to int32 (indices up to
+        # len(lut)) measured faster than a subtract casting to intp on the fly
+        d = np.subtract(row_max, q).astype(np.int32)
         if keys is not None:
             for seg, (k0, k1) in enumerate(keys):
                 d[seg, :k0] = masked_d

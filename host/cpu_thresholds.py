@@ -311,12 +311,17 @@ def _lookup(thr: np.ndarray, lo: int, hi: int, act: int, channels: int, out_dtyp
     span = len(values)
     lut = np.stack([np.searchsorted(r, values, side="right") for r in thr]) + act
     lut = lut.reshape(-1).astype(out_dtype)
-    offset = np.intp(-lo) if thr.shape[0] == 1 else (np.arange(channels) * span - lo).astype(np.intp)
+    # int32 indices when every input and index fits: float to int32 converts several times
+    # faster than float to int64, and take reads either index dtype alike (measured)
+    small = max(abs(lo), abs(hi)) + len(lut) < 2**31
+    idx_dtype = np.int32 if small else np.intp
+    offset = (np.array(-lo) if thr.shape[0] == 1 else np.arange(channels) * span - lo)
+    offset = offset.astype(idx_dtype)
 
     def lookup(x):
         # integer-valued inputs convert exactly; the offset is added in place in the index
         # dtype (half the passes of a float add then a cast)
-        idx = x.astype(np.intp)
+        idx = x.astype(idx_dtype)
         idx += offset
         return lut.take(idx)
     return lookup

@@ -82,6 +82,20 @@ def test_threshold_eval_lookup_direct_and_shared_rows():
         assert np.array_equal(ev.build()(x.astype(np.float32)), want)
 
 
+@pytest.mark.parametrize("base", [0, 2**31 - 600, -(2**31) + 100])
+def test_lookup_indices_past_int32(base):
+    """The table lookup takes int32 indices where inputs and indices fit, int64 past that
+    (a narrow range far from 0): the counts are the same on every input either way."""
+    rng = np.random.default_rng(3)
+    lo, hi = base - 200, base + 200
+    thr = np.sort(rng.integers(lo - 3, hi + 3, (3, 9)), axis=1)
+    ev = ThresholdEval(thr, 3, lo, hi, -4, np.float64, np.float64)
+    assert ev.kind == "lookup"
+    x = np.arange(lo, hi + 1)[:, None].repeat(3, 1)
+    assert np.array_equal(ev.build()(x.astype(np.float64)), _count(x, thr, -4))
+    assert np.array_equal(ev.build()(x), _count(x, thr, -4))  # int64 inputs too
+
+
 def test_exact_dtype_bounds():
     assert exact_dtype(2**24 - 1) == np.float32
     assert exact_dtype(2**24) == np.float64
