@@ -179,13 +179,11 @@ def _requant(nf: int, pe: int, dbits: int, obits: int, p: dict, family: str) -> 
     rw, pw = 1 + bbits + mbits, dbits + mbits + 1
     sw = max(max(pw, bbits) + 1, shift + obits + 1)
     pieces = math.ceil(dbits / 18) * math.ceil((mbits + 1) / 18)
-    # the ROM's read-ahead pipeline: beyond 16 folds a first stage reads a word in every
-    # group of 16 (a LUT4 a bit each, all registered), then the group's word is picked (a mux
-    # per bit: a LUT4 per 2 inputs with the PFUMX/L6MUX above) into the constants register
-    groups = math.ceil(nf / 16)
-    u = Usage(lut=pe * rw * groups, ff=pe * rw)
-    if groups > 1:
-        u += Usage(ff=pe * rw * groups, lut=pe * rw * math.ceil(groups / 2))
+    # the ROM is read at two folds every cycle (the next input's and the one after), each
+    # read into a register; a mux per bit picks one
+    u = memory(nf, pe * rw, family, rom=True, style="logic")
+    u += memory(nf, pe * rw, family, rom=True, style="logic")
+    u += Usage(ff=2 * pe * rw, lut=pe * rw)
     # the operand and product registers are the DSP blocks' own (mul_reg.v); in the fabric:
     # the addend twice, the products again (sign copies merged), two partial sums, the sum
     u += Usage(ff=pe * (bbits + 1) + 2 * _clog2(nf) + 7, lut=2 * _clog2(nf) + 2)

@@ -18,8 +18,8 @@
 //   ACT_BIAS    signed integer added to the count; result truncated to OBITS bits
 //   RQ_FILE     $readmemh file, NF words of PE*(1+BBITS+MBITS) bits: lane p of word nf at
 //               [p*RW +: RW] (RW = 1+BBITS+MBITS) holds {use, B, M} of channel nf*PE+p
-// Pipeline: the multipliers' operand registers (mul_reg.v; the constants come from a read-ahead
-//   pipeline that advances with the inputs, below),
+// Pipeline: the multipliers' operand registers (mul_reg.v; the constants read from the ROM a
+//   cycle ahead, two folds at a time),
 //   their product registers, the products again in the fabric, two partial sums, the sum,
 //   clip + bias.
 // Widths are exact: the product takes DBITS+MBITS+1 bits, the sum one more than the wider
@@ -90,88 +90,66 @@ module requant #(
         end
     endgenerate
 
-    // Per-channel constants: a small ROM in LUTs (NF words), read ahead through a pipeline
-    // that advances with the inputs (below).
-    localparam NG = (NF + 15) / 16;             // groups of 16 words: 4 address bits, one LUT4
-    localparam TWO = (NF > 16) ? 1 : 0;         // a second stage picks the group
-    localparam NGW = (NG > 1) ? $clog2(NG) : 1;
-    localparam CD = TWO ? NG * 16 : NF;         // ROM depth
-    // mem2reg: Yosys makes the ROM constants and its reads multiplexers, so no memory pass
-    // can fold the address register into the read (it did: the address's next-value logic,
-    // with in_valid, ahead of the ROM, 3 LUT levels).
-    (* mem2reg *)
+    // Per-channel constants: a small ROM in LUTs (NF words), read a cycle ahead (below).
+    (* rom_style = "logic" *)
     /* verilator lint_off UNDRIVEN */  // ROM: contents from RQ_FILE
-    reg [PE*RW-1:0] crom [0:CD-1];  // words NF.. pad the last group, never selected
+    reg [PE*RW-1:0] crom [0:NF-1];
     /* verilator lint_on UNDRIVEN */
     generate
         if (RQ_FILE != "") begin : g_init   // no file access at default parameters
-            initial $readmemh(RQ_FILE, crom, 0, NF - 1);
+            initial $readmemh(RQ_FILE, crom);
         end
     endgenerate
 
-    // c0 holds the constants of the next input's fold. The words come through a pipeline
-    // whose registers all advance on in_valid (their clock enable), so it always holds the
-    // next folds in order: the address a (fold c0 + 1 + TWO), for NF > 16 a first stage r1
-    // that reads the word at a's low 4 bits in every group of 16 (one LUT4 a bit: a 4-input
-    // function) with the group number ah, and c0, which takes r1's word of group ah. Reset
-    // loads the pipeline with folds 0, 1, 2. Every ROM read is one LUT from a register, and
-    // in_valid (routed from the unit's accumulator, often far away) only reaches clock
-    // enables. Earlier forms, each a measured critical path: a ROM read of NF words in one
-    // cycle, which Yosys maps with 4-5 LUT levels in a full design (ABC relaxes paths it
-    // deems short), once with a sum bit of the address counter's carry chain shared into the
-    // decode (MLP seed 1 at 8ed6c05, 8.1 ns; transformer, 9.1-9.7 ns); reset in the address
-    // (120.3 MHz); the counter moved behind the ROM (119.6 MHz).
-    // The address a loads an, which alone has the incrementer: a holds no arithmetic.
-    localparam integer A_RST_I = (1 + TWO) % NF;
-    localparam integer AN_RST_I = (2 + TWO) % NF;
-    localparam [NFW-1:0] A_RST = A_RST_I[NFW-1:0];
-    localparam [NFW-1:0] AN_RST = AN_RST_I[NFW-1:0];
-    reg [NFW-1:0]    a, an;
+    // k holds the constants of the next input's fold. The ROM is read every cycle into two
+    // registers, at the next input's fold f0 and at the fold after it f1, with addresses from
+    // registers only; k picks the second when an input arrived in the previous cycle (v1).
+    // Neither in_valid (routed from the unit's accumulator, often far away) nor reset reaches
+    // a ROM address: with reset in the address (k <= crom[rst_n ? ra : 0], enabled by
+    // in_valid) the ROM became 4 LUT levels + a PFUMX, the MLP's critical path (120.3 MHz);
+    // with k = crom[count], Yosys moved the counter behind the ROM (119.6 MHz). Reset holds
+    // f0 at fold 0, so k is fold 0's constants from the first cycle after it.
+    // The fold after f1 waits in its own register f2, and only f2 has an incrementer: f1 (a ROM
+    // address) loads f2 unchanged. With f1 <= f1 + 1, Yosys reused a sum bit of that
+    // incrementer's carry chain in the ROM's decode (f1[1] ^ f1[0]), putting the chain in the
+    // ROM's path: the MLP's critical path on seed 1 at 8ed6c05 (mvau_1, 8.1 ns) and the
+    // transformer's on all three seeds (9.1-9.7 ns).
+    // Tried and reverted (0ed8813): the constants through a read-ahead pipeline advancing on
+    // in_valid (groups of 16 words a LUT4 each, then the group's word; ROM as mem2reg, reset
+    // preloading the wide registers). Every ROM read became <= 2 LUT levels and the designs
+    // lost LUTs (transformer -17%), but they placed worse: the transformer 85.8 / 87.2 / 96.8
+    // MHz (2b7e0aa: 103.4 / 106.8 / 110.2; its paths: long routes in the attention's control,
+    // the reset tree, a constant ROM), the MLP 119.8 / 120.5 / 123.0 (paths outside requant).
+    localparam integer F1_RST_I = (NF > 1) ? 1 : 0;
+    localparam [NFW-1:0] F1_RST = F1_RST_I[NFW-1:0];
+    localparam integer F2_RST_I = (NF > 2) ? 2 : 0;
+    localparam [NFW-1:0] F2_RST = F2_RST_I[NFW-1:0];
+    reg [NFW-1:0]    f0, f1, f2;
+    reg              v1;
     reg [5:0]        v_sr;
-    reg [PE*RW-1:0]  c0;
+    reg [PE*RW-1:0]  kn0, kn1;
     reg [PE*RW-1:0]  k_r;
+    wire [PE*RW-1:0] k = v1 ? kn1 : kn0;
     always @(posedge clk) begin
         if (!rst_n) begin
-            a <= A_RST;
-            an <= AN_RST;
+            f0 <= {NFW{1'b0}};
+            f1 <= F1_RST;
+            f2 <= F2_RST;
+            v1 <= 1'b0;
             v_sr <= 6'd0;
         end else begin
             if (in_valid) begin
-                a <= an;
-                an <= (an == NF_LAST) ? {NFW{1'b0}} : an + 1'b1;
+                f0 <= f1;
+                f1 <= f2;
+                f2 <= (f2 == NF_LAST) ? {NFW{1'b0}} : f2 + 1'b1;
             end
+            v1 <= in_valid;
             v_sr <= {v_sr[4:0], in_valid};
         end
-        k_r <= c0;  // the addend and use bit; the multipliers register x and m themselves
+        kn0 <= crom[f0];
+        kn1 <= crom[f1];
+        k_r <= k;   // the addend and use bit; the multipliers register x and m themselves
     end
-    generate
-        if (TWO) begin : g_two
-            wire [3:0] lo = a[3:0];
-            reg [PE*RW-1:0] r1 [0:NG-1];
-            reg [NGW-1:0]   ah;
-            genvar g;
-            for (g = 0; g < NG; g = g + 1) begin : g_grp
-                always @(posedge clk) begin
-                    if (!rst_n) r1[g] <= crom[g * 16 + 1];   // fold 1 is in group 0
-                    else if (in_valid) r1[g] <= crom[g * 16 + lo];
-                end
-            end
-            always @(posedge clk) begin
-                if (!rst_n) begin
-                    ah <= {NGW{1'b0}};
-                    c0 <= crom[0];
-                end else if (in_valid) begin
-                    ah <= a[NFW-1:4];
-                    c0 <= r1[ah];
-                end
-            end
-        end else begin : g_one
-            always @(posedge clk) begin
-                if (!rst_n) c0 <= crom[0];
-                else if (in_valid) c0 <= crom[a];
-            end
-        end
-    endgenerate
 
     // x * m as at most four partial products of <= 18 x 18 bits, each a mul_reg (one DSP block
     // on ECP5 with its own input and output registers, which take the place of an input
@@ -194,7 +172,7 @@ module requant #(
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_lane
             wire [DBITS-1:0] x = in_data[p*DBITS +: DBITS];
-            wire [MBITS-1:0] m = c0[p*RW +: MBITS];
+            wire [MBITS-1:0] m = k[p*RW +: MBITS];
             // partial products, sign-extended to SW bits (zero where a part does not exist)
             wire signed [SW-1:0] e_ll, e_hl, e_lh, e_hh;
             wire [XLW+MLW:0] pll;
