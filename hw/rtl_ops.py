@@ -405,7 +405,7 @@ def label_select_stage(node, graph) -> Stage:
     params = dict(NLABELS=n, PE=pe, BITS=dt.bits, SIGNED=int(dt.signed), NVEC=nvec)
     return Stage(node.name.lower(), "label_select", params, [Port(pe, dt.bits, dt.signed)],
                  [Port(1, _clog2(n), False)], nvec * n // pe, [node.name],
-                 sources=("label_select.v",), latency=4 + _clog2(pe),
+                 sources=("label_select.v",), latency=5 + _clog2(pe),
                  needs=_per_vector(n, 1), in_tensors=[node.inputs[0]],
                  out_tensors=[node.outputs[0]])
 

@@ -402,6 +402,9 @@ LABEL_CASES = {
     "n12_pe4_u4": (12, 4, 4, 0, 2),
     "n5_pe5_s16": (5, 5, 16, 1, 4),
     "n7_pe1_u8": (7, 1, 8, 0, 2),
+    # few distinct values, many ties: NF = 2 (the two-step lookahead crosses vectors), PE = 1
+    "n4_pe2_s2": (4, 2, 2, 1, 5),
+    "n6_pe1_u1": (6, 1, 1, 0, 3),
 }
 
 
@@ -413,3 +416,4 @@ def test_label_select(name: str, simulator: str) -> None:
     rep = _run("label_select", f"label_select_{name}", hdl, {"seed": 9, "frames": 4},
                simulator)
     assert rep["interval"] <= 1.05 * rep["ideal"]
+    assert rep["latency"] == 5 + (pe - 1).bit_length()  # LabelSelect's latency, hw/rtl_ops.py

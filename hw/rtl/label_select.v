@@ -12,8 +12,8 @@
 //   NVEC (vectors per frame; informational, the unit is frame-agnostic).
 // Implementation: per beat a registered comparator tree over the PE values (left wins ties),
 //   then a running maximum across the NF beats (strictly greater replaces), whose decision is
-//   computed a cycle ahead (see below).
-// Throughput: one input beat per cycle. Latency: 4 + clog2(PE) cycles from the handshake of
+//   looked ahead two elements, from registered compares (see below).
+// Throughput: one input beat per cycle. Latency: 5 + clog2(PE) cycles from the handshake of
 //   a vector's last beat to its index on m_axis.
 // Requires: axis_out_credit.v, fifo.v.
 `default_nettype none
@@ -59,7 +59,7 @@ module label_select #(
     localparam LW = (LEVELS > 0) ? LEVELS : 1;  // lane index width
     localparam NFW = (NF > 1) ? $clog2(NF) : 1;
     localparam D = 1 + LEVELS;                  // push -> tree root
-    localparam ODEPTH = 1 << $clog2(D + 7);     // + the candidate stage
+    localparam ODEPTH = 1 << $clog2(D + 8);     // + the q and candidate stages
 
     localparam integer NF_LAST_I = NF - 1;
     localparam integer PE_I = PE;
@@ -167,11 +167,28 @@ module label_select #(
     end
 
     // ------------------------------------------------------------------ running maximum
-    // The tree root (p) enters a candidate register (c) that is merged into the best (b). The
-    // decision "c replaces b" is a register, win, computed while c is still p: p against c
-    // (if c replaces b) or p against b (if not), both compared in parallel. So the loop
-    // b -> compare -> b is cut by a flip-flop; compare, decide and load in one cycle was the
-    // MLP's critical path (118.3 MHz on ulx3s-85f).
+    // The tree root (p) passes through q into a candidate register (c) that is merged into
+    // the best (b); win (a register) says that c replaces b. For element m to take, it must
+    // be strictly greater than the best of its vector so far, i.e. than m-1 if m-1 took, else
+    // than m-2 if m-2 took, else than b through m-3. Timeline, m in p at cycle t:
+    //   t    p = m, q = m-1, c = m-2; b holds the best through m-3 (c was m-3 at t-1).
+    //        Three compares, each straight into a flop that enters q beside m:
+    //          gt1 = m > q (m-1),  gt2 = m > c (m-2),  gb = m > b.
+    //   t+1  q = m with its flags, c = m-1 with win_{m-1}, c2_takes = takes_{m-2}:
+    //          win_m <= first_m || (takes_{m-1} ? gt1 : takes_{m-2} ? gt2 : gb)
+    //        with takes = valid && win; b merges m-1 if it takes.
+    //   t+2  c = m with win_m; b holds the best through m-1; on a vector's last beat the
+    //        result is win ? c : b.
+    // A vector's first beat always takes (first), so if m-1 or m-2 is the first beat of m's
+    // vector, the chosen flag is against it; if neither took, the first beat is at m-3 or
+    // earlier and b is from m's vector. Bubbles (idle source, any data) never take: valid
+    // masks them. The single lookahead before it (win <= first || (c_takes ? p > c : p > b),
+    // both compares in the cycle of the mux) measured 8.35 ns on ulx3s-85f (nextpnr-ecp5),
+    // root -> two carry chains -> LUT -> mux -> win, the INT8 MLP's critical path on 2 of 3
+    // seeds; now every compare ends in a flop and win is a couple of LUT levels from flops,
+    // for one more cycle of latency (the MLP's geometry, PE = 1 and BITS = 20, alone out of
+    // context: 122.6-129.3 MHz before, 143.7-154.3 after, seeds 1-3). The form before that
+    // compared, decided and loaded b in one cycle: 118.3 MHz.
     wire [VB-1:0]   p_v = tv[0 +: VB];
     wire [IDXW-1:0] p_i;
     generate
@@ -183,23 +200,32 @@ module label_select #(
             assign p_i = b_sr[(D-1)*IDXW +: IDXW];
         end
     endgenerate
+    reg  [VB-1:0]   q_v;
+    reg  [IDXW-1:0] q_i;
+    reg             q_valid, q_first, q_last;
+    reg             q_gt1, q_gt2, q_gb;  // q > the element before it, before that, > b
     reg  [VB-1:0]   c_v;
     reg  [IDXW-1:0] c_i;
     reg             c_valid, c_last;
     reg             win;         // c replaces the best (c is a vector's first beat, or greater)
+    reg             c2_takes;    // the element before c took
     reg  [VB-1:0]   best_v;
     reg  [IDXW-1:0] best_i;
     reg  [IDXW-1:0] res;
     reg             res_v;
     wire            c_takes = c_valid && win;
-    wire            p_gt_c = $signed(p_v) > $signed(c_v);
-    wire            p_gt_b = $signed(p_v) > $signed(best_v);
     always @(posedge clk) begin
-        c_v <= p_v;
-        c_i <= p_i;
-        c_last <= l_sr[D-1];
-        // p against the best as it will be once c is merged
-        win <= f_sr[D-1] || (c_takes ? p_gt_c : p_gt_b);
+        q_v <= p_v;
+        q_i <= p_i;
+        q_first <= f_sr[D-1];
+        q_last <= l_sr[D-1];
+        q_gt1 <= $signed(p_v) > $signed(q_v);
+        q_gt2 <= $signed(p_v) > $signed(c_v);
+        q_gb <= $signed(p_v) > $signed(best_v);
+        c_v <= q_v;
+        c_i <= q_i;
+        c_last <= q_last;
+        win <= q_first || (c_takes ? q_gt1 : (c2_takes ? q_gt2 : q_gb));
         if (c_takes) begin
             best_v <= c_v;
             best_i <= c_i;
@@ -208,10 +234,14 @@ module label_select #(
     end
     always @(posedge clk) begin
         if (!rst_n) begin
+            q_valid <= 1'b0;
             c_valid <= 1'b0;
+            c2_takes <= 1'b0;
             res_v <= 1'b0;
         end else begin
-            c_valid <= v_sr[D-1];
+            q_valid <= v_sr[D-1];
+            c_valid <= q_valid;
+            c2_takes <= c_takes;
             res_v <= c_valid && c_last;
         end
     end
