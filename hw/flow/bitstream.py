@@ -18,7 +18,7 @@ from pathlib import Path
 
 from netfabric.files import atomic_copy
 
-from . import pnr, synth, vivado
+from . import bram_outreg, pnr, synth, vivado
 from .boards import Board, get_board
 from .errors import FlowError, ManifestError
 from .fit import check_fit, compare
@@ -95,6 +95,13 @@ def build_bitstream(
         steps["synth"] = round(run.seconds, 2)
         cells = parse_synth_stat(load_json(work / synth.STAT))
         note.detail = _cells_summary(cells)
+        notes: list[str] = []
+        if b.family == "ecp5":
+            moved = bram_outreg.absorb_in_file(work / synth.NETLIST)
+            if moved:
+                notes.append(f"{moved:,} flip-flops moved into block RAM output registers "
+                             "(hw/flow/bram_outreg.py)")
+                note.detail += f" ({moved:,} FFs into BRAM output registers)"
 
     target = clock.fout_mhz if clock else freq
     pnr_start = time.monotonic()
@@ -155,6 +162,7 @@ def build_bitstream(
         bitstream_bytes=size,
         seed_runs=runs if seeds > 1 else [],
         seed=kept,
+        notes=notes,
     )
     if predicted is not None:
         report.predicted = compare(predicted, {r.kind: r.used for r in resources})

@@ -304,8 +304,9 @@ def _label_select(p: dict, family: str) -> Usage:
     n, pe, bits = int(p["NLABELS"]), int(p["PE"]), int(p["BITS"])
     vb, idxw, levels = bits + 1, _clog2(n), _clog2(pe)
     tree = (2 * (1 << levels) - 1) * (vb + max(1, levels))
-    return Usage(ff=tree + 3 * vb + 4 * idxw + 12, lut=tree * 1.2 + 2 * vb + 20) + \
-        _credit_fifo(idxw, 1 + levels, family)
+    # the running maximum's lookahead stage: q (value, index) and three registered compares
+    return Usage(ff=tree + 4 * vb + 5 * idxw + 19, lut=tree * 1.2 + 3 * vb + 24) + \
+        _credit_fifo(idxw, 3 + levels, family)  # ODEPTH = 2^clog2(D + 8), D = 1 + levels
 
 
 def _segment_attention(p: dict, family: str) -> Usage:
