@@ -125,17 +125,29 @@ module requant #(
     localparam integer F2_RST_I = (NF > 2) ? 2 : 0;
     localparam [NFW-1:0] F2_RST = F2_RST_I[NFW-1:0];
     reg [NFW-1:0]    f0, f1, f2;
-    reg              v1;
     reg [5:0]        v_sr;
     reg [PE*RW-1:0]  kn0, kn1;
     reg [PE*RW-1:0]  k_r;
-    wire [PE*RW-1:0] k = v1 ? kn1 : kn0;
+    // v1's select reaches every constant bit of every lane (about PE * RW LUTs, next to DSP
+    // blocks in their own columns): one register drove them all, a 7.9 ns route at 8f10259
+    // (the MLP's critical path on seed 1, 113.9 MHz). Each lane's multiplier constants and its
+    // addend each get their own copy (keep: Yosys would merge equal flip-flops).
+    (* keep *) reg [PE-1:0] v1_m;
+    (* keep *) reg [PE-1:0] v1_b;
+    wire [PE*RW-1:0] k;
+    genvar kl;
+    generate
+        for (kl = 0; kl < PE; kl = kl + 1) begin : g_ksel
+            assign k[kl*RW +: MBITS] = v1_m[kl] ? kn1[kl*RW +: MBITS] : kn0[kl*RW +: MBITS];
+            assign k[kl*RW + MBITS +: RW - MBITS] = v1_b[kl] ? kn1[kl*RW + MBITS +: RW - MBITS]
+                                                             : kn0[kl*RW + MBITS +: RW - MBITS];
+        end
+    endgenerate
     always @(posedge clk) begin
         if (!rst_n) begin
             f0 <= {NFW{1'b0}};
             f1 <= F1_RST;
             f2 <= F2_RST;
-            v1 <= 1'b0;
             v_sr <= 6'd0;
         end else begin
             if (in_valid) begin
@@ -143,9 +155,11 @@ module requant #(
                 f1 <= f2;
                 f2 <= (f2 == NF_LAST) ? {NFW{1'b0}} : f2 + 1'b1;
             end
-            v1 <= in_valid;
             v_sr <= {v_sr[4:0], in_valid};
         end
+        // v1 = an input arrived in the previous cycle (0 after reset), one copy per use
+        v1_m <= {PE{rst_n && in_valid}};
+        v1_b <= {PE{rst_n && in_valid}};
         kn0 <= crom[f0];
         kn1 <= crom[f1];
         k_r <= k;   // the addend and use bit; the multipliers register x and m themselves
