@@ -111,9 +111,17 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
     av_bound = s * pmax * src.bound
     av_dtype = exact_dtype(av_bound)
     floats = _float_softmax_exact(lut, s)
-    scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
-                              np.float32 if floats else np.int64).build()
-    if floats:
+    narrow = _u32_softmax_exact(lut, s, recip_bits, frac, score_thr.shape[1])
+    if narrow:  # scores as int32 counts (score - ScoreActVal >= 0): the softmax takes
+        # differences of scores only, so the offset drops out
+        scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, 0, qk_dtype,
+                                  np.int32).build()
+    else:
+        scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
+                                  np.float32 if floats else np.int64).build()
+    if narrow:
+        softmax = _softmax_u32(valid, lut, recip_bits, frac, pmax, av_dtype)
+    elif floats:
         softmax = _softmax_float(valid, lut, recip_bits, frac, pmax, av_dtype)
     else:
         softmax = _softmax_int(valid, lut, recip_bits, frac, pmax, score_type.min, av_dtype)
@@ -142,6 +150,61 @@ def _float_softmax_exact(lut: np.ndarray, s: int) -> bool:
     """Whether ``_softmax_float`` is exact for this LUT: e >= 0 (so e * recip <= 2^RecipBits,
     RecipBits <= 40) and a row's sum of e below 2^53."""
     return int(lut.min(initial=0)) >= 0 and s * int(lut.max(initial=0)) < 2**53
+
+
+def _u32_softmax_exact(lut: np.ndarray, s: int, recip_bits: int, frac: int,
+                       levels: int) -> bool:
+    """Whether ``_softmax_u32`` is exact for this LUT: e >= 0, a row's sum of e below 2^32,
+    e * recip + half below 2^32 (e <= sum, so e * recip <= 2^RecipBits), and every score
+    difference (at most ``levels``, the score thresholds' count) a LUT index."""
+    half = 1 << (recip_bits - frac - 1)
+    return (int(lut.min(initial=0)) >= 0 and s * int(lut.max(initial=0)) < 2**32
+            and (1 << recip_bits) + half < 2**32 and levels < len(lut))
+
+
+def _segment_row_max(keys):
+    """Per segment, the maximum over its real keys of [m, s(key), ...] (axis 1 kept)."""
+    def row_max(q):
+        if keys is None:
+            return q.max(axis=1, keepdims=True)
+        out = np.zeros((q.shape[0], 1, *q.shape[2:]), q.dtype)
+        for seg, (k0, k1) in enumerate(keys):
+            if k1 > k0:
+                np.max(q[seg, k0:k1], axis=0, out=out[seg, 0])
+        return out
+    return row_max
+
+
+def _softmax_u32(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int, pmax: int,
+                 out_dtype):
+    """INT_SOFTMAX.md on integer scores (any offset) laid out [m, s(key), N, H, s(query)],
+    every wide step in uint32 (``_u32_softmax_exact``): e from the LUT, the sum over keys,
+    recip = 2^R // sum (one per row, exact in float64: 2^R and the sum below 2^53, and a
+    non-integer quotient stays more than one ulp below the next integer), then
+    p = min((e * recip + half) >> shift, pmax) -- the integers of ``_softmax_int`` in half
+    the bytes of the float64 path. Returns [N, m, H, s(query), s(key)] (a view)."""
+    lut_ext = np.append(lut, 0).astype(np.uint32)  # index len(lut): a masked key's e = 0
+    masked_d = len(lut)
+    keys = _valid_key_ranges(valid[:, :, 0, 0, 0])
+    row_max = _segment_row_max(keys)
+    half, rshift = np.uint32(1 << (recip_bits - frac - 1)), np.uint32(recip_bits - frac)
+    numer, top = float(1 << recip_bits), np.uint32(pmax)
+
+    def softmax(q: np.ndarray) -> np.ndarray:
+        d = np.subtract(row_max(q), q)  # in [0, len(lut)) on real keys
+        if keys is not None:
+            for seg, (k0, k1) in enumerate(keys):
+                d[seg, :k0] = masked_d
+                d[seg, k1:] = masked_d
+        e = lut_ext.take(d, mode="wrap")  # every index in range: no bounds checks
+        total = e.sum(axis=1, keepdims=True, dtype=np.uint32).astype(np.float64)
+        recip = np.floor(np.divide(numer, total, out=np.zeros_like(total), where=total > 0))
+        e *= recip.astype(np.uint32)
+        e += half
+        e >>= rshift
+        np.minimum(e, top, out=e)
+        return e.astype(out_dtype).transpose(2, 0, 3, 4, 1)
+    return softmax
 
 
 def _softmax_int(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int, pmax: int,

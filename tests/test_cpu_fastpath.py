@@ -221,3 +221,32 @@ def test_large_batches_run_in_chunks_exactly(tmp_path):
     want = run_graph(load_hwgraph(path), x)["output"]
     assert np.array_equal(engine.run(x), want)
     assert np.array_equal(engine.run(x[:9]), want[:9])
+
+
+def test_plan_softmax_uint32_equals_integer_reference():
+    """The uint32 softmax (the shipped transformer's: RecipBits 31, e up to 2^15) on scores
+    with any offset, a one-key segment (e * recip = 2^31, p clipped to pmax) and a fully
+    padded one; ``_u32_softmax_exact`` gives way past each of its bounds."""
+    from netfabric.host.cpu_plan_transformer import _softmax_u32, _u32_softmax_exact
+    from netfabric.ops.kernels import int_softmax_lut
+
+    rng = np.random.default_rng(8)
+    m, s, n, heads = 4, 6, 5, 3
+    valid = np.ones((m, s), bool)
+    valid[1, 1:] = False  # one real key
+    valid[2, :2] = False
+    valid[3] = False
+    lut = np.sort(rng.integers(0, 2**15, 256))[::-1].copy()
+    lut[0], lut[-3:] = 2**15 - 1, 0
+    scores = rng.integers(-128, 128, (n, m, heads, s, s))
+    scores[0, 0, 0, 0] = 127  # a row of equal maxima
+    want = int_softmax_lut(scores, valid[None, :, None, None, :], lut, 31, 8, 8, -128)
+    keys_outer = np.ascontiguousarray(scores.transpose(1, 4, 0, 2, 3))
+    assert _u32_softmax_exact(lut, s, 31, 8, 255)
+    fn = _softmax_u32(valid[:, :, None, None, None], lut, 31, 8, 255, np.float32)
+    for offset in (128, 0, 1000):  # counts (score + 128), raw scores, any shift
+        assert np.array_equal(fn((keys_outer + offset).astype(np.int32)), want)
+    assert not _u32_softmax_exact(lut, s, 32, 8, 255)  # e * recip + half reaches 2^32
+    assert not _u32_softmax_exact(np.full(256, 2**30), 4, 31, 8, 255)  # sum of e: 2^32
+    assert not _u32_softmax_exact(lut - 1, s, 31, 8, 255)  # e < 0
+    assert not _u32_softmax_exact(lut, s, 31, 8, 256)  # a score difference past the LUT
