@@ -112,10 +112,8 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
     av_dtype = exact_dtype(av_bound)
     floats = _float_softmax_exact(lut, s)
     narrow = _u32_softmax_exact(lut, s, recip_bits, frac, score_thr.shape[1])
-    if narrow:  # scores as int32 counts (score - ScoreActVal >= 0): the softmax takes
-        # differences of scores only, so the offset drops out
-        scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, 0, qk_dtype,
-                                  np.int32).build()
+    if narrow:
+        scores_fn = _score_counts(score_thr, qk_bound, qk_dtype, score_act)
     else:
         scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
                                   np.float32 if floats else np.int64).build()
@@ -152,6 +150,24 @@ def _float_softmax_exact(lut: np.ndarray, s: int) -> bool:
     return int(lut.min(initial=0)) >= 0 and s * int(lut.max(initial=0)) < 2**53
 
 
+def _score_counts(thr: np.ndarray, bound: int, in_dtype, score_act: int):
+    """The scores plus an offset, for the uint32 softmax (it takes differences of scores only,
+    so the offset drops out): int32 counts from the clipped line (offsets >= 0: the cast
+    truncates, which is floor there) when one such offset's proven line needs no single-point
+    fix (each offset moves the intercept, so the float rounding), else the scores themselves
+    as floats (the softmax casts their differences), whichever needs fewer fixes."""
+    best = None
+    cands = [(act, np.int32) for act in dict.fromkeys((0, -score_act, 1, 2, 3)) if act >= 0]
+    for act, out in cands + [(score_act, np.float32)]:
+        ev = ThresholdEval(thr, 1, -bound, bound, act, in_dtype, out)
+        cost = (not ev.good.all(), int(np.count_nonzero(ev.deltas)))
+        if best is None or cost < best[0]:
+            best = (cost, ev)
+        if cost == (False, 0):
+            break
+    return best[1].build()
+
+
 def _u32_softmax_exact(lut: np.ndarray, s: int, recip_bits: int, frac: int,
                        levels: int) -> bool:
     """Whether ``_softmax_u32`` is exact for this LUT: e >= 0, a row's sum of e below 2^32,
@@ -177,7 +193,8 @@ def _segment_row_max(keys):
 
 def _softmax_u32(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int, pmax: int,
                  out_dtype):
-    """INT_SOFTMAX.md on integer scores (any offset) laid out [m, s(key), N, H, s(query)],
+    """INT_SOFTMAX.md on integer scores (any offset; integers or integer-valued floats below
+    2^31) laid out [m, s(key), N, H, s(query)],
     every wide step in uint32 (``_u32_softmax_exact``): e from the LUT, the sum over keys,
     recip = 2^R // sum (one per row, exact in float64: 2^R and the sum below 2^53, and a
     non-integer quotient stays more than one ulp below the next integer), then
@@ -192,6 +209,8 @@ def _softmax_u32(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int,
 
     def softmax(q: np.ndarray) -> np.ndarray:
         d = np.subtract(row_max(q), q)  # in [0, len(lut)) on real keys
+        if d.dtype.kind == "f":  # integer-valued float scores: one exact cast
+            d = d.astype(np.int32)
         if keys is not None:
             for seg, (k0, k1) in enumerate(keys):
                 d[seg, :k0] = masked_d
