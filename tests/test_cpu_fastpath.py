@@ -251,3 +251,16 @@ def test_plan_softmax_uint32_equals_integer_reference():
     assert not _u32_softmax_exact(np.full(256, 2**30), 4, 31, 8, 255)  # sum of e: 2^32
     assert not _u32_softmax_exact(lut - 1, s, 31, 8, 255)  # e < 0
     assert not _u32_softmax_exact(lut, s, 31, 8, 256)  # a score difference past the LUT
+
+
+def test_shared_row_on_a_narrow_range_takes_its_line_only_without_fixes():
+    """One shared row of thresholds over a narrow input range (a residual requantizer): its
+    proven line when it needs no fix, else the table; the counts equal on every integer."""
+    x = np.arange(-256, 255)[:, None].repeat(3, 1)
+    line = np.ceil(np.arange(1, 256) * 2.0 - 255.5).astype(np.int64)[None]  # a progression
+    off = line.copy()
+    off[0, 100] += 1  # one threshold one off: a fix the table avoids
+    for thr, kind in ((line, "line"), (off, "lookup")):
+        ev = ThresholdEval(thr, 3, -256, 254, -128, np.float32)
+        assert ev.kind == kind
+        assert np.array_equal(ev.build()(x.astype(np.float32)), _count(x, np.clip(thr, -256, 255), -128))
