@@ -138,8 +138,11 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
         qk = np.empty((m, s, len(q), heads, s), qk_dtype)
         np.matmul(k, q.swapaxes(-1, -2), out=qk.transpose(2, 0, 3, 1, 4))
         probs = softmax(scores_fn(qk))  # [N, m, H, s(query), s(key)]
-        ctx = ctx_fn(np.matmul(probs, v.astype(av_dtype, copy=False)))
-        return ctx.transpose(0, 1, 3, 2, 4).reshape(-1, m, s, d)
+        # p.v written straight in the output's [N, m, s, H, dh] order (the thresholds after it
+        # are one shared row: any layout), no copy to transpose at the end
+        av = np.empty((len(q), m, s, heads, dh), av_dtype)
+        np.matmul(probs, v.astype(av_dtype, copy=False), out=av.transpose(0, 1, 3, 2, 4))
+        return ctx_fn(av).reshape(-1, m, s, d)
 
     plan.unary(attend, src, plan.new(node.outputs[0], out_dtype, ctx_act, ctx_act + levels))
 
@@ -205,7 +208,11 @@ def _softmax_u32(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int,
     keys = _valid_key_ranges(valid[:, :, 0, 0, 0])
     row_max = _segment_row_max(keys)
     half, rshift = np.uint32(1 << (recip_bits - frac - 1)), np.uint32(recip_bits - frac)
-    numer, top = float(1 << recip_bits), np.uint32(pmax)
+    numer = float(1 << recip_bits)
+    # every row's sum >= lut[0] > 0 (its maximum's key has d = 0) when every segment has a
+    # real key: the quotient needs no guard against 0 (it is at most 2^R: fits uint32, and
+    # the cast truncates, which is floor on it)
+    positive = int(lut[0]) > 0 and (keys is None or all(k1 > k0 for k0, k1 in keys))
 
     def softmax(q: np.ndarray) -> np.ndarray:
         d = np.subtract(row_max(q), q)  # in [0, len(lut)) on real keys
@@ -216,13 +223,19 @@ def _softmax_u32(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int,
                 d[seg, :k0] = masked_d
                 d[seg, k1:] = masked_d
         e = lut_ext.take(d, mode="wrap")  # every index in range: no bounds checks
-        total = e.sum(axis=1, keepdims=True, dtype=np.uint32).astype(np.float64)
-        recip = np.floor(np.divide(numer, total, out=np.zeros_like(total), where=total > 0))
-        e *= recip.astype(np.uint32)
+        total = e.sum(axis=1, keepdims=True, dtype=np.uint32)
+        if positive:
+            recip = np.divide(numer, total).astype(np.uint32)
+        else:
+            total = total.astype(np.float64)
+            recip = np.floor(np.divide(numer, total, out=np.zeros_like(total),
+                                       where=total > 0)).astype(np.uint32)
+        e *= recip
         e += half
         e >>= rshift
-        np.minimum(e, top, out=e)
-        return e.astype(out_dtype).transpose(2, 0, 3, 4, 1)
+        p = e.astype(out_dtype)
+        np.minimum(p, pmax, out=p)  # (after the cast: uint32's minimum measured slower)
+        return p.transpose(2, 0, 3, 4, 1)
     return softmax
 
 

@@ -225,8 +225,9 @@ def test_large_batches_run_in_chunks_exactly(tmp_path):
 
 def test_plan_softmax_uint32_equals_integer_reference():
     """The uint32 softmax (the shipped transformer's: RecipBits 31, e up to 2^15) on integer
-    or integer-valued float scores with any offset, a one-key segment (e * recip = 2^31, p clipped to pmax) and a fully
-    padded one; ``_u32_softmax_exact`` gives way past each of its bounds."""
+    or integer-valued float scores with any offset, a one-key segment (e * recip = 2^31, p
+    clipped to pmax), with and without a fully padded one (a zero sum);
+    ``_u32_softmax_exact`` gives way past each of its bounds."""
     from netfabric.host.cpu_plan_transformer import _softmax_u32, _u32_softmax_exact
     from netfabric.ops.kernels import int_softmax_lut
 
@@ -247,6 +248,10 @@ def test_plan_softmax_uint32_equals_integer_reference():
     for offset in (128, 0, 1000):  # counts (score + 128), raw scores, any shift
         assert np.array_equal(fn((keys_outer + offset).astype(np.int32)), want)
     assert np.array_equal(fn(keys_outer.astype(np.float32)), want)  # integer-valued floats
+    valid[3, 4:] = True  # every segment with a real key: sums > 0, no guard on the divide
+    want = int_softmax_lut(scores, valid[None, :, None, None, :], lut, 31, 8, 8, -128)
+    fn = _softmax_u32(valid[:, :, None, None, None], lut, 31, 8, 255, np.float32)
+    assert np.array_equal(fn(keys_outer.astype(np.int32)), want)
     assert not _u32_softmax_exact(lut, s, 32, 8, 255)  # e * recip + half reaches 2^32
     assert not _u32_softmax_exact(np.full(256, 2**30), 4, 31, 8, 255)  # sum of e: 2^32
     assert not _u32_softmax_exact(lut - 1, s, 31, 8, 255)  # e < 0
