@@ -80,7 +80,7 @@ def mvau(plan: Plan, node: HWNode, graph: HWGraph) -> None:
         if permutable and not np.array_equal(ev.order, np.arange(len(ev.order))):
             order = out_perm = ev.order  # natural channel order[i] sits at column i
             w, offset = w[:, order], offset[order]
-        thr_fn = ev.build(order)
+        thr_fn = ev.build(order, consume=True)  # acc: the fresh matmul result
         out_dtype, out_lo, out_hi = ev.out_dtype, act, act + levels
     else:
         out_dtype, out_lo, out_hi = mm, lo, hi

@@ -116,7 +116,7 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
         scores_fn = _score_counts(score_thr, qk_bound, qk_dtype, score_act)
     else:
         scores_fn = ThresholdEval(score_thr, 1, -qk_bound, qk_bound, score_act, qk_dtype,
-                                  np.float32 if floats else np.int64).build()
+                                  np.float32 if floats else np.int64).build(consume=True)
     if narrow:
         softmax = _softmax_u32(valid, lut, recip_bits, frac, pmax, av_dtype)
     elif floats:
@@ -126,7 +126,8 @@ def segment_attention(plan: Plan, node: HWNode, graph: HWGraph) -> None:
     ctx_act = int(node.attr("CtxActVal"))
     levels = ctx_thr.shape[1]
     out_dtype = exact_dtype(max(abs(ctx_act), abs(ctx_act + levels)))
-    ctx_fn = ThresholdEval(ctx_thr, 1, -av_bound, av_bound, ctx_act, av_dtype, out_dtype).build()
+    ctx_fn = ThresholdEval(ctx_thr, 1, -av_bound, av_bound, ctx_act, av_dtype,
+                           out_dtype).build(consume=True)  # (p.v: a fresh array)
     d = heads * dh
 
     def attend(x):
@@ -168,7 +169,7 @@ def _score_counts(thr: np.ndarray, bound: int, in_dtype, score_act: int):
             best = (cost, ev)
         if cost == (False, 0):
             break
-    return best[1].build()
+    return best[1].build(consume=True)  # (the scores: a fresh array)
 
 
 def _u32_softmax_exact(lut: np.ndarray, s: int, recip_bits: int, frac: int,

@@ -204,8 +204,11 @@ class ThresholdEval:
                          for i, r in enumerate(rows)], axis=1) + self.act
 
     # -- run ----------------------------------------------------------------------------
-    def build(self, order: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
-        """The evaluator for channels arriving in ``order`` (None: natural order)."""
+    def build(self, order: np.ndarray | None = None,
+              consume: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+        """The evaluator for channels arriving in ``order`` (None: natural order).
+        ``consume``: the caller hands over its input (e.g. a fresh matmul result), which the
+        line may then overwrite instead of writing a new array."""
         def pick(v: np.ndarray) -> np.ndarray:
             return v if order is None or v.shape[-1] == 1 else v[..., order]
 
@@ -232,7 +235,7 @@ class ThresholdEval:
         def fixed(x):
             if x.size <= SEARCH_MAX:  # few values (batch 1): fewer numpy calls
                 return search_all(x)
-            return _fixed_line(x, params, points, deltas, cols, out_dtype)
+            return _fixed_line(x, params, points, deltas, cols, out_dtype, consume)
         if self.shared_line:  # few values: the table's 3 calls cost less than the line's 4
             table = _lookup(thr, self.lo, self.hi, self.act, self.channels, out_dtype)
             return lambda x: fixed(x) if x.size >= SHARED_LINE_MIN else table(x)
@@ -278,37 +281,56 @@ def _fix_columns(has: np.ndarray, channels: int) -> slice:
     return slice(None)
 
 
-def _fixed_line(x, params, points, deltas, cols=slice(None), out_dtype=None):
-    """The line, minus each single-point fix where x equals its point (channels ``cols``)."""
-    y = _line(x, *params, out_dtype=out_dtype)
+def _fixed_line(x, params, points, deltas, cols=slice(None), out_dtype=None, consume=False):
+    """The line, minus each single-point fix where x equals its point (channels ``cols``).
+    ``consume``: x may be overwritten (the line runs in place when its dtype is x's; the
+    fixes' compares on x run first)."""
+    inplace = consume and x.dtype == _result_dtype(x.dtype, params[0].dtype)
     if not len(points):
-        return y
+        return _line(x, *params, out_dtype=out_dtype, inplace=inplace)
     if x.ndim == 2 and cols != slice(None) and len(x) * len(points) >= TRANSPOSE_FIXES:
-        _fix_columns_transposed(x[:, cols], y[:, cols], points, deltas)
+        corr = _fix_columns_transposed(x[:, cols], points, deltas)
+        y = _line(x, *params, out_dtype=out_dtype, inplace=inplace)
+        y[:, cols] -= corr.T
         return y
-    xs, ys = x[..., cols], y[..., cols]  # views: fixed in place
-    for p, d in zip(points, deltas, strict=True):
-        np.subtract(ys, d, out=ys, where=np.equal(xs, p))  # two passes, no temporary product
+    xs = x[..., cols]
+    hits = [np.equal(xs, p) for p in points]
+    y = _line(x, *params, out_dtype=out_dtype, inplace=inplace)
+    ys = y[..., cols]  # a view: fixed in place
+    for hit, d in zip(hits, deltas, strict=True):
+        np.subtract(ys, d, out=ys, where=hit)  # two passes, no temporary product
     return y
 
 
-def _fix_columns_transposed(xs: np.ndarray, ys: np.ndarray, points, deltas) -> None:
-    """The fixes on a block of columns [rows, k]: on a transposed copy [k, rows], so every
-    compare runs one long row per channel instead of one k-long row per input row (numpy's
-    per-row loop overhead dominated the narrow strided block), then one subtract back."""
+def _fix_columns_transposed(xs: np.ndarray, points, deltas) -> np.ndarray:
+    """The fixes on a block of columns [rows, k] as corrections [k, rows] to subtract: on a
+    transposed copy, so every compare runs one long row per channel instead of one k-long row
+    per input row (numpy's per-row loop overhead dominated the narrow strided block)."""
     xt = np.ascontiguousarray(xs.T)
-    corr = np.zeros(xt.shape, ys.dtype)
+    corr = np.zeros(xt.shape, deltas.dtype)
     for p, d in zip(points, deltas, strict=True):
         np.add(corr, d[:, None], out=corr, where=np.equal(xt, p[:, None]))
-    ys -= corr.T
+    return corr
 
 
-def _line(x, a, b, clo, chi, out_dtype=None):
+_RESULT_DTYPES: dict = {}
+
+
+def _result_dtype(a: np.dtype, b: np.dtype) -> np.dtype:
+    """np.result_type, memoised (it costs a microsecond a call)."""
+    key = (a, b)
+    out = _RESULT_DTYPES.get(key)
+    if out is None:
+        out = _RESULT_DTYPES[key] = np.result_type(a, b)
+    return out
+
+
+def _line(x, a, b, clo, chi, out_dtype=None, inplace=False):
     """clip(floor(x * a + b), clo, chi), the last pass writing ``out_dtype`` (clip before
     floor is the same for integer bounds). An integer ``out_dtype`` with clip bounds >= 0
     casts straight from the clipped values: the cast truncates, which is floor on values >= 0
     (one pass instead of floor then cast)."""
-    y = np.multiply(x, a)
+    y = np.multiply(x, a, out=x if inplace else None)
     y += b
     if np.ndim(clo) == 0 and np.ndim(chi) == 0:  # one pass (large arrays: memory-bound)
         np.clip(y, clo, chi, out=y)

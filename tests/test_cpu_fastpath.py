@@ -269,3 +269,25 @@ def test_shared_row_on_a_narrow_range_takes_its_line_only_without_fixes():
         ev = ThresholdEval(thr, 3, -256, 254, -128, np.float32)
         assert ev.kind == kind
         assert np.array_equal(ev.build()(x.astype(np.float32)), _count(x, np.clip(thr, -256, 255), -128))
+
+
+@pytest.mark.parametrize("permute", [False, True])
+def test_consuming_evaluator_fixes_from_its_input_before_the_line_overwrites_it(permute):
+    """``build(consume=True)`` runs the line in the input's own array: the fixes (adjacent
+    channels: transposed; scattered: all channels) still compare the original inputs; without
+    ``consume`` the input is left as it was."""
+    rng = np.random.default_rng(9)
+    lo, hi, n = -2000, 3000, 15
+    thr = _progression(rng, 8, n, lo, hi)
+    thr[1, 4] += 1
+    thr[6, 9] -= 1
+    thr = np.sort(thr, axis=1)
+    ev = ThresholdEval(thr, 8, lo, hi, 0, np.float32, permutable=permute)
+    assert ev.line[0].dtype == np.float32  # the line's dtype is the input's: in place
+    order = ev.order if permute else None
+    x = np.tile(np.arange(lo, hi + 1)[:, None], (1, 8))[:, ev.order if permute else slice(None)]
+    want = _count(x, thr[ev.order] if permute else thr, 0)
+    xf = x.astype(np.float32)
+    assert np.array_equal(ev.build(order)(xf), want)
+    assert np.array_equal(xf, x)  # untouched
+    assert np.array_equal(ev.build(order, consume=True)(xf), want)
