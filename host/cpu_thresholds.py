@@ -28,7 +28,7 @@ EXCEPTIONS_MAX = 6  # single-point fixes per channel before it falls back to the
 # 64 x 64 values float64 with 5 fixes on 14 channels beat float32 with 6 on 55 by 25%
 F64_COST = 2.0
 TRANSPOSE_FIXES = 256  # rows x fixes from which a narrow block of fixes runs transposed (measured)
-SHARED_LINE_MIN = 8192  # values from which a shared row's line beats its table (measured)
+LINE_MIN = 8192  # values from which a fix-free line beats the table on a narrow range (measured)
 
 
 def _spread(u: np.ndarray, k: np.ndarray, t: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -92,7 +92,7 @@ class ThresholdEval:
         self.sorted = not np.any(np.diff(self.thr, axis=1) < 0)
         span = self.hi - self.lo + 1
         self.kind = "line"
-        self.shared_line = False  # a shared row's line that may run as the table instead
+        self.table_too = False  # a line on a narrow range: the table serves few values
         if not self.sorted:
             self.kind = "direct"
         elif span <= LOOKUP_MAX and rows * span <= 1 << 22:
@@ -101,12 +101,13 @@ class ThresholdEval:
         self.deltas = np.zeros((0, rows), np.int64)
         if self.kind == "line":
             self._fit()
-        elif self.kind == "lookup" and rows == 1:
-            # one shared row: its line (scalar constants, 4 passes) measured 40% faster than
-            # the table's cast, add and gather, when it needs no fix
+        elif self.kind == "lookup":
+            # the line (4-5 passes) measured faster than the table's cast, add and gather
+            # when it needs no fix: 40% on one shared row (scalar constants), 35% on a
+            # transformer's per-channel norm (50k values)
             self._fit()
             if self.good.all() and not np.any(self.deltas):
-                self.kind, self.shared_line = "line", True
+                self.kind, self.table_too = "line", True
             else:
                 self.good = np.zeros(rows, bool)
                 self.deltas = np.zeros((0, rows), np.int64)
@@ -236,9 +237,9 @@ class ThresholdEval:
             if x.size <= SEARCH_MAX:  # few values (batch 1): fewer numpy calls
                 return search_all(x)
             return _fixed_line(x, params, points, deltas, cols, out_dtype, consume)
-        if self.shared_line:  # few values: the table's 3 calls cost less than the line's 4
+        if self.table_too:  # few values: the table's 3 calls cost less than the line's 4-5
             table = _lookup(thr, self.lo, self.hi, self.act, self.channels, out_dtype)
-            return lambda x: fixed(x) if x.size >= SHARED_LINE_MIN else table(x)
+            return lambda x: fixed(x) if x.size >= LINE_MIN else table(x)
         if good.all():
             return fixed
         if good.shape[0] == 1:  # one shared row that is no line: search everything

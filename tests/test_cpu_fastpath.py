@@ -258,17 +258,26 @@ def test_plan_softmax_uint32_equals_integer_reference():
     assert not _u32_softmax_exact(lut, s, 31, 8, 256)  # a score difference past the LUT
 
 
-def test_shared_row_on_a_narrow_range_takes_its_line_only_without_fixes():
-    """One shared row of thresholds over a narrow input range (a residual requantizer): its
-    proven line when it needs no fix, else the table; the counts equal on every integer."""
-    x = np.arange(-256, 255)[:, None].repeat(3, 1)
-    line = np.ceil(np.arange(1, 256) * 2.0 - 255.5).astype(np.int64)[None]  # a progression
+@pytest.mark.parametrize("rows", [1, 3])
+def test_narrow_range_takes_its_line_only_without_fixes(rows):
+    """Thresholds over a narrow input range (a residual requantizer: one shared row; a norm:
+    one row per channel): the proven line when it needs no fix, else the table; the table
+    also serves few values; the counts equal on every integer."""
+    from netfabric.host.cpu_thresholds import LINE_MIN
+
+    x = np.arange(-256, 255).repeat(6)[:, None].repeat(3, 1)  # every integer, 6 times
+    assert x.size >= LINE_MIN > 60  # the line, then the table on 20 rows
+    slopes = np.array([2.0, 1.75, 2.25])[:rows, None]
+    line = np.ceil(np.arange(1, 256) * slopes - 255.5).astype(np.int64)  # progressions
     off = line.copy()
     off[0, 100] += 1  # one threshold one off: a fix the table avoids
     for thr, kind in ((line, "line"), (off, "lookup")):
         ev = ThresholdEval(thr, 3, -256, 254, -128, np.float32)
         assert ev.kind == kind
-        assert np.array_equal(ev.build()(x.astype(np.float32)), _count(x, np.clip(thr, -256, 255), -128))
+        want = _count(x, np.clip(thr, -256, 255), -128)
+        fn = ev.build()
+        assert np.array_equal(fn(x.astype(np.float32)), want)
+        assert np.array_equal(fn(x[:20].astype(np.float32)), want[:20])
 
 
 @pytest.mark.parametrize("permute", [False, True])
