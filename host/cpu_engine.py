@@ -38,7 +38,6 @@ from netfabric.ops.registry import register_piece, require
 
 from . import cpu_plan_ops as plan_ops
 from .cpu_alloc import keep_freed_memory
-from .cpu_gemm import set_threads as set_gemm_threads
 from .cpu_int8 import build_chain
 from .cpu_plan import compile_plan, has_plan
 from .cpu_plan_ops import SMALL_BATCH
@@ -454,7 +453,6 @@ class CpuEngine:
             self._cast_input = not all(n.op_type.startswith("MVAU") for n in readers)
             self._chunk = chunk_rows(self.graph)
             _limit_blas_threads(threads)
-            set_gemm_threads(threads)
             keep_freed_memory()
         elif mode == "onnx":
             self.session = _ort_session(lower_to_onnx(self.graph, self.extra_outputs), threads)

@@ -3,8 +3,7 @@
 Compiling walks the graph once: every tensor gets a register slot, a dtype and a proven
 integer range [lo, hi] (from the input type, the weights, the threshold counts), and every node
 becomes a closure over its prebound constants. Running is one loop over those closures; no
-graph walk, dict lookup or ONNX session per call. numpy only (the board side is light): the
-GEMMs take torch's where the process already runs torch (``cpu_gemm.py``), never importing it.
+graph walk, dict lookup or ONNX session per call. numpy only (the board side is light).
 
 Integers travel in float32 (or float64) arrays wherever every value *and every partial sum*
 of the op that makes them is provably below 2^24 (2^53): BLAS matmuls are then exact

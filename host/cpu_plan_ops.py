@@ -10,7 +10,6 @@ import numpy as np
 
 from netfabric.errors import GraphError
 
-from .cpu_gemm import gemm
 from .cpu_plan import Plan, exact_dtype
 from .cpu_thresholds import ThresholdEval
 from .hwgraph import HWGraph, HWNode, prod
@@ -105,15 +104,13 @@ def mvau(plan: Plan, node: HWNode, graph: HWGraph) -> None:
 
 def _rows_matmul(graph: HWGraph, node: HWNode, w: np.ndarray):
     """x @ w over x's rows of MW values (FINN's numInputVectors x MW view), by
-    ``ndarray.dot`` (at batch 1 np.matmul's dispatch costs half again as much as the product)
-    or torch's GEMM on many rows (``cpu_gemm.py``).
+    ``ndarray.dot``: at batch 1 np.matmul's dispatch costs half again as much as the product.
     No reshape when the input already is [rows, MW]."""
     wm = np.ascontiguousarray(w)
     mw, mm = wm.shape[0], wm.dtype
-    dot = gemm(wm)  # numpy's, or torch's where it may run (``cpu_gemm.py``)
     if list(graph.shapes.get(node.inputs[0], [])[1:]) == [mw]:
-        return lambda x: dot(x.astype(mm, copy=False))
-    return lambda x: dot(x.reshape(-1, mw).astype(mm, copy=False))
+        return lambda x: x.astype(mm, copy=False).dot(wm)
+    return lambda x: x.reshape(-1, mw).astype(mm, copy=False).dot(wm)
 
 
 def _out_reshape(graph: HWGraph, name: str):
