@@ -1,7 +1,6 @@
 """hw/flow/bram_outreg.py on netlists Yosys synthesizes here (synth_ecp5): a plain register after
-a block RAM, always enabled or with an active-high enable, moves into the block's output
-register; anything else that would change the circuit (a reset, a second load, a 36-bit pseudo
-dual-port block) stays as it is."""
+a block RAM moves into the block's output register; anything that would change the circuit
+(an enable, a reset, a second load, a 36-bit pseudo dual-port block) stays as it is."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ module rom_top #(parameter ENABLE = 0, parameter FANOUT = 0, parameter RESET = 0
     always @(posedge clk) d <= rom[addr];        // the block RAM's read latch
     always @(posedge clk) begin
         if (RESET != 0 && rst) q <= 0;
-        else if (ENABLE == 0 || (ENABLE == 1 && en) || (ENABLE == 2 && !en)) q <= d;
+        else if (ENABLE == 0 || en) q <= d;      // the register after it
         q2 <= (FANOUT != 0) ? d ^ {W{en}} : ~q;   // FANOUT: a second load on the data
     end
 endmodule
@@ -71,21 +70,8 @@ def test_plain_register_moves_into_the_block(tmp_path: Path):
     assert bram_outreg.absorb_output_registers(netlist) == 0
 
 
-def test_enabled_register_moves_with_its_enable(tmp_path: Path):
-    netlist = _synth(tmp_path, ENABLE=1)
-    ffs = [c for c in _cells(netlist).values() if c["type"] == "TRELLIS_FF"
-           and bram_outreg._param_str(c["parameters"].get("CEMUX")) == "CE"]
-    enables = {c["connections"]["CE"][0] for c in ffs}
-    assert len(enables) == 1, "q's 16 flip-flops share one enable"
-    assert bram_outreg.absorb_output_registers(netlist) == 16
-    (block,) = [c for c in _cells(netlist).values() if c["type"] == "DP16KD"]
-    side = "A" if block["parameters"]["REGMODE_A"] == "OUTREG" else "B"
-    # the output register loads exactly when the flip-flops did
-    assert block["connections"][f"OCE{side}"] == [enables.pop()]
-
-
-@pytest.mark.parametrize("params", [{"ENABLE": 2}, {"RESET": 1}, {"FANOUT": 1}],
-                         ids=["active-low-enable", "reset", "second-load"])
+@pytest.mark.parametrize("params", [{"ENABLE": 1}, {"RESET": 1}, {"FANOUT": 1}],
+                         ids=["enable", "reset", "second-load"])
 def test_register_that_is_not_plain_stays(tmp_path: Path, params: dict):
     netlist = _synth(tmp_path, **params)
     before = copy.deepcopy(netlist)
@@ -103,7 +89,7 @@ def test_36_bit_pseudo_dual_port_is_left_alone(tmp_path: Path):
 
 
 def test_file_rewritten_only_when_something_moved(tmp_path: Path):
-    _synth(tmp_path, RESET=1)
+    _synth(tmp_path, ENABLE=1)
     path = tmp_path / "net.json"
     stamp = path.stat().st_mtime_ns
     assert bram_outreg.absorb_in_file(path) == 0

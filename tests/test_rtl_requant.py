@@ -19,12 +19,12 @@ from netfabric.sim import golden
 CH, PE, IBITS, OBITS = 8, 2, 12, 4
 
 
-def _progressions(rng: np.random.Generator, rejected: list[int], ch: int = CH) -> np.ndarray:
+def _progressions(rng: np.random.Generator, rejected: list[int]) -> np.ndarray:
     """Rounded progressions inside the INT12 range; ``rejected`` rows get one threshold
     moved by 3, which no progression rounds to."""
     n = 2**OBITS - 1
-    start = rng.uniform(-1500, -200, size=(ch, 1))
-    step = rng.uniform(20.0, 120.0, size=(ch, 1))
+    start = rng.uniform(-1500, -200, size=(CH, 1))
+    step = rng.uniform(20.0, 120.0, size=(CH, 1))
     t = np.round(start + step * np.arange(n)).astype(np.int64)
     t[rejected, 7] += 3
     return t
@@ -40,7 +40,7 @@ def _case(name: str, t: np.ndarray, simulator: str) -> tuple[dict, dict]:
     for spec in act.mem.values():
         spec[1](case_dir)
     np.save(case_dir / "thresholds.npy", t)
-    hdl = dict(CHANNELS=t.shape[0], PE=PE, IBITS=IBITS, ISIGNED=1, TBITS=tbits, OBITS=OBITS, OSIGNED=0,
+    hdl = dict(CHANNELS=CH, PE=PE, IBITS=IBITS, ISIGNED=1, TBITS=tbits, OBITS=OBITS, OSIGNED=0,
                ACT_BIAS=0, NVEC=3, THRESH_FILE=case_dir / "thresh", **act.params)
     if "RQ_FILE" in act.mem:
         hdl["RQ_FILE"] = case_dir / "rq.hex"
@@ -101,14 +101,3 @@ def test_requantizer_constants_reproduce_the_table_exhaustively(tmp_path):
             assert np.array_equal(y, ref[:, c]), c
         else:
             assert c in (3, 7)
-
-
-@pytest.mark.sim
-def test_more_than_16_folds_read_in_groups():
-    """NF = 37 folds: requant.v reads its constants as groups of 16 words, then the group (the
-    last one partly padding); every fold's constants must still reach its channel."""
-    ch = 2 * 37
-    t = _progressions(np.random.default_rng(14), rejected=[], ch=ch)
-    params, rep = _case("grouped", t, "verilator")
-    assert (params["RQ"], params["NT"], params["proven"]) == (1, 0, ch)
-    assert rep["interval"] <= 1.05 * rep["ideal"]

@@ -10,12 +10,11 @@ output-register option), so this pass rewrites the synthesized netlist before pl
 A port's register is absorbed only where that is exactly the same circuit:
 - every data-out bit of the port that is used drives one load and nothing else: the ``DI`` of
   a ``TRELLIS_FF``;
-- that flip-flop is plain: no set/reset (``LSR`` tied 0), reset value 0 (the block's output
-  register starts at 0), clocked by the port's clock net with the same polarity as the port,
-  and either always enabled or enabled by an active-high ``CE`` net that every flip-flop of
-  the port shares: that net becomes the port's output enable (``OCE``, the output register's
-  clock enable);
-- the port's own reset (``RST``) is tied 0 and its output enable is 1 before the move;
+- that flip-flop is plain: always enabled (``CEMUX 1``), no set/reset (``LSR`` tied 0), reset
+  value 0 (the block's output register starts at 0), clocked by the port's clock net with the
+  same polarity as the port;
+- the port's own reset (``RST``) is tied 0 and its output enable (``OCE``) is 1, so the output
+  register loads every cycle, like the flip-flop did;
 - the block is not in the 36-bit pseudo dual-port mode (there a word spans both ports' outputs
   and their registers; left alone rather than guessed).
 The flip-flop is removed and the data-out bit drives the flip-flop's output net instead.
@@ -74,29 +73,20 @@ def _one(cell: dict[str, Any], port: str) -> Any:
     return bits[0] if bits else None
 
 
-def _ff_enable(ff: dict[str, Any], clock: Any, inverted: bool) -> Any:
-    """The flip-flop's clock enable ("1": always, else its CE net, active high) if it is
-    otherwise plain: no set/reset, reset value 0, the block port's clock and polarity; None
-    if it is not such a flip-flop."""
+def _plain_ff(ff: dict[str, Any], clock: Any, inverted: bool) -> bool:
     p = ff["parameters"]
-    plain = (
-        _one(ff, "LSR") in ("0", None)
+    return (
+        _param_str(p.get("CEMUX", "1")) == "1"
+        and _one(ff, "LSR") in ("0", None)
         and _param_str(p.get("REGSET", "RESET")) == "RESET"
         and _one(ff, "CLK") == clock
         and (_param_str(p.get("CLKMUX", "CLK")) == "INV") == inverted
     )
-    if not plain:
-        return None
-    cemux = _param_str(p.get("CEMUX", "1"))
-    if cemux == "1":
-        return "1"
-    return _one(ff, "CE") if cemux == "CE" else None
 
 
 def _absorbable_port(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str]]],
-                     bram: dict[str, Any], side: str) -> tuple[list[tuple[int, str]], Any] | None:
-    """(data-out bit index, flip-flop name) for every used bit and the flip-flops' common
-    clock enable, or None if moving them would not be exact."""
+                     bram: dict[str, Any], side: str) -> list[tuple[int, str]] | None:
+    """(data-out bit index, flip-flop name) for every used bit, or None if not exact."""
     conn, params = bram["connections"], bram["parameters"]
     clock = _one(bram, f"CLK{side}")
     if clock is None or clock in ("0", "1", "x"):
@@ -107,7 +97,6 @@ def _absorbable_port(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str
         return None
     inverted = _param_str(params.get(f"CLK{side}MUX", f"CLK{side}")) == "INV"
     taken: list[tuple[int, str]] = []
-    enables = set()
     for i in range(_DATA_OUT_BITS):
         bits = conn.get(f"DO{side}{i}")
         if not bits or not loads.get(bits[0]):
@@ -116,15 +105,10 @@ def _absorbable_port(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str
         if len(users) != 1 or users[0][1] != "DI" or users[0][0] not in cells:
             return None
         ff = cells[users[0][0]]
-        enable = _ff_enable(ff, clock, inverted) if ff["type"] == FF else None
-        if enable is None:
+        if ff["type"] != FF or not _plain_ff(ff, clock, inverted):
             return None
-        enables.add(enable)
         taken.append((i, users[0][0]))
-    # one output enable per port: every flip-flop must load under the same condition
-    if not taken or len(enables) != 1:
-        return None
-    return taken, enables.pop()
+    return taken or None
 
 
 def absorb_output_registers(netlist: dict[str, Any]) -> int:
@@ -140,16 +124,13 @@ def absorb_output_registers(netlist: dict[str, Any]) -> int:
         if _WIDTH_36 in widths:
             continue
         for side in "AB":
-            found = _absorbable_port(cells, loads, bram, side)
-            if found is None:
+            taken = _absorbable_port(cells, loads, bram, side)
+            if not taken:
                 continue
-            taken, enable = found
             for i, ff_name in taken:
                 ff = cells.pop(ff_name)
                 bram["connections"][f"DO{side}{i}"] = list(ff["connections"]["Q"])
             params[f"REGMODE_{side}"] = "OUTREG"
-            # the output register loads when the flip-flops did (OCE: its clock enable)
-            bram["connections"][f"OCE{side}"] = [enable]
             moved += len(taken)
     return moved
 

@@ -91,16 +91,13 @@ module requant #(
     endgenerate
 
     // Per-channel constants: a small ROM in LUTs (NF words), read a cycle ahead (below).
-    localparam NG = (NF + 15) / 16;             // groups of 16 words: 4 address bits, a LUT4
-    localparam CD = (NG > 1) ? NG * 16 : NF;    // words NF.. pad the last group, never read
-    localparam KW = PE * RW;
     (* rom_style = "logic" *)
     /* verilator lint_off UNDRIVEN */  // ROM: contents from RQ_FILE
-    reg [KW-1:0] crom [0:CD-1];
+    reg [PE*RW-1:0] crom [0:NF-1];
     /* verilator lint_on UNDRIVEN */
     generate
         if (RQ_FILE != "") begin : g_init   // no file access at default parameters
-            initial $readmemh(RQ_FILE, crom, 0, NF - 1);
+            initial $readmemh(RQ_FILE, crom);
         end
     endgenerate
 
@@ -131,28 +128,6 @@ module requant #(
     reg [5:0]        v_sr;
     reg [PE*RW-1:0]  kn0, kn1;
     reg [PE*RW-1:0]  k_r;
-    // A read of NF > 16 words is a LUT4 per bit in each group of 16 (the address's low 4 bits:
-    // a 4-input function), kept as nets so that ABC cannot merge the groups into one deep
-    // decode, then the group's word picked by the high bits. As one ROM read Yosys mapped
-    // 64 words with 5 LUT levels: mvau_1's f0 -> kn0, 8.0 ns at 8f10259 (MLP seed 1).
-    wire [KW-1:0] rd0, rd1;
-    generate
-        if (NG > 1) begin : g_grp
-            (* keep *) wire [NG*KW-1:0] grp0;
-            (* keep *) wire [NG*KW-1:0] grp1;
-            genvar g;
-            for (g = 0; g < NG; g = g + 1) begin : g_g
-                assign grp0[g*KW +: KW] = crom[g * 16 + f0[3:0]];
-                assign grp1[g*KW +: KW] = crom[g * 16 + f1[3:0]];
-            end
-            assign rd0 = grp0[f0[NFW-1:4] * KW +: KW];
-            assign rd1 = grp1[f1[NFW-1:4] * KW +: KW];
-        end else begin : g_one
-            assign rd0 = crom[f0];
-            assign rd1 = crom[f1];
-        end
-    endgenerate
-
     // v1's select reaches every constant bit of every lane (about PE * RW LUTs, next to DSP
     // blocks in their own columns): one register drove them all, a 7.9 ns route at 8f10259
     // (the MLP's critical path on seed 1, 113.9 MHz). Each lane's multiplier constants and its
@@ -185,8 +160,8 @@ module requant #(
         // v1 = an input arrived in the previous cycle (0 after reset), one copy per use
         v1_m <= {PE{rst_n && in_valid}};
         v1_b <= {PE{rst_n && in_valid}};
-        kn0 <= rd0;
-        kn1 <= rd1;
+        kn0 <= crom[f0];
+        kn1 <= crom[f1];
         k_r <= k;   // the addend and use bit; the multipliers register x and m themselves
     end
 
