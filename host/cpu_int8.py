@@ -410,14 +410,21 @@ class Int8Chain:
     def __init__(self, layers: list[Layer], kinds: list[str], threads: int) -> None:
         self.kinds = kinds
         self.x_zero = layers[0].x_zero
-        self._run = session(chain_model(layers, kinds), threads).run
+        sess = session(chain_model(layers, kinds), threads)
+        # run() with the output named and a RunOptions made once: about 1 us less per call
+        # than run(None, ...), which matters at batch 1 (a call is ~17 us)
+        import onnxruntime as ort
+
+        self._run = sess.run
+        self._outputs = [sess.get_outputs()[0].name]
+        self._options = ort.RunOptions()
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self.x_zero:
             x = (x.astype(np.int16) + self.x_zero).astype(np.uint8)
         elif x.dtype != np.uint8:
             x = x.astype(np.uint8)
-        return self._run(None, {"x": np.ascontiguousarray(x)})[0]
+        return self._run(self._outputs, {"x": np.ascontiguousarray(x)}, self._options)[0]
 
 
 def build_chain(graph: HWGraph, in_lo: int, in_hi: int, outputs: list[str], threads: int,
