@@ -182,6 +182,15 @@ def _u32_softmax_exact(lut: np.ndarray, s: int, recip_bits: int, frac: int,
             and (1 << recip_bits) + half < 2**32 and levels < len(lut))
 
 
+def _mask_pad_keys(d: np.ndarray, keys, masked_d: int) -> None:
+    """d [m, s(key), ...] set to ``masked_d`` (the LUT's e = 0 index) on each segment's keys
+    outside its real range; nothing when every key is real (``keys`` None)."""
+    if keys is not None:
+        for seg, (k0, k1) in enumerate(keys):
+            d[seg, :k0] = masked_d
+            d[seg, k1:] = masked_d
+
+
 def _segment_row_max(keys):
     """Per segment, the maximum over its real keys of [m, s(key), ...] (axis 1 kept)."""
     def row_max(q):
@@ -219,10 +228,7 @@ def _softmax_u32(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int,
         d = np.subtract(row_max(q), q)  # in [0, len(lut)) on real keys
         if d.dtype.kind == "f":  # integer-valued float scores: one exact cast
             d = d.astype(np.int32)
-        if keys is not None:
-            for seg, (k0, k1) in enumerate(keys):
-                d[seg, :k0] = masked_d
-                d[seg, k1:] = masked_d
+        _mask_pad_keys(d, keys, masked_d)
         e = lut_ext.take(d, mode="wrap")  # every index in range: no bounds checks
         total = e.sum(axis=1, keepdims=True, dtype=np.uint32)
         if positive:
@@ -282,21 +288,13 @@ def _softmax_float(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: in
     keys = _valid_key_ranges(valid[:, :, 0, 0, 0])
     rshift, numer = recip_bits - frac, 1 << recip_bits
 
+    row_max = _segment_row_max(keys)
+
     def softmax(q: np.ndarray) -> np.ndarray:
-        if keys is None:
-            row_max = q.max(axis=1, keepdims=True)
-        else:  # each segment's maximum over its real keys (a contiguous range) only
-            row_max = np.zeros((q.shape[0], 1, *q.shape[2:]), q.dtype)
-            for seg, (k0, k1) in enumerate(keys):
-                if k1 > k0:
-                    np.max(q[seg, k0:k1], axis=0, out=row_max[seg, 0])
         # integer values: exact; the float subtract then one cast to int32 (indices up to
         # len(lut)) measured faster than a subtract casting to intp on the fly
-        d = np.subtract(row_max, q).astype(np.int32)
-        if keys is not None:
-            for seg, (k0, k1) in enumerate(keys):
-                d[seg, :k0] = masked_d
-                d[seg, k1:] = masked_d
+        d = np.subtract(row_max(q), q).astype(np.int32)
+        _mask_pad_keys(d, keys, masked_d)
         e = lut_ext.take(d)
         total = e.sum(axis=1, keepdims=True).astype(np.int64)
         recip = numer // np.maximum(total, 1)

@@ -16,6 +16,7 @@ cheapest of three exact forms, chosen once when the plan is compiled:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -314,16 +315,10 @@ def _fix_columns_transposed(xs: np.ndarray, points, deltas) -> np.ndarray:
     return corr
 
 
-_RESULT_DTYPES: dict = {}
-
-
+@functools.cache
 def _result_dtype(a: np.dtype, b: np.dtype) -> np.dtype:
     """np.result_type, memoised (it costs a microsecond a call)."""
-    key = (a, b)
-    out = _RESULT_DTYPES.get(key)
-    if out is None:
-        out = _RESULT_DTYPES[key] = np.result_type(a, b)
-    return out
+    return np.result_type(a, b)
 
 
 def _line(x, a, b, clo, chi, out_dtype=None, inplace=False):

@@ -54,15 +54,20 @@ def test_threshold_eval_equals_count_on_every_integer(in_dtype):
         assert np.array_equal(ev.build(order)(x[:3, cols].astype(in_dtype)), want[:3, cols])
 
 
+def _two_scattered_fixes(rng: np.random.Generator) -> tuple[int, int, np.ndarray]:
+    """(lo, hi, thresholds): 8 channels of rounded progressions over [lo, hi], channels 1 and
+    6 each moved off the line at one point (a single-point fix apiece, not adjacent)."""
+    lo, hi = -2000, 3000
+    thr = _progression(rng, 8, 15, lo, hi)
+    thr[1, 4] += 1
+    thr[6, 9] -= 1
+    return lo, hi, np.sort(thr, axis=1)
+
+
 def test_threshold_eval_fixes_scattered_channels():
     """Fixes on two channels that are not adjacent (a caller that cannot permute): applied
     over all channels, the others' points never match."""
-    rng = np.random.default_rng(5)
-    lo, hi, n = -2000, 3000, 15
-    thr = _progression(rng, 8, n, lo, hi)
-    thr[1, 4] += 1
-    thr[6, 9] -= 1
-    thr = np.sort(thr, axis=1)
+    lo, hi, thr = _two_scattered_fixes(np.random.default_rng(5))
     ev = ThresholdEval(thr, 8, lo, hi, 0, np.float32)
     assert ev.good.all() and np.any(ev.deltas != 0, axis=0)[[1, 6]].all()
     x = np.tile(np.arange(lo, hi + 1)[:, None], (1, 8))
@@ -285,12 +290,7 @@ def test_consuming_evaluator_fixes_from_its_input_before_the_line_overwrites_it(
     """``build(consume=True)`` runs the line in the input's own array: the fixes (adjacent
     channels: transposed; scattered: all channels) still compare the original inputs; without
     ``consume`` the input is left as it was."""
-    rng = np.random.default_rng(9)
-    lo, hi, n = -2000, 3000, 15
-    thr = _progression(rng, 8, n, lo, hi)
-    thr[1, 4] += 1
-    thr[6, 9] -= 1
-    thr = np.sort(thr, axis=1)
+    lo, hi, thr = _two_scattered_fixes(np.random.default_rng(9))
     ev = ThresholdEval(thr, 8, lo, hi, 0, np.float32, permutable=permute)
     assert ev.line[0].dtype == np.float32  # the line's dtype is the input's: in place
     order = ev.order if permute else None

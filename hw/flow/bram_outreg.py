@@ -29,6 +29,8 @@ from typing import Any
 
 from netfabric.files import atomic_write
 
+from .report import load_json
+
 BRAM = "DP16KD"
 FF = "TRELLIS_FF"
 _WIDTH_36 = 36
@@ -137,7 +139,7 @@ def absorb_output_registers(netlist: dict[str, Any]) -> int:
 
 def absorb_in_file(path: Path) -> int:
     """``absorb_output_registers`` on a netlist file, rewritten atomically if anything moved."""
-    netlist = json.loads(path.read_text())
+    netlist = load_json(path)
     moved = absorb_output_registers(netlist)
     if moved:
         atomic_write(path, json.dumps(netlist))
