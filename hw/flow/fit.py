@@ -373,14 +373,16 @@ def _segment_pad(p: dict, family: str) -> Usage:
 
 
 def _eltwise_add(p: dict, family: str) -> Usage:
-    """eltwise_add.v: PE adders, the constant right-hand side in a block-RAM ROM (CONST_RHS),
-    a 2-beat FIFO."""
+    """eltwise_add.v: PE adders, the constant right-hand side in a block-RAM ROM (CONST_RHS)
+    read ahead into a 4-word FIFO (its second read register is moved into the block RAM on
+    ECP5, so not counted), a 2-beat FIFO."""
     pe, rbits, obits = int(p["PE"]), int(p["RBITS"]), int(p["OBITS"])
     u = Usage(lut=pe * obits + 4)
     if int(p.get("CONST_RHS", 0)):
         words = int(p["RHS_WORDS"])
         u += memory(words, pe * rbits, family, rom=True, style="block")
-        u += Usage(ff=_clog2(words), lut=2 * _clog2(words))
+        u += Usage(ff=_clog2(words) + 5, lut=2 * _clog2(words) + 4)
+        u += _fifo({"WIDTH": pe * rbits, "DEPTH": 4, "RAM_STYLE": 1}, family)
     return u + _fifo({"WIDTH": pe * obits, "DEPTH": 2, "RAM_STYLE": 1}, family)
 
 

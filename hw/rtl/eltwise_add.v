@@ -22,9 +22,11 @@
 //   CONST_RHS               1: rhs is a constant from RHS_FILE ($readmemh, RHS_WORDS words of
 //                           PE*RBITS bits, element order as a stream), read in order and
 //                           repeated every RHS_WORDS beats (a broadcast table such as a
-//                           transformer's position embedding); synchronous-read ROM
+//                           transformer's position embedding); a block-RAM ROM read
+//                           ahead into a 4-word FIFO (see g_const)
 // Throughput: one beat per cycle.
-// Latency: 1 cycle from the input handshake to m_axis (a two-beat output buffer, fifo.v).
+// Latency: 1 cycle from the input handshake to m_axis (a two-beat output buffer, fifo.v);
+//   with CONST_RHS the first constant is ready 3 cycles after reset.
 // Requires: fifo.v.
 `default_nettype none
 
@@ -93,26 +95,57 @@ module eltwise_add #(
 
     generate
         if (CONST_RHS != 0) begin : g_const
-            // rom_q always holds rom[addr]: read the next address on a handshake (address 0
-            // during reset), so the ROM is a plain synchronous-read memory (block RAM).
+            // The ROM is read ahead into a small FIFO: a read is issued while fewer than
+            // PREFETCH words are read and not yet added; its word reaches the FIFO two cycles
+            // later through the block RAM's read register and one plain register (which the
+            // ECP5 flow moves into the block's output register, hw/flow/bram_outreg.py). So
+            // the adder takes its operand from a small FIFO beside it, never from a block-RAM
+            // output (~6 ns clock-to-out plus a route: the transformer's critical path on one
+            // nextpnr seed when the ROM fed the adder directly).
+            localparam PREFETCH = 4;             // covers the 3-cycle issue-to-add loop
             (* rom_style = "block" *)
             reg [PE*RBITS-1:0] rom [0:RHS_WORDS-1];
             reg [PE*RBITS-1:0] rom_q;
-            reg [AW-1:0] addr;
+            reg [PE*RBITS-1:0] rom_r;
+            reg [AW-1:0] raddr;
+            reg [2:0] pending;                   // read, not yet added: 0 .. PREFETCH
+            reg [1:0] read_v;                    // a read in rom_q / rom_r
             localparam integer LAST_I = RHS_WORDS - 1;
             localparam [AW-1:0] LAST = LAST_I[AW-1:0];
-            wire [AW-1:0] nxt = (addr == LAST) ? {AW{1'b0}} : addr + 1'b1;
-            wire [AW-1:0] rd_addr = !rst_n ? {AW{1'b0}} : (fire ? nxt : addr);
+            wire issue = !pending[2];            // pending < PREFETCH
             initial begin
                 if (RHS_FILE != "") $readmemh(RHS_FILE, rom);
             end
             always @(posedge clk) begin
-                rom_q <= rom[rd_addr];
-                if (!rst_n) addr <= {AW{1'b0}};
-                else if (fire) addr <= nxt;
+                rom_q <= rom[raddr];             // synchronous read, always enabled
+                rom_r <= rom_q;
+                if (!rst_n) begin
+                    raddr <= {AW{1'b0}};
+                    pending <= 3'd0;
+                    read_v <= 2'b00;
+                end else begin
+                    if (issue) raddr <= (raddr == LAST) ? {AW{1'b0}} : raddr + 1'b1;
+                    pending <= pending + {2'b00, issue} - {2'b00, fire};
+                    read_v <= {read_v[0], issue};
+                end
             end
-            assign rhs = rom_q;
-            assign rhs_valid = 1'b1;
+            localparam RPW = ((PE * RBITS + 7) / 8) * 8;
+            wire [RPW-1:0] rom_r_padded;
+            wire [RPW-1:0] head;
+            if (RPW > PE * RBITS) begin : g_rpad
+                assign rom_r_padded = {{(RPW - PE * RBITS){1'b0}}, rom_r};
+            end else begin : g_rnopad
+                assign rom_r_padded = rom_r;
+            end
+            /* verilator lint_off UNUSEDSIGNAL */  // never full: pending bounds its content
+            wire pf_room;
+            /* verilator lint_on UNUSEDSIGNAL */
+            fifo #(.WIDTH(PE * RBITS), .DEPTH(PREFETCH), .RAM_STYLE(1)) u_prefetch (
+                .clk(clk), .rst_n(rst_n),
+                .s_axis_tdata(rom_r_padded), .s_axis_tvalid(read_v[1]), .s_axis_tready(pf_room),
+                .m_axis_tdata(head), .m_axis_tvalid(rhs_valid), .m_axis_tready(fire)
+            );
+            assign rhs = head[PE*RBITS-1:0];
             assign s1_axis_tready = 1'b0;
         end else begin : g_stream
             assign rhs = s1_axis_tdata[PE*RBITS-1:0];
