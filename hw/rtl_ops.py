@@ -169,6 +169,11 @@ def _thresholds(node, graph, table: str, channels: int, dtype, obits: int) -> tu
 # (thresh_search ROM_STYLE=1): a few sparse tables would otherwise each take block RAMs.
 LUT_TABLE_BITS = 160_000
 
+# Weight ROMs deeper than this are split into banks of this many words (mvau.v WBANK_AW):
+# 16384 is the deepest aspect of an 18-kbit block RAM (ECP5 DP16KD, Xilinx RAMB18), so each
+# bank is block RAMs side by side, and the bank mux sits after their output registers.
+WEIGHT_BANK_WORDS = 1 << 14
+
 
 def _signed_bits(v: int) -> int:
     return (v if v >= 0 else -v - 1).bit_length() + 1
@@ -274,8 +279,16 @@ def mvau_stage(node, graph) -> Stage:
     use_act = not node.attr("noActivation", 0)
     out_t = int_type(node.attr("outputDataType"))
     name = node.name.lower()
-    mem = {"WEIGHT_FILE": ([f"{name}_w.hex"],
-                           lambda d: golden.write_mvau_weights(d / f"{name}_w.hex", w, pe, simd, wt.bits))}
+    wdepth = (mh // pe) * (mw // simd)
+    banked = wdepth > WEIGHT_BANK_WORDS
+    if banked:  # one file per bank (mvau.v WBANK_AW), WEIGHT_FILE their prefix
+        files = [p.name for p in golden.weight_bank_file_names(
+            f"{name}_w", -(-wdepth // WEIGHT_BANK_WORDS))]
+        mem = {"WEIGHT_FILE": (files, lambda d: golden.write_mvau_weight_banks(
+            d / f"{name}_w", w, pe, simd, wt.bits, WEIGHT_BANK_WORDS), f"{name}_w")}
+    else:
+        mem = {"WEIGHT_FILE": ([f"{name}_w.hex"], lambda d: golden.write_mvau_weights(
+            d / f"{name}_w.hex", w, pe, simd, wt.bits))}
     act = None
     if use_act:
         # the accumulator is compared at the thresholds' width: one spare bit above the
@@ -299,6 +312,8 @@ def mvau_stage(node, graph) -> Stage:
                   OSIGNED=int(out_t.signed) if use_act else 1, ACT_BIAS=int(node.attr("ActVal", 0)))
     if xnor:  # XNOR-popcount lanes: 0/1 weights in a 1-bit memory, no multipliers
         params["XNOR"] = 1
+    if banked:
+        params["WBANK_AW"] = WEIGHT_BANK_WORDS.bit_length() - 1
     if act is not None:
         params.update(act.params)
     latency = 9 + _clog2(simd) + (act.latency if act else 0) + 2

@@ -201,6 +201,24 @@ def write_mvau_weights(path: str | Path, w: np.ndarray, pe: int, simd: int,
     return write_hex(path, mvau_weight_words(w, pe, simd, wbits), pe * simd * wbits)
 
 
+def weight_bank_file_names(prefix: str | Path, nbank: int) -> list[Path]:
+    """File names mvau.v reads for a banked weight ROM, WEIGHT_FILE=prefix:
+    ``<prefix>_b<b>.hex`` (b in decimal, 0 .. nbank-1)."""
+    if not 1 < nbank <= 100:
+        raise ValueError(f"{nbank} weight banks: mvau.v names 2 to 100")
+    return [Path(f"{prefix}_b{b}.hex") for b in range(nbank)]
+
+
+def write_mvau_weight_banks(prefix: str | Path, w: np.ndarray, pe: int, simd: int, wbits: int,
+                            bank_words: int) -> list[Path]:
+    """The weight memory (``mvau_weight_words``) cut into banks of ``bank_words`` words, one
+    file per bank (the last one holding the rest); returns their paths."""
+    words = mvau_weight_words(w, pe, simd, wbits)
+    names = weight_bank_file_names(prefix, -(-len(words) // bank_words))
+    return [write_hex(n, words[b * bank_words:(b + 1) * bank_words], pe * simd * wbits)
+            for b, n in enumerate(names)]
+
+
 def pad_thresholds(thresholds: np.ndarray, obits: int, tbits: int) -> np.ndarray:
     """Make [C, NT] thresholds the [C, 2**obits - 1] table the RTL expects.
 

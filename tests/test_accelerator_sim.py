@@ -186,3 +186,17 @@ def test_binary_xnor_layers_bit_exact(tmp_path):
     cpu = CpuEngine(graph).run(x)
     assert np.array_equal(out, cpu) and np.array_equal(cpu, _reference(graph, sim, x))
     assert cpu[0, 0] == 8 and cpu[1, 0] == 7
+
+
+def test_deep_weight_rom_in_banks_bit_exact(tmp_path):
+    """A 24576-word weight ROM read from two banks (mvau.v WBANK_AW), under stalls:
+    compiled RTL == CPU engine == FINN's execution of the graph."""
+    from test_stitch import deep_weight_graph
+
+    graph = deep_weight_graph(tmp_path / "d.onnx")
+    x = np.random.default_rng(9).integers(0, 16, size=(3, 2048))
+    x[0] = 15  # the largest sums
+    sim = SimBackend(graph, project_dir=tmp_path / "rtl", src_idle=0.2, sink_stall=0.3)
+    out = sim.run(x)
+    cpu = CpuEngine(graph).run(x)
+    assert np.array_equal(out, cpu) and np.array_equal(cpu, _reference(graph, sim, x))

@@ -101,14 +101,16 @@ def _run(
 
 def _mv(mw: int, mh: int, pe: int, simd: int, wbits: int, wsigned: int, ibits: int,
         isigned: int, nvec: int, obits: int = 0, bias: int = 0, nt: int | None = None,
-        mul_style: int = 0, accbits: int | None = None, xnor: int = 0) -> dict[str, Any]:
+        mul_style: int = 0, accbits: int | None = None, xnor: int = 0,
+        wbank_aw: int | None = None) -> dict[str, Any]:
     """One MVAU case; obits = 0 means no activation (accumulator output); nt < 2**obits-1
     gives fewer thresholds, exercising the padding; accbits overrides the safe width (a
     narrower one makes the sums wrap, as the golden model does too); xnor = 1: binary
-    XNOR-popcount lanes (1-bit unsigned operands standing for -1/+1)."""
+    XNOR-popcount lanes (1-bit unsigned operands standing for -1/+1); wbank_aw splits the
+    weight ROM into banks of 2^wbank_aw words."""
     return dict(mw=mw, mh=mh, pe=pe, simd=simd, wbits=wbits, wsigned=wsigned, ibits=ibits,
                 isigned=isigned, nvec=nvec, obits=obits, bias=bias, nt=nt,
-                mul_style=mul_style, accbits=accbits, xnor=xnor)
+                mul_style=mul_style, accbits=accbits, xnor=xnor, wbank_aw=wbank_aw)
 
 
 MVAU_CASES = {
@@ -123,6 +125,14 @@ MVAU_CASES = {
     "w8i8_act8_dsp_blockfifo": _mv(32, 8, 2, 8, 8, 1, 8, 0, nvec=4, obits=8),
 }
 
+# Weight ROMs split into banks (mvau.v WBANK_AW; 16384-word banks in real designs): 4 full
+# banks, and 3 banks of which the last is partly used. Each has a one-bank twin below.
+BANKED_CASES = {
+    "w4i4_acc_4banks": _mv(16, 8, 2, 4, 4, 1, 4, 0, nvec=4, wbank_aw=2),
+    "w8i8_act4_3banks_dsp": _mv(12, 8, 2, 4, 8, 1, 8, 1, nvec=3, obits=4, wbank_aw=2),
+}
+ONE_BANK_TWINS = {f"{n}_onebank": {**c, "wbank_aw": None} for n, c in BANKED_CASES.items()}
+
 # Binary (XNOR-popcount) MVAUs, FINN's binaryXnorMode: the sign activation of BNN layers (one
 # threshold, 1-bit out), the popcount itself, a 2-bit activation with padded thresholds.
 XNOR_CASES = {
@@ -134,12 +144,13 @@ MVAU_CASES.update(XNOR_CASES)
 
 
 def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    c = MVAU_CASES[name]
+    c = {**MVAU_CASES, **BANKED_CASES, **ONE_BANK_TWINS}[name]
     mw, mh, pe, simd = c["mw"], c["mh"], c["pe"], c["simd"]
     wbits, wsigned, ibits, isigned = c["wbits"], c["wsigned"], c["ibits"], c["isigned"]
     obits, bias = c["obits"], c["bias"]
     use_act = int(obits > 0)
-    rng = np.random.default_rng(sum(map(ord, name)))  # stable across runs
+    # stable across runs; a banked case and its one-bank twin get the same data
+    rng = np.random.default_rng(sum(map(ord, name.removesuffix("_onebank"))))
     case_dir = DATA_ROOT / f"mvau_{name}"
     w = golden.random_ints(rng, (mh, mw), wbits, bool(wsigned))
     # Accumulator width from the worst case, plus one spare bit so that the largest value
@@ -155,7 +166,14 @@ def _mvau_setup(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
                                OSIGNED=int(bias < 0), ACT_BIAS=bias, MUL_STYLE=c["mul_style"])
     if xnor:
         hdl["XNOR"] = 1
-    hdl["WEIGHT_FILE"] = golden.write_mvau_weights(case_dir / "weights.hex", w, pe, simd, wbits)
+    if c["wbank_aw"] is not None:  # one file per bank, WEIGHT_FILE their prefix
+        hdl["WBANK_AW"] = c["wbank_aw"]
+        golden.write_mvau_weight_banks(case_dir / "weights", w, pe, simd, wbits,
+                                       1 << c["wbank_aw"])
+        hdl["WEIGHT_FILE"] = case_dir / "weights"
+    else:
+        hdl["WEIGHT_FILE"] = golden.write_mvau_weights(case_dir / "weights.hex", w, pe, simd,
+                                                       wbits)
     np.save(case_dir / "weights.npy", w)
     tb: dict[str, Any] = {"weights_npy": str(case_dir / "weights.npy"), "seed": 5, "frames": 4}
     if use_act:
@@ -183,6 +201,17 @@ def test_mvau(name: str, simulator: str) -> None:
     assert rep["interval"] <= 1.05 * rep["ideal"]
     if name in XNOR_CASES:  # the XNOR lanes keep the pipeline: exactly one step per cycle
         assert rep["interval"] == rep["ideal"], rep
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", list(BANKED_CASES))
+def test_mvau_weight_banks_keep_the_timing(name: str) -> None:
+    """Banks change where the weight word is registered, not when it arrives: the banked MVAU
+    is bit-exact (the testbench checks every output against numpy) with the one-bank MVAU's
+    total cycles and interval on the same data and stalls."""
+    banked = _run("mvau", f"mvau_{name}", *_mvau_setup(name), "verilator")
+    one = _run("mvau", f"mvau_{name}_onebank", *_mvau_setup(f"{name}_onebank"), "verilator")
+    assert (banked["latency_total"], banked["interval"]) == (one["latency_total"], one["interval"])
 
 
 def _synth_ecp5_cells(work: Path, params: dict[str, Any]) -> dict[str, int]:
@@ -238,6 +267,7 @@ LINT_PARAMS: list[tuple[str, dict[str, int]]] = [
     *[(top, {}) for top in RTL_MODULES],
     ("mvau", {"USE_ACT": 1, "OBITS": 2, "SIMD": 3, "MW": 9, "MH": 6, "PE": 3}),
     ("mvau", {"WBITS": 8, "IBITS": 8, "SIMD": 1, "PE": 1, "MW": 4, "MH": 4}),
+    ("mvau", {"WBANK_AW": 2, "MW": 12, "SIMD": 4, "MH": 8, "PE": 2}),  # 3 weight banks
     ("mvau", {"XNOR": 1, "WBITS": 1, "IBITS": 1, "WSIGNED": 0, "ACCBITS": 6, "USE_ACT": 1,
               "OBITS": 1, "SIMD": 4, "MW": 16, "MH": 4}),
     ("swg", {"K": 1, "S": 2, "SIMD": 4}),

@@ -127,6 +127,20 @@ def bnn_full_agreement_inputs(path: Path) -> np.ndarray:
     return np.concatenate([w1[None, :, 0], 1 - w1[None, :, 0], rand])
 
 
+def deep_weight_graph(path: Path, mw: int = 2048, mh: int = 12) -> Path:
+    """One MVAU (PE = SIMD = 1, accumulator out) whose weight ROM holds mw * mh words: deeper
+    than one 16384-word bank at the defaults (24576 words: a full bank and a half one)."""
+    rng = np.random.default_rng(8)
+    b = HWGraphBuilder("deep_weights")
+    b.input("x", [1, mw], "UINT4")
+    b.node("MVAU", ["x", b.param("w", rng.integers(-8, 8, size=(mw, mh)), "INT4")],
+           [("y", [1, mh], "INT20")], name="MVAU_0", MW=mw, MH=mh, SIMD=1, PE=1,
+           inputDataType="UINT4", weightDataType="INT4", accDataType="INT20",
+           outputDataType="INT20", noActivation=1, ActVal=0, numInputVectors=[1])
+    b.output("y")
+    return b.save(path)
+
+
 def const_add_graph(path: Path, channels: int = 8, tokens: int = 7, pe: int = 2) -> Path:
     """x (UINT8 stream) + a constant INT6 table [1, tokens, channels] (a position embedding)."""
     rng = np.random.default_rng(9)
@@ -215,6 +229,22 @@ def test_weight_memory_round_trips(mlp_graph, tmp_path):
     nf, sf = w.shape[0] // pe, w.shape[1] // simd
     rebuilt = decoded.reshape(nf, sf, pe, simd).transpose(0, 2, 1, 3).reshape(w.shape)
     assert np.array_equal(rebuilt, w)
+
+
+def test_deep_weight_rom_is_written_in_banks(tmp_path):
+    """A weight ROM deeper than WEIGHT_BANK_WORDS: one file per bank, WEIGHT_FILE their prefix,
+    WBANK_AW on the instance; the bank files end to end are the one-bank memory."""
+    graph = deep_weight_graph(tmp_path / "d.onnx")
+    project = stitch(graph, tmp_path / "rtl")
+    g = load_hwgraph(graph)
+    w = g.params["w"].astype(np.int64).T
+    names = [p.name for p in golden.weight_bank_file_names("mvau_0_w", 2)]
+    assert [f for f in load_manifest(project.folder)["mem_files"] if "_w" in f] == names
+    words = [int(line, 16) for n in names for line in (project.folder / n).read_text().split()]
+    assert words == golden.mvau_weight_words(w, 1, 1, 4)
+    assert len((project.folder / names[0]).read_text().split()) == 1 << 14
+    top = (project.folder / "nf_accel.v").read_text()
+    assert re.search(r"\.WBANK_AW\(14\)", top) and '"mvau_0_w"' in top
 
 
 def test_every_instantiated_module_is_in_the_folder(mlp_graph, tmp_path):

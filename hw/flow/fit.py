@@ -223,10 +223,18 @@ def _mvau(p: dict, family: str) -> Usage:
     lanes = pe * simd
     u = Usage(ff=3 * (6 + levels) + 2 * _clog2(nf * sf) + _clog2(sf) + _clog2(nf) + 8,
               lut=2 * _clog2(nf * sf) + _clog2(sf) + _clog2(nf) + 10)
-    rom = memory(nf * sf, ww, family, rom=True)
-    u += rom
-    # w_q (a block RAM's own register), w_m beside the ROM, w_r at the multipliers (kept)
-    u.ff += ww * (2 if rom.bram else 3)
+    bank_aw = int(p.get("WBANK_AW", 14))
+    nbank = -(-(nf * sf) // (1 << bank_aw))  # mvau.v: one bank up to 2^WBANK_AW words
+    if nbank == 1:
+        rom = memory(nf * sf, ww, family, rom=True)
+        u += rom
+        # w_q (a block RAM's own register), w_m beside the ROM, w_r at the multipliers (kept)
+        u.ff += ww * (2 if rom.bram else 3)
+    else:  # banks: each with its read register and one more, then the bank mux, w_m, w_r
+        for b in range(nbank):
+            u += memory(min(1 << bank_aw, nf * sf - (b << bank_aw)), ww, family, rom=True)
+        u.ff += ww * (nbank + 2)
+        u.lut += ww * (nbank - 1)
     u.ff += 3 * iw  # input data registers, x_m beside w_m
     if nf > 1:
         # mvau.v: input buffers up to 8 kbit in LUT RAM

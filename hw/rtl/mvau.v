@@ -29,6 +29,12 @@
 //                     1 = LUT shift-and-add, 2 = "*" (DSP blocks where the flow maps them)
 //   WEIGHT_FILE       $readmemh file, NF*SF words of PE*SIMD*WBITS bits: word nf*SF + sf holds
 //                     W[nf*PE+p][sf*SIMD+s] at bits [(p*SIMD+s)*WBITS +: WBITS]
+//   WBANK_AW          weight ROMs deeper than 2^WBANK_AW words are split into banks of that
+//                     many words, each with its own registered output (default 14: 16384
+//                     words, the deepest aspect of an 18-kbit block RAM, ECP5 DP16KD or
+//                     Xilinx RAMB18, so a bank is block RAMs side by side with no cascade);
+//                     WEIGHT_FILE is then a prefix: bank b (2 to 100 banks) reads
+//                     "<WEIGHT_FILE>_b<b>.hex", b in decimal, the words b*2^WBANK_AW on
 //   THRESH_FILE       prefix of the OBITS threshold stage files (see thresh_search.v), the
 //                     thresholds being ACCBITS-bit signed
 //   RQ, NT, ROM_STYLE, RQ_LEVELS, RQ_MBITS, RQ_BBITS, RQ_SHIFT, RQ_FILE   the activation's
@@ -81,6 +87,7 @@ module mvau #(
     parameter MUL_STYLE = 0,
     parameter XNOR = 0,
     parameter WEIGHT_FILE = "",
+    parameter WBANK_AW = 14,
     parameter THRESH_FILE = "",
     // activation by requantizer where proven (requant_act.v; RQ = 0: threshold tables)
     parameter RQ = 0,
@@ -113,6 +120,8 @@ module mvau #(
     localparam SFW = (SF > 1) ? $clog2(SF) : 1;
     localparam NFW = (NF > 1) ? $clog2(NF) : 1;
     localparam WAW = (WDEPTH > 1) ? $clog2(WDEPTH) : 1;
+    localparam WNBANK = (WBANK_AW >= 1 && WBANK_AW < WAW)
+                        ? (WDEPTH + (1 << WBANK_AW) - 1) >> WBANK_AW : 1;
     localparam LEVELS = $clog2(SIMD);
     localparam SIMDP = 1 << LEVELS;
     // exact signed product width (XNOR: a 0/1 agreement bit, 2 bits signed)
@@ -170,6 +179,13 @@ module mvau #(
         begin : g_err_xnor
             `NF_PARAM_ERROR(("mvau: XNOR needs WBITS = IBITS = 1, unsigned (%0d, %0d, %0d, %0d)",
                              WBITS, IBITS, WSIGNED, ISIGNED))
+        end
+        if (WBANK_AW < 1) begin : g_err_wbank
+            `NF_PARAM_ERROR(("mvau: WBANK_AW (%0d) must be >= 1", WBANK_AW))
+        end
+        if (WNBANK > 100) begin : g_err_nbank
+            `NF_PARAM_ERROR(("mvau: %0d weight banks of 2^%0d words, at most 100", WNBANK,
+                             WBANK_AW))
         end
         if (XNOR < 0 || XNOR > 1) begin : g_err_xnor_val
             `NF_PARAM_ERROR(("mvau: XNOR (%0d) must be 0 or 1", XNOR))
@@ -251,22 +267,73 @@ module mvau #(
     // Block RAM outputs (~6 ns clock-to-out on ECP5 DP16KD) only ever feed a plain register:
     // the input buffer is read at stage 1 and its data registered at stage 2; the weight ROM
     // is read one cycle later (delayed address) so both operands reach stage 3 together.
-    /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
-    reg  [WW-1:0] wrom [0:WDEPTH-1];
-    /* verilator lint_on UNDRIVEN */
-    // Guarded so that elaborating with default parameters (e.g. a plain Yosys read_verilog)
-    // does not try to open a file.
+    wire [WW-1:0] w_sel;                    // the weight word for stage 3 (w_m)
     generate
-        if (WEIGHT_FILE != "") begin : g_winit
-            initial $readmemh(WEIGHT_FILE, wrom);
+        if (WNBANK == 1) begin : g_wrom
+            /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
+            reg  [WW-1:0] wrom [0:WDEPTH-1];
+            /* verilator lint_on UNDRIVEN */
+            // Guarded so that elaborating with default parameters (e.g. a plain Yosys
+            // read_verilog) does not try to open a file.
+            if (WEIGHT_FILE != "") begin : g_winit
+                initial $readmemh(WEIGHT_FILE, wrom);
+            end
+            reg  [WAW-1:0] waddr_d;
+            reg  [WW-1:0]  w_q;
+            always @(posedge clk) begin
+                waddr_d <= waddr;
+                w_q <= wrom[waddr_d];           // synchronous read -> block RAM
+            end
+            assign w_sel = w_q;
+        end else begin : g_wbanks
+            // A ROM deeper than one bank (2^WBANK_AW words): one memory per bank, read one
+            // cycle earlier (with waddr itself), its data registered twice beside it (the
+            // read register and a plain one, which the ECP5 flow moves into the block
+            // RAM's output register), then the bank mux into w_m: no multiplexer between a
+            // block-RAM output and a register, and the same latency as one bank. Each bank
+            // has its own file (Yosys keeps every word of a memory, even those a constant
+            // address part never reads).
+            localparam BSW = $clog2(WNBANK);
+            wire [BSW-1:0] bsel = waddr[WAW-1:WBANK_AW];
+            reg  [BSW-1:0] bsel_q;
+            reg  [BSW-1:0] bsel_m;
+            wire [(1<<BSW)*WW-1:0] q_all;
+            genvar b;
+            for (b = 0; b < (1 << BSW); b = b + 1) begin : g_bank
+                if (b < WNBANK) begin : g_real
+                    localparam integer BWORDS = (b < WNBANK - 1) ? (1 << WBANK_AW)
+                                                : WDEPTH - (b << WBANK_AW);
+                    // "<WEIGHT_FILE>_b<b>.hex", b in decimal
+                    localparam integer TENS_I = 48 + b / 10;
+                    localparam integer ONES_I = 48 + b % 10;
+                    localparam [7:0] TENS = TENS_I[7:0];
+                    localparam [7:0] ONES = ONES_I[7:0];
+                    /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
+                    reg [WW-1:0] wrom [0:BWORDS-1];
+                    /* verilator lint_on UNDRIVEN */
+                    if (WEIGHT_FILE != "" && b < 10) begin : g_winit
+                        initial $readmemh({WEIGHT_FILE, "_b", ONES, ".hex"}, wrom);
+                    end else if (WEIGHT_FILE != "") begin : g_winit2
+                        initial $readmemh({WEIGHT_FILE, "_b", TENS, ONES, ".hex"}, wrom);
+                    end
+                    reg [WW-1:0] q;
+                    reg [WW-1:0] q_m;
+                    always @(posedge clk) begin
+                        q <= wrom[waddr[WBANK_AW-1:0]];
+                        q_m <= q;
+                    end
+                    assign q_all[b*WW +: WW] = q_m;
+                end else begin : g_none
+                    assign q_all[b*WW +: WW] = {WW{1'b0}};
+                end
+            end
+            always @(posedge clk) begin
+                bsel_q <= bsel;
+                bsel_m <= bsel_q;
+            end
+            assign w_sel = q_all[bsel_m*WW +: WW];
         end
     endgenerate
-    reg  [WAW-1:0] waddr_d;
-    reg  [WW-1:0]  w_q;
-    always @(posedge clk) begin
-        waddr_d <= waddr;
-        w_q <= wrom[waddr_d];                   // synchronous read -> block RAM
-    end
 
     reg  [IW-1:0] xin_d;
     reg  [IW-1:0] xin_dd;
@@ -325,7 +392,7 @@ module mvau #(
     // instead of one register fanning out across the chip)
     reg [WW-1:0] w_m;
     reg [WW-1:0] w_r;
-    (* keep *) always @(posedge clk) w_m <= w_q;
+    (* keep *) always @(posedge clk) w_m <= w_sel;
     (* keep *) always @(posedge clk) w_r <= w_m;
     reg [IW-1:0] x_m;
     always @(posedge clk) x_m <= x_sel;
