@@ -206,10 +206,13 @@ def plan_activation(thr: np.ndarray, tbits: int, pe: int, dtype, obits: int, pre
     from netfabric.sim import golden
 
     n, nf = thr.shape[1], thr.shape[0] // pe
-    stage_files = [p.name for p in golden.threshold_file_names(prefix, obits)]
+
+    def stage_files(tables: int) -> list[str]:
+        return [p.name for p in golden.threshold_file_names(prefix, obits, tables)]
+
     fitted = fit_requantizer(thr, dtype.min, dtype.max) if n else None
     if fitted is None:  # tables only, as FINN
-        return Activation({}, {"THRESH_FILE": (stage_files, lambda d: golden.write_thresholds(
+        return Activation({}, {"THRESH_FILE": (stage_files(nf), lambda d: golden.write_thresholds(
             d / prefix, thr, pe, obits, tbits), prefix)}, 4 * obits + 2, 0)
     rq, proven = fitted
     m = [int(v) for v in rq.mult[proven]]
@@ -242,7 +245,7 @@ def plan_activation(thr: np.ndarray, tbits: int, pe: int, dtype, obits: int, pre
             golden.write_hex(d / f"{prefix}_idx.hex", idx, pe * tw)
             return golden.write_thresholds(d / prefix, comp, pe, obits, tbits)
 
-        mem["THRESH_FILE"] = ([*stage_files, f"{prefix}_idx.hex"], write, prefix)
+        mem["THRESH_FILE"] = ([*stage_files(nt), f"{prefix}_idx.hex"], write, prefix)
         if nt * pe * (2**obits - 1) * tbits <= LUT_TABLE_BITS:
             params["ROM_STYLE"] = 1
     return Activation(params, mem, 4 * obits + 2 if nt else 6, int(proven.sum()))
@@ -282,7 +285,7 @@ def mvau_stage(node, graph) -> Stage:
     wdepth = (mh // pe) * (mw // simd)
     banked = wdepth > WEIGHT_BANK_WORDS
     if banked:  # one file per bank (mvau.v WBANK_AW), WEIGHT_FILE their prefix
-        files = [p.name for p in golden.weight_bank_file_names(
+        files = [p.name for p in golden.bank_file_names(
             f"{name}_w", -(-wdepth // WEIGHT_BANK_WORDS))]
         mem = {"WEIGHT_FILE": (files, lambda d: golden.write_mvau_weight_banks(
             d / f"{name}_w", w, pe, simd, wt.bits, WEIGHT_BANK_WORDS), f"{name}_w")}
@@ -636,7 +639,7 @@ def segment_attention_stage(node, graph) -> Stage:
                               "the RTL takes one table for all (shape [1, K])")
         thr, tb = _thresholds(node, graph, table, 1, acc_t, obits)
         prefix = f"{name}_{'s' if key == 'SCORE_FILE' else 'c'}t"
-        files = [p.name for p in golden.threshold_file_names(prefix, obits)]
+        files = [p.name for p in golden.threshold_file_names(prefix, obits, len(thr))]
         mem[key] = (files, lambda dd, prefix=prefix, thr=thr, obits=obits, tb=tb:
                     golden.write_thresholds(dd / prefix, thr, 1, obits, tb), prefix)
         tbits[key] = tb

@@ -201,22 +201,29 @@ def write_mvau_weights(path: str | Path, w: np.ndarray, pe: int, simd: int,
     return write_hex(path, mvau_weight_words(w, pe, simd, wbits), pe * simd * wbits)
 
 
-def weight_bank_file_names(prefix: str | Path, nbank: int) -> list[Path]:
-    """File names mvau.v reads for a banked weight ROM, WEIGHT_FILE=prefix:
-    ``<prefix>_b<b>.hex`` (b in decimal, 0 .. nbank-1)."""
-    if not 1 < nbank <= 100:
-        raise ValueError(f"{nbank} weight banks: mvau.v names 2 to 100")
-    return [Path(f"{prefix}_b{b}.hex") for b in range(nbank)]
+def bank_file_names(prefix: str | Path, nbank: int) -> list[Path]:
+    """File names of a memory in banks (mvau.v weights, thresh_search.v deep stages):
+    ``<prefix>_b<bbb>.hex``, b = 0 .. nbank-1 in three decimal digits."""
+    if not 1 < nbank <= 1000:
+        raise ValueError(f"{nbank} memory banks: the RTL names 2 to 1000")
+    return [Path(f"{prefix}_b{b:03d}.hex") for b in range(nbank)]
+
+
+def write_banks(prefix: str | Path, words: list[int], width: int,
+                bank_words: int) -> list[Path]:
+    """``words`` cut into banks of ``bank_words`` (the last one holding the rest), one
+    ``bank_file_names`` file each; returns their paths."""
+    names = bank_file_names(prefix, -(-len(words) // bank_words))
+    return [write_hex(n, words[b * bank_words:(b + 1) * bank_words], width)
+            for b, n in enumerate(names)]
 
 
 def write_mvau_weight_banks(prefix: str | Path, w: np.ndarray, pe: int, simd: int, wbits: int,
                             bank_words: int) -> list[Path]:
     """The weight memory (``mvau_weight_words``) cut into banks of ``bank_words`` words, one
     file per bank (the last one holding the rest); returns their paths."""
-    words = mvau_weight_words(w, pe, simd, wbits)
-    names = weight_bank_file_names(prefix, -(-len(words) // bank_words))
-    return [write_hex(n, words[b * bank_words:(b + 1) * bank_words], pe * simd * wbits)
-            for b, n in enumerate(names)]
+    return write_banks(prefix, mvau_weight_words(w, pe, simd, wbits), pe * simd * wbits,
+                       bank_words)
 
 
 def pad_thresholds(thresholds: np.ndarray, obits: int, tbits: int) -> np.ndarray:
@@ -263,17 +270,35 @@ def threshold_stage_words(thresholds: np.ndarray, pe: int, obits: int,
     return stages
 
 
-def threshold_file_names(prefix: str | Path, obits: int) -> list[Path]:
-    """File names thresh_search.v reads for THRESH_FILE=prefix: ``<prefix>_s<j>.hex``."""
-    return [Path(f"{prefix}_s{j}.hex") for j in range(obits)]
+# thresh_search.v splits stages deeper than this into banks (its BANK_AW = 11)
+THRESH_BANK_WORDS = 2048
+
+
+def threshold_file_names(prefix: str | Path, obits: int, tables: int) -> list[Path]:
+    """File names thresh_search.v reads for THRESH_FILE=prefix with ``tables`` tables per
+    lane: stage j (``tables << j`` words) in ``<prefix>_s<j>.hex``, or when deeper than one
+    bank in ``bank_file_names(<prefix>_s<j>, ...)``."""
+    names: list[Path] = []
+    for j in range(obits):
+        depth = tables << j
+        if depth > THRESH_BANK_WORDS:
+            names += bank_file_names(f"{prefix}_s{j}", -(-depth // THRESH_BANK_WORDS))
+        else:
+            names.append(Path(f"{prefix}_s{j}.hex"))
+    return names
 
 
 def write_thresholds(prefix: str | Path, thresholds: np.ndarray, pe: int, obits: int,
                      tbits: int) -> list[Path]:
-    """Write the OBITS stage files for THRESH_FILE=prefix; returns their paths."""
-    stages = threshold_stage_words(thresholds, pe, obits, tbits)
-    names = threshold_file_names(prefix, obits)
-    return [write_hex(n, words, pe * tbits) for n, words in zip(names, stages, strict=True)]
+    """Write the stage files for THRESH_FILE=prefix (``threshold_file_names``); returns
+    their paths."""
+    paths: list[Path] = []
+    for j, words in enumerate(threshold_stage_words(thresholds, pe, obits, tbits)):
+        if len(words) > THRESH_BANK_WORDS:
+            paths += write_banks(f"{prefix}_s{j}", words, pe * tbits, THRESH_BANK_WORDS)
+        else:
+            paths.append(write_hex(f"{prefix}_s{j}.hex", words, pe * tbits))
+    return paths
 
 
 def random_thresholds(rng: np.random.Generator, channels: int, nt: int, lo: int,

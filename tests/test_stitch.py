@@ -238,7 +238,7 @@ def test_deep_weight_rom_is_written_in_banks(tmp_path):
     project = stitch(graph, tmp_path / "rtl")
     g = load_hwgraph(graph)
     w = g.params["w"].astype(np.int64).T
-    names = [p.name for p in golden.weight_bank_file_names("mvau_0_w", 2)]
+    names = [p.name for p in golden.bank_file_names("mvau_0_w", 2)]
     assert [f for f in load_manifest(project.folder)["mem_files"] if "_w" in f] == names
     words = [int(line, 16) for n in names for line in (project.folder / n).read_text().split()]
     assert words == golden.mvau_weight_words(w, 1, 1, 4)

@@ -33,8 +33,9 @@
 //                     many words, each with its own registered output (default 14: 16384
 //                     words, the deepest aspect of an 18-kbit block RAM, ECP5 DP16KD or
 //                     Xilinx RAMB18, so a bank is block RAMs side by side with no cascade);
-//                     WEIGHT_FILE is then a prefix: bank b (2 to 100 banks) reads
-//                     "<WEIGHT_FILE>_b<b>.hex", b in decimal, the words b*2^WBANK_AW on
+//                     WEIGHT_FILE is then a prefix: bank b (2 to 1000 banks) reads
+//                     "<WEIGHT_FILE>_b<bbb>.hex" (b in three decimal digits), the words
+//                     b*2^WBANK_AW on
 //   THRESH_FILE       prefix of the OBITS threshold stage files (see thresh_search.v), the
 //                     thresholds being ACCBITS-bit signed
 //   RQ, NT, ROM_STYLE, RQ_LEVELS, RQ_MBITS, RQ_BBITS, RQ_SHIFT, RQ_FILE   the activation's
@@ -122,6 +123,18 @@ module mvau #(
     localparam WAW = (WDEPTH > 1) ? $clog2(WDEPTH) : 1;
     localparam WNBANK = (WBANK_AW >= 1 && WBANK_AW < WAW)
                         ? (WDEPTH + (1 << WBANK_AW) - 1) >> WBANK_AW : 1;
+
+    // A bank's number in a file name: three ASCII decimal digits ("_b007.hex").
+    function [23:0] bank_number;
+        input integer b;
+        integer h, t, o;
+        begin
+            h = 48 + b / 100 % 10;
+            t = 48 + b / 10 % 10;
+            o = 48 + b % 10;
+            bank_number = {h[7:0], t[7:0], o[7:0]};
+        end
+    endfunction
     localparam LEVELS = $clog2(SIMD);
     localparam SIMDP = 1 << LEVELS;
     // exact signed product width (XNOR: a 0/1 agreement bit, 2 bits signed)
@@ -183,8 +196,8 @@ module mvau #(
         if (WBANK_AW < 1) begin : g_err_wbank
             `NF_PARAM_ERROR(("mvau: WBANK_AW (%0d) must be >= 1", WBANK_AW))
         end
-        if (WNBANK > 100) begin : g_err_nbank
-            `NF_PARAM_ERROR(("mvau: %0d weight banks of 2^%0d words, at most 100", WNBANK,
+        if (WNBANK > 1000) begin : g_err_nbank
+            `NF_PARAM_ERROR(("mvau: %0d weight banks of 2^%0d words, at most 1000", WNBANK,
                              WBANK_AW))
         end
         if (XNOR < 0 || XNOR > 1) begin : g_err_xnor_val
@@ -303,18 +316,12 @@ module mvau #(
                 if (b < WNBANK) begin : g_real
                     localparam integer BWORDS = (b < WNBANK - 1) ? (1 << WBANK_AW)
                                                 : WDEPTH - (b << WBANK_AW);
-                    // "<WEIGHT_FILE>_b<b>.hex", b in decimal
-                    localparam integer TENS_I = 48 + b / 10;
-                    localparam integer ONES_I = 48 + b % 10;
-                    localparam [7:0] TENS = TENS_I[7:0];
-                    localparam [7:0] ONES = ONES_I[7:0];
+                    localparam [23:0] BNUM = bank_number(b);
                     /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
                     reg [WW-1:0] wrom [0:BWORDS-1];
                     /* verilator lint_on UNDRIVEN */
-                    if (WEIGHT_FILE != "" && b < 10) begin : g_winit
-                        initial $readmemh({WEIGHT_FILE, "_b", ONES, ".hex"}, wrom);
-                    end else if (WEIGHT_FILE != "") begin : g_winit2
-                        initial $readmemh({WEIGHT_FILE, "_b", TENS, ONES, ".hex"}, wrom);
+                    if (WEIGHT_FILE != "") begin : g_winit
+                        initial $readmemh({WEIGHT_FILE, "_b", BNUM, ".hex"}, wrom);
                     end
                     reg [WW-1:0] q;
                     reg [WW-1:0] q_m;

@@ -79,6 +79,18 @@ module thresh_search #(
     localparam TW = (NT > 1) ? $clog2(NT) : 1;   // table number per lane
     localparam TWP = PE * TW;
 
+    // A bank's number in a file name: three ASCII decimal digits ("_b007.hex").
+    function [23:0] bank_number;
+        input integer b;
+        integer h, t, o;
+        begin
+            h = 48 + b / 100 % 10;
+            t = 48 + b / 10 % 10;
+            o = 48 + b % 10;
+            bank_number = {h[7:0], t[7:0], o[7:0]};
+        end
+    endfunction
+
     // ------------------------------------------------------------------ parameter checks
     generate
         if (NF < 1) begin : g_err_nf
@@ -204,8 +216,19 @@ module thresh_search #(
                     /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
                     reg [DW-1:0] mem [0:DEPTH-1];
                     /* verilator lint_on UNDRIVEN */
-                    if (THRESH_FILE != "") begin : g_init
+                    if (THRESH_FILE != "" && NBANK == 1) begin : g_init
                         initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                    end else if (THRESH_FILE != "") begin : g_init_banks
+                        // one memory in LUTs, loaded from the stage's bank files
+                        genvar lb;
+                        for (lb = 0; lb < NBANK; lb = lb + 1) begin : g_load
+                            localparam integer FIRST = lb << BANK_AW;
+                            localparam [23:0] BNUM = bank_number(lb);
+                            localparam integer LAST = (lb == NBANK - 1) ? DEPTH - 1
+                                                      : FIRST + (1 << BANK_AW) - 1;
+                            initial $readmemh({THRESH_FILE, "_s", DIGIT, "_b", BNUM, ".hex"},
+                                              mem, FIRST, LAST);
+                        end
                     end
                     reg [DBITS-1:0] q;
                     reg [DBITS-1:0] q_m;
@@ -229,12 +252,12 @@ module thresh_search #(
                         q_c <= q_m;
                     end
                 end else begin : g_banks
-                    // A stage deeper than one bank: one memory per bank of 2^BANK_AW words.
-                    // Each bank loads the whole file but reads with its bank number as
-                    // constant upper address bits, so synthesis keeps only that bank's
-                    // block RAMs. Every bank output gets its own register next to it, and
-                    // the bank mux runs in the next cycle (from flip-flops), instead of a
-                    // mux right after the RAM outputs.
+                    // A stage deeper than one bank: one memory per bank of 2^BANK_AW words,
+                    // each from its own file "<prefix>_s<j>_b<b>.hex" (Yosys keeps every
+                    // word of a memory, even those a constant address part never reads).
+                    // Every bank output gets its own register next to it, and the bank mux
+                    // runs in the next cycle (from flip-flops), instead of a mux right after
+                    // the RAM outputs.
                     localparam BSW = $clog2(NBANK);
                     wire [BSW-1:0] bsel = addr[AW-1:BANK_AW];
                     reg  [BSW-1:0] bsel_q;
@@ -243,18 +266,20 @@ module thresh_search #(
                     genvar b;
                     for (b = 0; b < (1 << BSW); b = b + 1) begin : g_bank
                         if (b < NBANK) begin : g_real
-                            localparam integer B_I = b;
-                            localparam [AW-BANK_AW-1:0] BNUM = B_I[AW-BANK_AW-1:0];
+                            localparam integer BWORDS = (b < NBANK - 1) ? (1 << BANK_AW)
+                                                        : DEPTH - (b << BANK_AW);
+                            localparam [23:0] BNUM = bank_number(b);
                             /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
-                            reg [DW-1:0] mem [0:DEPTH-1];
+                            reg [DW-1:0] mem [0:BWORDS-1];
                             /* verilator lint_on UNDRIVEN */
                             if (THRESH_FILE != "") begin : g_init
-                                initial $readmemh({THRESH_FILE, "_s", DIGIT, ".hex"}, mem);
+                                initial $readmemh({THRESH_FILE, "_s", DIGIT, "_b", BNUM,
+                                                   ".hex"}, mem);
                             end
                             reg [DBITS-1:0] q;
                             reg [DBITS-1:0] q_m;
                             always @(posedge clk) begin
-                                q <= mem[{BNUM, addr[BANK_AW-1:0]}][p*DBITS +: DBITS];
+                                q <= mem[addr[BANK_AW-1:0]][p*DBITS +: DBITS];
                                 q_m <= q;
                             end
                             assign q_all[b*DBITS +: DBITS] = q_m;
