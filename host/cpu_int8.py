@@ -18,14 +18,18 @@ Exactness, layer by layer:
   (``cpu_thresholds.ThresholdEval``), emitted as the same IEEE operations in the same dtype
   (Cast, Mul, Add, Max/Min, Floor), each correctly rounded, so the plan's proof carries over;
   they are also re-checked through onnxruntime on every proof point (``probe_thresholds``).
-  Channels that are no line use the integer table search of the ONNX lowering;
+  Channels that are no line use the integer table search of the ONNX lowering. Where the
+  next layer can take them, the fixes leave the layer as step columns (``Steps``: exact
+  power-of-two lines, the next layer's weights undo the line's misplaced steps), so every
+  column is one monotone line, probed on the points that pin each of its steps
+  (``probe_steps``);
 - between layers the counts are cast to uint8 (with a zero point of 128 for signed ranges).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,10 +41,33 @@ from .hwgraph import HWGraph, HWNode, IntType
 
 PASS_OPS = ("StreamingFIFO", "StreamingDataWidthConverter")
 PROBE_RANDOM_ROWS = 64
+# multiply-adds per row that a layer's step columns may add to its GEMM and the next: 73k (86
+# step columns on the MLP's first layer, K = 784, next layer 64 wide) measured faster than
+# that layer's 4 fix ops at batch 1 and at batch 64
+STEPS_MAX_MACS = 1 << 17
 _U8, _I8, _I32, _I64, _F32, _F64 = 2, 3, 6, 7, 1, 11  # onnx TensorProto enums
 
 # gemm(w, w_zero, x_zero, x) -> int32 x @ w with zero points: w uint8/int8 [K, N], x uint8 [M, K]
 Gemm = Callable[[np.ndarray, int, int, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Steps:
+    """A layer's single-point fixes as extra output columns, each a step ``[acc >= point]``
+    of the accumulator of column ``cols[i]``, which the next layer weighs with ``signs[i]``
+    times that column's weights: a fix ``count = line - delta * [acc == p]`` is the pair
+    ``-delta * [acc >= p] + delta * [acc >= p + 1]``. Every line column is then a plain
+    clipped line (a step is a line too), so a layer needs no compare, gather or scatter.
+    The step columns sit after the line's channels, before those of the table search."""
+
+    cols: np.ndarray  # [S] the layer's column (in ``order``) each step copies
+    points: np.ndarray  # [S]
+    signs: np.ndarray  # [S] +-1
+    at: int  # the step columns' first position among the layer's columns
+
+    def insert(self, x: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        """``extra`` [N, S] placed among the columns of ``x`` [N, C] at ``at``."""
+        return np.concatenate([x[:, : self.at], extra, x[:, self.at :]], axis=1)
 
 
 @dataclass
@@ -55,6 +82,7 @@ class Layer:
     order: np.ndarray | None = None  # column i is natural channel order[i]
     ev: ThresholdEval | None = None  # None: noActivation (the accumulator is the output)
     fast: bool = True  # the fixes folded into the line's bias (``_emit_line``)
+    steps: Steps | None = None  # the fixes as step columns (``Steps``) instead
 
 
 def u8_offset(lo: int, hi: int) -> int | None:
@@ -157,15 +185,16 @@ def _float(dtype: np.dtype) -> int:
 
 
 def _emit_line(b, acc: str, ev: ThresholdEval, cols: slice, zero: int, fast: bool,
-               hint: str) -> str:
+               hint: str, steps: Steps | None = None) -> str:
     """The proven line and its single-point fixes (``cpu_thresholds._fixed_line``: the same
     IEEE product, sum, clip and floor in the same dtype) plus ``zero`` on channels ``cols``,
     as floats whose truncation to an integer type is the count.
 
     ``fast``: the fixes are subtracted from the line's bias (one op fewer, and no floor before
     a cast): away from the fix points they subtract an exact 0, so only the fix points
-    themselves can differ, and the probe checks every one of them."""
-    a, bias, clo, chi = (_pick(p, ev.order)[cols] for p in ev.line)
+    themselves can differ, and the probe checks every one of them.
+    ``steps``: no fixes here; the line's columns, then the step columns (``Steps``)."""
+    a, bias, clo, chi = _line_params(ev, cols, steps)
     dtype = a.dtype
     if dtype == np.float32:  # float(acc) * a in one op (int32 in, zero point 0)
         y = b.op("DequantizeLinear", [acc, b.const(a, f"{hint}_a"),
@@ -173,9 +202,7 @@ def _emit_line(b, acc: str, ev: ThresholdEval, cols: slice, zero: int, fast: boo
                  hint, axis=-1)
     else:
         y = b.op("Mul", [b.op("Cast", [acc], hint, to=_F64), b.const(a, f"{hint}_a")], hint)
-    points, deltas = (np.broadcast_to(_pick(v, ev.order), (len(v), ev.channels))[:, cols]
-                      for v in (ev.points, ev.deltas))  # a shared row: every channel's points
-    fixes = _fix_list(points, deltas)
+    fixes = None if steps is not None else _fix_list(*_ordered_fixes(ev, cols))
     bias = b.const(bias, f"{hint}_b")
     if fixes is not None and fast:
         bias = _emit_fixes(b, acc, bias, fixes, dtype, hint)
@@ -191,6 +218,43 @@ def _emit_line(b, acc: str, ev: ThresholdEval, cols: slice, zero: int, fast: boo
     if fixes is not None and not fast:
         y = _emit_fixes(b, acc, y, fixes, dtype, hint)
     return b.op("Add", [y, b.const(np.array(zero, dtype), "zp")], hint) if zero else y
+
+
+def _ordered_fixes(ev: ThresholdEval, cols: slice = slice(None)) -> tuple[np.ndarray, ...]:
+    """The fixes' points and deltas [E, channels in ``ev.order``] (a shared row: every
+    channel's)."""
+    return tuple(np.broadcast_to(_pick(v, ev.order), (len(v), ev.channels))[:, cols]
+                 for v in (ev.points, ev.deltas))
+
+
+def _line_params(ev: ThresholdEval, cols: slice, steps: Steps | None) -> list[np.ndarray]:
+    """(a, bias, clo, chi) of the line on channels ``cols`` in ``ev.order``, then of each
+    step column: ``floor(acc * 2^-m + 1 - point * 2^-m)`` is 1 from ``point`` on and 0
+    before it, all in (0, 2) on the range (``step_scale``), so no bound clips it."""
+    if steps is None:
+        return [_pick(p, ev.order)[cols] for p in ev.line]
+    a, bias, clo, chi = (np.broadcast_to(_pick(p, ev.order), (ev.channels,))[cols]
+                         for p in ev.line)
+    scale = np.ldexp(a.dtype.type(1), -step_scale(ev))
+    return [np.concatenate([a, np.full(len(steps.points), scale, a.dtype)]),
+            np.concatenate([bias, (1 - steps.points * scale).astype(a.dtype)]),
+            np.concatenate([clo, np.full(len(steps.points), min(0, clo.min()), a.dtype)]),
+            np.concatenate([chi, np.full(len(steps.points), max(1, chi.max()), a.dtype)])]
+
+
+def step_scale(ev: ThresholdEval) -> int:
+    """m with 2^m > hi - lo + 1: a step column's value 1 + (acc - point) * 2^-m lies in
+    (0, 2) for every acc in [lo, hi] and point in [lo, hi + 1]."""
+    return int(ev.hi - ev.lo + 1).bit_length()
+
+
+def steps_exact(ev: ThresholdEval) -> bool:
+    """Whether every step column is exact in the line's dtype: acc, acc * 2^-m,
+    1 - point * 2^-m and their sum are integers below 2^(m + 1) + max|acc| + 1 times a
+    power of two, exactly representable when that bound fits the significand."""
+    m = step_scale(ev)
+    digits = np.finfo(ev.line[0].dtype).nmant + 1
+    return 2**(m + 1) + max(abs(ev.lo), abs(ev.hi)) + 1 <= 2**digits
 
 
 def _emit_fixes(b, acc: str, y: str, fixes, dtype: np.dtype, hint: str) -> str:
@@ -215,10 +279,12 @@ def _fix_list(points: np.ndarray, deltas: np.ndarray):
     return c.astype(np.int64), points[e, c], scatter
 
 
-def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, fast: bool, hint: str) -> str:
+def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, fast: bool, hint: str,
+                     steps: Steps | None = None) -> str:
     """count(acc >= T[c]) + ActVal + ``zero``, channels in ``ev.order``, as a tensor whose
     cast to an integer type is exactly that (the line's floats, or int32 from the integer
-    table forms of the ONNX lowering for channels that are no line)."""
+    table forms of the ONNX lowering for channels that are no line); with ``steps``, the
+    line's columns without their fixes, then the step columns."""
     from .cpu_engine import _emit_thresholds as emit_int
     from .cpu_engine import _threshold_two_level
 
@@ -226,24 +292,30 @@ def _emit_thresholds(b, acc: str, ev: ThresholdEval, zero: int, fast: bool, hint
         plan = {"kind": "direct", "thr": ev.thr} if ev.kind == "direct" else \
             {"kind": "table", "thr": ev.thr, "pad": ev.hi + 1}
         return emit_int(b, acc, plan, ev.act + zero, hint)
-    good = _pick(ev.good, ev.order)
-    n_good = int(good.sum()) if len(good) > 1 else (ev.channels if good[0] else 0)
+    n_good = n_line(ev)
     if n_good == ev.channels:
-        return _emit_line(b, acc, ev, slice(None), zero, fast, hint)
+        return _emit_line(b, acc, ev, slice(None), zero, fast, hint, steps)
+    extra = len(steps.cols) if steps is not None else 0
     thr = ev.thr[ev.order][n_good:] if ev.thr.shape[0] > 1 else ev.thr
-    table = _threshold_two_level(b, _slice(b, acc, n_good, ev.channels, hint), thr, hint,
-                                 ev.hi + 1)
+    table = _threshold_two_level(b, _slice(b, acc, n_good + extra, ev.channels + extra, hint),
+                                 thr, hint, ev.hi + 1)
     table = b.op("Add", [table, b.const(np.array(ev.act + zero, np.int32), "act")], hint)
     if n_good == 0:
         return table
     # the line part floored (if _emit_line left that to the final cast): both parts hold
     # integers before they are joined
-    line = _emit_line(b, _slice(b, acc, 0, n_good, hint), ev, slice(0, n_good), zero, fast,
-                      hint)
+    line = _emit_line(b, _slice(b, acc, 0, n_good + extra, hint), ev, slice(0, n_good), zero,
+                      fast, hint, steps)
     if zero == 0 and _pick(ev.line[2], ev.order)[:n_good].min() >= 0:
         line = b.op("Floor", [line], hint)
     dtype = ev.line[0].dtype
     return b.op("Concat", [line, b.op("Cast", [table], hint, to=_float(dtype))], hint, axis=-1)
+
+
+def n_line(ev: ThresholdEval) -> int:
+    """How many channels (the first ones in ``ev.order``) the line evaluates."""
+    good = _pick(ev.good, ev.order)
+    return int(good.sum()) if len(good) > 1 else (ev.channels if good[0] else 0)
 
 
 def _slice(b, x: str, start: int, stop: int, hint: str) -> str:
@@ -264,8 +336,8 @@ def chain_model(layers: list[Layer], kinds: list[str]):
         y = _emit_gemm(b, x, layer, kind)
         if layer.ev is not None and i + 1 < len(layers):
             zero = layers[i + 1].x_zero
-            x = b.op("Cast", [_emit_thresholds(b, y, layer.ev, zero, layer.fast, hint)], hint,
-                     to=_U8)
+            x = b.op("Cast", [_emit_thresholds(b, y, layer.ev, zero, layer.fast, hint,
+                                               layer.steps)], hint, to=_U8)
         elif layer.ev is not None:
             y = _emit_thresholds(b, y, layer.ev, 0, layer.fast, hint)
     last = layers[-1]
@@ -338,45 +410,111 @@ def probe_gemm(layer: Layer, kind: str, gemm: Gemm) -> bool:
     return got.shape == want.shape and np.array_equal(got.astype(np.int64), want)
 
 
-def threshold_model(ev: ThresholdEval, zero: int, to: int, fast: bool = True):
-    """``_emit_thresholds`` alone: int32 "acc" [N, C] (channels in ``ev.order``) -> "y" cast
-    to onnx type ``to``, exactly as ``chain_model`` emits it after a GEMM."""
+def threshold_model(ev: ThresholdEval, zero: int, to: int, fast: bool = True,
+                    steps: Steps | None = None):
+    """``_emit_thresholds`` alone: int32 "acc" [N, C (+ steps)] (channels in ``ev.order``)
+    -> "y" cast to onnx type ``to``, exactly as ``chain_model`` emits it after a GEMM."""
     from onnx import TensorProto, helper
 
     from .cpu_engine import _Builder
 
     b = _Builder()
-    b.nodes.append(helper.make_node("Cast", [_emit_thresholds(b, "acc", ev, zero, fast, "thr")],
-                                    ["y"], to=to))
+    b.nodes.append(helper.make_node(
+        "Cast", [_emit_thresholds(b, "acc", ev, zero, fast, "thr", steps)], ["y"], to=to))
+    width = ev.channels + (len(steps.cols) if steps is not None else 0)
     g = helper.make_graph(b.nodes, "thresholds",
-                          [helper.make_tensor_value_info("acc", TensorProto.INT32,
-                                                         ["N", ev.channels])],
+                          [helper.make_tensor_value_info("acc", TensorProto.INT32, ["N", width])],
                           [helper.make_tensor_value_info("y", to, None)], b.inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+def _ordered_check_points(ev: ThresholdEval) -> tuple[np.ndarray, np.ndarray]:
+    """``ev.check_points()`` [P, channels in ``ev.order``] (a shared row: every channel's)."""
+    pts, want = ev.check_points()
+    if pts.shape[1] == 1:  # one shared row: every channel sees the same points
+        return tuple(np.repeat(v, ev.channels, axis=1) for v in (pts, want))
+    return pts[:, ev.order], want[:, ev.order]
 
 
 def probe_thresholds(ev: ThresholdEval, zero: int, to: int, fast: bool = True) -> bool:
     """Whether onnxruntime's evaluation of the thresholds (``threshold_model``) equals the
     count plus ``zero`` on every check point of the line (``ThresholdEval.check_points``)."""
-    pts, want = ev.check_points()
-    if pts.shape[1] == 1:  # one shared row: every channel sees the same points
-        pts, want = (np.repeat(v, ev.channels, axis=1) for v in (pts, want))
-    else:
-        pts, want = pts[:, ev.order], want[:, ev.order]
+    pts, want = _ordered_check_points(ev)
     run = session(threshold_model(ev, zero, to, fast), 1).run
     got = run(None, {"acc": pts.astype(np.int32)})[0]
     return np.array_equal(got.astype(np.int64), want + zero)
 
 
-def pick_forms(layers: list[Layer]) -> bool:
-    """Per layer with thresholds the first form that passes ``probe_thresholds`` as
-    ``chain_model`` emits it (fixes in the bias, then after the floor); False when a layer
-    passes in neither."""
+def probe_steps(ev: ThresholdEval, steps: Steps, zero: int, to: int) -> bool:
+    """Whether the steps form (``threshold_model`` with ``steps``) is exact: each line column
+    equals the line's own staircase (the count plus its fixes) and each step column its step,
+    on every check point. Every column is a monotone function of its accumulator with integer
+    values, and the check points hold both sides of each of its steps and the range's ends,
+    so that is every integer of the range; the fixes' algebra is checked on them too."""
+    pts, want = _ordered_check_points(ev)
+    points, deltas = _ordered_fixes(ev)
+    line = want + sum((d * (pts == p) for p, d in zip(points, deltas, strict=True)),
+                      np.zeros_like(want))
+    step = (pts[:, steps.cols] >= steps.points).astype(np.int64)
+    fixed = line.copy()
+    np.add.at(fixed.T, steps.cols, (steps.signs * step).T)
+    if not np.array_equal(fixed, want):  # the pairs undo exactly the line's misplaced steps
+        return False
+    run = session(threshold_model(ev, zero, to, steps=steps), 1).run
+    got = run(None, {"acc": steps.insert(pts, pts[:, steps.cols]).astype(np.int32)})[0]
+    return np.array_equal(got.astype(np.int64), steps.insert(line, step) + zero)
+
+
+def step_plan(layer: Layer, nxt: Layer) -> Steps | None:
+    """The layer's fixes as ``Steps`` when that form applies: fixes to move (not too many:
+    ``STEPS_MAX_MACS``), step columns exact in the line's dtype, 0 and 1 inputs of the next
+    layer (``nxt``), whose extra weight rows (+-its rows) fit every kernel kind its own rows
+    fit."""
+    ev = layer.ev
+    if ev is None or ev.kind != "line" or not np.any(ev.deltas):
+        return None
+    if not steps_exact(ev) or not nxt.x_lo <= 0 < nxt.x_hi:
+        return None
+    points, deltas = _ordered_fixes(ev)
+    e, c = np.nonzero(deltas)
+    d = deltas[e, c]
+    if 2 * len(d) * (layer.w.shape[0] + nxt.w.shape[1]) > STEPS_MAX_MACS:
+        return None
+    steps = Steps(np.concatenate([c, c]), np.concatenate([points[e, c], points[e, c] + 1]),
+                  np.concatenate([-d, d]), n_line(ev))
+    rows = steps.signs[:, None] * nxt.w[steps.cols]
+    if any(_kind_fits(nxt.w, k) and not _kind_fits(np.concatenate([nxt.w, rows]), k)
+           for k in ("s8", "u8")):
+        return None
+    return steps
+
+
+def with_steps(layers: list[Layer]) -> list[Layer]:
+    """The layers with their step columns: a layer's weight columns copied for its steps, the
+    next layer's rows for them its rows times the steps' signs."""
+    out = [replace(layer) for layer in layers]
+    for layer, nxt in zip(out, out[1:], strict=False):
+        if layer.steps is not None:
+            s = layer.steps
+            layer.w = s.insert(layer.w, layer.w[:, s.cols])
+            nxt.w = s.insert(nxt.w.T, (s.signs[:, None] * nxt.w[s.cols]).T).T
+    return out
+
+
+def pick_forms(layers: list[Layer], steps: bool = True) -> bool:
+    """Per layer with thresholds the first form that passes its probe as ``chain_model``
+    emits it (``steps``: the fixes as step columns where ``step_plan`` allows them; fixes in
+    the bias; after the floor); False when a layer passes in none."""
     for i, layer in enumerate(layers):
+        layer.steps = None
         if layer.ev is None:
             continue
         last = i + 1 == len(layers)
         zero, to = (0, _I64) if last else (layers[i + 1].x_zero, _U8)
+        plan = step_plan(layer, layers[i + 1]) if steps and not last else None
+        if plan is not None and probe_steps(layer.ev, plan, zero, to):
+            layer.steps = plan
+            continue
         layer.fast = probe_thresholds(layer.ev, zero, to, True)
         if not layer.fast and not probe_thresholds(layer.ev, zero, to, False):
             return False
@@ -388,7 +526,7 @@ def pick_kinds(layers: list[Layer], gemm: Gemm) -> list[str] | None:
     u8 x u8; None when some layer has neither."""
     kinds = []
     for layer in layers:
-        kind = next((k for k in ("s8", "u8") if _kind_fits(layer, k) and probe_gemm(layer, k, gemm)),
+        kind = next((k for k in ("s8", "u8") if _kind_fits(layer.w, k) and probe_gemm(layer, k, gemm)),
                     None)
         if kind is None:
             return None
@@ -396,8 +534,7 @@ def pick_kinds(layers: list[Layer], gemm: Gemm) -> list[str] | None:
     return kinds
 
 
-def _kind_fits(layer: Layer, kind: str) -> bool:
-    w = layer.w
+def _kind_fits(w: np.ndarray, kind: str) -> bool:
     if kind == "s8":
         return -128 <= w.min(initial=0) and w.max(initial=0) <= 127
     return (0 <= w.min(initial=0) and w.max(initial=0) <= 255) or \
@@ -409,6 +546,7 @@ class Int8Chain:
 
     def __init__(self, layers: list[Layer], kinds: list[str], threads: int) -> None:
         self.kinds = kinds
+        self.steps = [layer.steps for layer in layers]  # (which layers moved their fixes)
         self.x_zero = layers[0].x_zero
         sess = session(chain_model(layers, kinds), threads)
         # run() with the output named and a RunOptions made once: about 1 us less per call
@@ -440,7 +578,11 @@ def build_chain(graph: HWGraph, in_lo: int, in_hi: int, outputs: list[str], thre
     layers = plan_layers(graph, nodes, in_lo, in_hi) if nodes else None
     if not layers or not fits_int32(layers):
         return None
-    kinds = pick_kinds(layers, gemm or ort_gemm)
-    if kinds is None or not pick_forms(layers):
-        return None
-    return Int8Chain(layers, kinds, threads)
+    for steps in (True, False):  # without step columns if no kernel takes their weights
+        if not pick_forms(layers, steps):
+            return None
+        chain = with_steps(layers)
+        kinds = pick_kinds(chain, gemm or ort_gemm) if fits_int32(chain) else None
+        if kinds is not None or not any(layer.steps for layer in layers):
+            break
+    return Int8Chain(chain, kinds, threads) if kinds is not None else None
