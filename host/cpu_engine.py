@@ -462,6 +462,11 @@ class CpuEngine:
                              if self.input_type is not None
                              and np.iinfo(t).min >= self.input_type.min
                              and np.iinfo(t).max <= self.input_type.max}
+        # ``run`` hands a batch of a safe dtype in the model's shape straight to the int8
+        # chain: one test instead of ``_validate``'s (about 1 us, at batch 1 a fifteenth of
+        # the call)
+        self._direct_shape = tuple(self.input_shape[1:]) \
+            if mode == "int8" and self._flat_pre and not self._post else None
 
     def _validate(self, x: np.ndarray, safe: set | frozenset = frozenset()) -> np.ndarray:
         """Shape, integrality and range checked (not the range of ``safe`` dtypes); the
@@ -489,6 +494,9 @@ class CpuEngine:
         return np.ascontiguousarray(apply_host_steps(x, self.graph.host_steps("host_pre")))
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        if self._direct_shape is not None and type(x) is np.ndarray and \
+                x.shape[1:] == self._direct_shape and x.dtype in self._safe_dtypes:
+            return self.int8.run(x.reshape(len(x), -1))
         return self.run_all(x)[0]
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:

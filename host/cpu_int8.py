@@ -550,10 +550,12 @@ class Int8Chain:
         self.x_zero = layers[0].x_zero
         sess = session(chain_model(layers, kinds), threads)
         # run() with the output named and a RunOptions made once: about 1 us less per call
-        # than run(None, ...), which matters at batch 1 (a call is ~17 us)
+        # than run(None, ...), which matters at batch 1 (a call is ~17 us); the wrapped C++
+        # session's run where there is one: the Python wrapper re-checks the feed's names
+        # on every call, and ours is always the one input
         import onnxruntime as ort
 
-        self._run = sess.run
+        self._run = getattr(sess, "_sess", sess).run
         self._outputs = [sess.get_outputs()[0].name]
         self._options = ort.RunOptions()
 

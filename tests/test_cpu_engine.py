@@ -71,18 +71,42 @@ def test_two_level_threshold_count_equals_direct_count(n):
     assert np.array_equal(bucket * g + within, (acc[..., None] >= thr).sum(-1))
 
 
-@pytest.mark.parametrize(
-    "bad,match",
-    [
-        (np.zeros((2, 1, 28, 27), np.uint8), "shape"),
-        (np.full((2, 1, 28, 28), 0.5), "integers"),
-        (np.full((2, 1, 28, 28), 256), "UINT8"),
-        (np.full((2, 1, 28, 28), -1), "UINT8"),
-    ],
-)
+BAD_INPUTS = [
+    (np.zeros((2, 1, 28, 27), np.uint8), "shape"),
+    (np.zeros((1, 28, 27), np.uint8), "shape"),
+    (np.full((2, 1, 28, 28), 0.5), "integers"),
+    (np.full((2, 1, 28, 28), 256), "UINT8"),
+    (np.full((2, 1, 28, 28), -1), "UINT8"),
+]
+
+
+@pytest.mark.parametrize("bad,match", BAD_INPUTS)
 def test_bad_input_is_rejected(mlp_graph, bad, match):
     with pytest.raises(ValueError, match=match):
         CpuEngine(mlp_graph).run(bad)
+
+
+@pytest.mark.parametrize("bad,match", BAD_INPUTS)
+def test_bad_input_is_rejected_by_the_int8_chain(mlp_logits_graph, bad, match):
+    """``run``'s direct path to the int8 chain takes only batches it need not check."""
+    engine = CpuEngine(mlp_logits_graph)
+    assert engine.mode == "int8"
+    with pytest.raises(ValueError, match=match):
+        engine.run(bad)
+
+
+def test_int8_chain_takes_every_valid_batch_layout(mlp_logits_graph, mnist_test):
+    """The direct path (uint8 batches in the model's shape, strided too) and the checked one
+    (no batch axis, wider or float dtypes holding integers) give the plan's integers."""
+    x = mnist_test[0][:40, None]
+    engine = CpuEngine(mlp_logits_graph)
+    want = CpuEngine(mlp_logits_graph, mode="plan").run(x)
+    assert np.array_equal(engine.run(x), want)
+    assert np.array_equal(engine.run(x[::3]), want[::3])
+    assert np.array_equal(engine.run(x[5]), want[5:6])
+    for dtype in (np.int32, np.int64, np.float32):
+        assert np.array_equal(engine.run(x.astype(dtype)), want)
+    assert np.array_equal(engine.run_all(x)[0], want)
 
 
 def test_corrupt_graph_is_reported(tmp_path):
