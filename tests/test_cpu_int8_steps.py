@@ -27,10 +27,13 @@ def _plan(ev: ThresholdEval, nxt: cpu_int8.Layer, k: int = 20) -> cpu_int8.Steps
                                              0, 255, ev=ev), nxt)
 
 
-def _ev(lo: int, hi: int, seed: int, act: int = 0, all_line: bool = True) -> ThresholdEval:
+def _ev(lo: int, hi: int, seed: int, act: int = 0, all_line: bool = True,
+        shared: bool = False) -> ThresholdEval:
     """Thresholds with FINN-like one-off fixes, ``seed`` picked so that the line is float32
-    with fixes of both signs, and every channel a line (``all_line``) or not."""
+    with fixes of both signs, and every channel a line (``all_line``) or not; ``shared``:
+    the first row for all channels."""
     thr = _thresholds(np.random.default_rng(seed), "fixes", 12, lo * 4, hi * 4)
+    thr = thr[:1] if shared else thr
     ev = ThresholdEval(thr, 12, lo, hi, act, np.float32, permutable=True)
     assert ev.kind == "line" and ev.good.all() == all_line and ev.line[0].dtype == np.float32
     assert np.any(ev.deltas > 0) and np.any(ev.deltas < 0)
@@ -45,24 +48,27 @@ def _run(ev: ThresholdEval, steps: cpu_int8.Steps, zero: int, acc: np.ndarray) -
     return run(None, {"acc": steps.insert(acc, acc[:, steps.cols]).astype(np.int32)})[0]
 
 
-@pytest.mark.parametrize("zero,act,seed,all_line", [(0, 0, 12, True), (128, -8, 12, True),
-                                                    (0, 0, 10, False), (128, -8, 3, False)])
-def test_steps_on_every_integer(zero, act, seed, all_line):
+@pytest.mark.parametrize("zero,act,seed,all_line,shared", [
+    (0, 0, 12, True, False), (128, -8, 12, True, False), (0, 0, 10, False, False),
+    (128, -8, 3, False, False), (0, 0, 2, True, True), (128, -8, 2, True, True)])
+def test_steps_on_every_integer(zero, act, seed, all_line, shared):
     """Line columns plus their steps, weighed as the next layer does, give the count on every
     accumulator value of the range (channels of the table search as before), and the probe
     agrees."""
     lo, hi = -3000, 5000
-    ev = _ev(lo, hi, seed, act, all_line)
+    ev = _ev(lo, hi, seed, act, all_line, shared)
     steps = _plan(ev, _next_layer(ev.channels, x_lo=act))
-    assert steps is not None and len(steps.cols) == 2 * np.count_nonzero(ev.deltas)
-    assert steps.at == int(ev.good.sum())
+    fixes = np.count_nonzero(cpu_int8._ordered_fixes(ev)[1])  # (a shared row's: per channel)
+    assert steps is not None and len(steps.cols) == 2 * fixes
+    assert steps.at == cpu_int8.n_line(ev) == (ev.channels if all_line else ev.good.sum())
     assert cpu_int8.probe_steps(ev, steps, zero, cpu_int8._I64)
     x = np.tile(np.arange(lo, hi + 1)[:, None], (1, ev.channels))[:, ev.order]
     got = _run(ev, steps, zero, x) - zero
     stepped = got[:, steps.at : steps.at + len(steps.cols)]
     fixed = np.delete(got, np.arange(steps.at, steps.at + len(steps.cols)), axis=1)
     np.add.at(fixed.T, steps.cols, (steps.signs * stepped).T)
-    want = (x[..., None] >= ev.thr[ev.order]).sum(-1) + act
+    thr = np.broadcast_to(ev.thr, (ev.channels, ev.thr.shape[1]))[ev.order]
+    want = (x[..., None] >= thr).sum(-1) + act
     assert np.array_equal(fixed, want)
     assert set(np.unique(stepped)) == {0, 1}
 
