@@ -27,6 +27,7 @@ import numpy as np
 
 from netfabric.errors import StitchError
 from netfabric.host.hwgraph import int_type, prod
+from netfabric.hw.flow.fit import weight_bank_address_bits
 from netfabric.ops.registry import register_piece
 
 
@@ -169,11 +170,6 @@ def _thresholds(node, graph, table: str, channels: int, dtype, obits: int) -> tu
 # (thresh_search ROM_STYLE=1): a few sparse tables would otherwise each take block RAMs.
 LUT_TABLE_BITS = 160_000
 
-# Weight ROMs deeper than this are split into banks of this many words (mvau.v WBANK_AW):
-# 16384 is the deepest aspect of an 18-kbit block RAM (ECP5 DP16KD, Xilinx RAMB18), so each
-# bank is block RAMs side by side, and the bank mux sits after their output registers.
-WEIGHT_BANK_WORDS = 1 << 14
-
 
 def _signed_bits(v: int) -> int:
     return (v if v >= 0 else -v - 1).bit_length() + 1
@@ -283,12 +279,15 @@ def mvau_stage(node, graph) -> Stage:
     out_t = int_type(node.attr("outputDataType"))
     name = node.name.lower()
     wdepth = (mh // pe) * (mw // simd)
-    banked = wdepth > WEIGHT_BANK_WORDS
-    if banked:  # one file per bank (mvau.v WBANK_AW), WEIGHT_FILE their prefix
-        files = [p.name for p in golden.bank_file_names(
-            f"{name}_w", -(-wdepth // WEIGHT_BANK_WORDS))]
+    # ROMs deeper than one block-RAM aspect's depth for their word width are split into
+    # banks of that depth (mvau.v WBANK_AW): block RAMs side by side in each, the bank mux
+    # after their output registers, where a cascade would put a multiplexer before them
+    bank_aw = weight_bank_address_bits(pe * simd * wt.bits)
+    banked = wdepth > 1 << bank_aw
+    if banked:  # one file per bank, WEIGHT_FILE their prefix
+        files = [p.name for p in golden.bank_file_names(f"{name}_w", -(-wdepth // (1 << bank_aw)))]
         mem = {"WEIGHT_FILE": (files, lambda d: golden.write_mvau_weight_banks(
-            d / f"{name}_w", w, pe, simd, wt.bits, WEIGHT_BANK_WORDS), f"{name}_w")}
+            d / f"{name}_w", w, pe, simd, wt.bits, 1 << bank_aw), f"{name}_w")}
     else:
         mem = {"WEIGHT_FILE": ([f"{name}_w.hex"], lambda d: golden.write_mvau_weights(
             d / f"{name}_w.hex", w, pe, simd, wt.bits))}
@@ -316,7 +315,7 @@ def mvau_stage(node, graph) -> Stage:
     if xnor:  # XNOR-popcount lanes: 0/1 weights in a 1-bit memory, no multipliers
         params["XNOR"] = 1
     if banked:
-        params["WBANK_AW"] = WEIGHT_BANK_WORDS.bit_length() - 1
+        params["WBANK_AW"] = bank_aw
     if act is not None:
         params.update(act.params)
     latency = 9 + _clog2(simd) + (act.latency if act else 0) + 2

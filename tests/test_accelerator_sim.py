@@ -189,7 +189,7 @@ def test_binary_xnor_layers_bit_exact(tmp_path):
 
 
 def test_deep_weight_rom_in_banks_bit_exact(tmp_path):
-    """A 24576-word weight ROM read from two banks (mvau.v WBANK_AW), under stalls:
+    """A 24576-word weight ROM read from six banks (mvau.v WBANK_AW), under stalls:
     compiled RTL == CPU engine == FINN's execution of the graph."""
     from test_stitch import deep_weight_graph
 

@@ -27,7 +27,7 @@ RTL_FILES = sorted(RTL_DIR.glob("*.v"))
 BAD_PARAMS = [
     ("mvau", {"MW": 10, "SIMD": 4}, "mvau: MW (10) must be a multiple of SIMD (4)"),
     ("mvau", {"MH": 9, "PE": 2}, "mvau: MH (9) must be a multiple of PE (2)"),
-    ("mvau", {"WBANK_AW": 0}, "mvau: WBANK_AW (0) must be >= 1"),
+    ("mvau", {"WBANK_AW": -1}, "mvau: WBANK_AW (-1) must be >= 0 (0: by word width)"),
     ("thresholding", {"CHANNELS": 6, "PE": 4},
      "thresholding: CHANNELS (6) must be a multiple of PE (4)"),
     ("maxpool", {"IFM_H": 9, "K": 2}, "maxpool: IFM_H (9) must be a multiple of K (2)"),

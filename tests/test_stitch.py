@@ -128,8 +128,8 @@ def bnn_full_agreement_inputs(path: Path) -> np.ndarray:
 
 
 def deep_weight_graph(path: Path, mw: int = 2048, mh: int = 12) -> Path:
-    """One MVAU (PE = SIMD = 1, accumulator out) whose weight ROM holds mw * mh words: deeper
-    than one 16384-word bank at the defaults (24576 words: a full bank and a half one)."""
+    """One MVAU (PE = SIMD = 1, accumulator out, 4-bit weights) whose weight ROM holds
+    mw * mh words: at the defaults 24576, six 4096-word banks (4096 x 4 block RAMs)."""
     rng = np.random.default_rng(8)
     b = HWGraphBuilder("deep_weights")
     b.input("x", [1, mw], "UINT4")
@@ -232,19 +232,20 @@ def test_weight_memory_round_trips(mlp_graph, tmp_path):
 
 
 def test_deep_weight_rom_is_written_in_banks(tmp_path):
-    """A weight ROM deeper than WEIGHT_BANK_WORDS: one file per bank, WEIGHT_FILE their prefix,
-    WBANK_AW on the instance; the bank files end to end are the one-bank memory."""
+    """A weight ROM deeper than one block-RAM aspect for its width: one file per bank,
+    WEIGHT_FILE their prefix, WBANK_AW on the instance; the bank files end to end are the
+    one-bank memory."""
     graph = deep_weight_graph(tmp_path / "d.onnx")
     project = stitch(graph, tmp_path / "rtl")
     g = load_hwgraph(graph)
     w = g.params["w"].astype(np.int64).T
-    names = [p.name for p in golden.bank_file_names("mvau_0_w", 2)]
+    names = [p.name for p in golden.bank_file_names("mvau_0_w", 6)]
     assert [f for f in load_manifest(project.folder)["mem_files"] if "_w" in f] == names
     words = [int(line, 16) for n in names for line in (project.folder / n).read_text().split()]
     assert words == golden.mvau_weight_words(w, 1, 1, 4)
-    assert len((project.folder / names[0]).read_text().split()) == 1 << 14
+    assert len((project.folder / names[0]).read_text().split()) == 4096
     top = (project.folder / "nf_accel.v").read_text()
-    assert re.search(r"\.WBANK_AW\(14\)", top) and '"mvau_0_w"' in top
+    assert re.search(r"\.WBANK_AW\(12\)", top) and '"mvau_0_w"' in top
 
 
 def test_every_instantiated_module_is_in_the_folder(mlp_graph, tmp_path):

@@ -84,6 +84,15 @@ _BRAM_ASPECTS = {"ecp5": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18
 _BRAM_COST = {"ecp5": 128, "ice40": 64}
 
 
+def weight_bank_address_bits(width: int) -> int:
+    """log2 of the words per bank of a deep weight ROM (mvau.v WBANK_AW = 0 picks the same):
+    the deepest 18-kbit aspect that holds a ``width``-bit word without a cascade (16384 x 1,
+    8192 x 2, 4096 x 4, then 2048 x 9, side by side for wider words). Yosys maps a deeper
+    memory as a cascade of 2048 x 9 blocks with an output multiplexer after them (measured:
+    16384 x 32 and 8192 x 32 ROMs), so each bank keeps to one aspect's depth."""
+    return 14 if width == 1 else 13 if width == 2 else 12 if width <= 4 else 11
+
+
 def bram_blocks(depth: int, width: int, family: str) -> int:
     """Blocks for a depth x width memory in the best aspect (Yosys's libmap picks it too)."""
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in _BRAM_ASPECTS[family])
@@ -223,7 +232,7 @@ def _mvau(p: dict, family: str) -> Usage:
     lanes = pe * simd
     u = Usage(ff=3 * (6 + levels) + 2 * _clog2(nf * sf) + _clog2(sf) + _clog2(nf) + 8,
               lut=2 * _clog2(nf * sf) + _clog2(sf) + _clog2(nf) + 10)
-    bank_aw = int(p.get("WBANK_AW", 14))
+    bank_aw = int(p.get("WBANK_AW", 0)) or weight_bank_address_bits(ww)
     nbank = -(-(nf * sf) // (1 << bank_aw))  # mvau.v: one bank up to 2^WBANK_AW words
     if nbank == 1:
         rom = memory(nf * sf, ww, family, rom=True)

@@ -30,9 +30,10 @@
 //   WEIGHT_FILE       $readmemh file, NF*SF words of PE*SIMD*WBITS bits: word nf*SF + sf holds
 //                     W[nf*PE+p][sf*SIMD+s] at bits [(p*SIMD+s)*WBITS +: WBITS]
 //   WBANK_AW          weight ROMs deeper than 2^WBANK_AW words are split into banks of that
-//                     many words, each with its own registered output (default 14: 16384
-//                     words, the deepest aspect of an 18-kbit block RAM, ECP5 DP16KD or
-//                     Xilinx RAMB18, so a bank is block RAMs side by side with no cascade);
+//                     many words, each with its own registered output. 0 (default): by the
+//                     word's width, the deepest aspect of an 18-kbit block RAM that holds it
+//                     without a cascade (16384 x 1, 8192 x 2, 4096 x 4, else 2048 x 9 side
+//                     by side), so a bank is block RAMs side by side with no output mux.
 //                     WEIGHT_FILE is then a prefix: bank b (2 to 1000 banks) reads
 //                     "<WEIGHT_FILE>_b<bbb>.hex" (b in three decimal digits), the words
 //                     b*2^WBANK_AW on
@@ -88,7 +89,7 @@ module mvau #(
     parameter MUL_STYLE = 0,
     parameter XNOR = 0,
     parameter WEIGHT_FILE = "",
-    parameter WBANK_AW = 14,
+    parameter WBANK_AW = 0,
     parameter THRESH_FILE = "",
     // activation by requantizer where proven (requant_act.v; RQ = 0: threshold tables)
     parameter RQ = 0,
@@ -121,8 +122,11 @@ module mvau #(
     localparam SFW = (SF > 1) ? $clog2(SF) : 1;
     localparam NFW = (NF > 1) ? $clog2(NF) : 1;
     localparam WAW = (WDEPTH > 1) ? $clog2(WDEPTH) : 1;
-    localparam WNBANK = (WBANK_AW >= 1 && WBANK_AW < WAW)
-                        ? (WDEPTH + (1 << WBANK_AW) - 1) >> WBANK_AW : 1;
+    // words per bank: WBANK_AW, or by the word's width (hw/flow/fit.py
+    // weight_bank_address_bits: the deepest 18-kbit block-RAM aspect holding it uncascaded)
+    localparam BAW = (WBANK_AW != 0) ? WBANK_AW
+                     : (WW == 1) ? 14 : (WW == 2) ? 13 : (WW <= 4) ? 12 : 11;
+    localparam WNBANK = (BAW >= 1 && BAW < WAW) ? (WDEPTH + (1 << BAW) - 1) >> BAW : 1;
 
     // A bank's number in a file name: three ASCII decimal digits ("_b007.hex").
     function [23:0] bank_number;
@@ -193,12 +197,12 @@ module mvau #(
             `NF_PARAM_ERROR(("mvau: XNOR needs WBITS = IBITS = 1, unsigned (%0d, %0d, %0d, %0d)",
                              WBITS, IBITS, WSIGNED, ISIGNED))
         end
-        if (WBANK_AW < 1) begin : g_err_wbank
-            `NF_PARAM_ERROR(("mvau: WBANK_AW (%0d) must be >= 1", WBANK_AW))
+        if (WBANK_AW < 0) begin : g_err_wbank
+            `NF_PARAM_ERROR(("mvau: WBANK_AW (%0d) must be >= 0 (0: by word width)", WBANK_AW))
         end
         if (WNBANK > 1000) begin : g_err_nbank
             `NF_PARAM_ERROR(("mvau: %0d weight banks of 2^%0d words, at most 1000", WNBANK,
-                             WBANK_AW))
+                             BAW))
         end
         if (XNOR < 0 || XNOR > 1) begin : g_err_xnor_val
             `NF_PARAM_ERROR(("mvau: XNOR (%0d) must be 0 or 1", XNOR))
@@ -299,7 +303,7 @@ module mvau #(
             end
             assign w_sel = w_q;
         end else begin : g_wbanks
-            // A ROM deeper than one bank (2^WBANK_AW words): one memory per bank, read one
+            // A ROM deeper than one bank (2^BAW words): one memory per bank, read one
             // cycle earlier (with waddr itself), its data registered twice beside it (the
             // read register and a plain one, which the ECP5 flow moves into the block
             // RAM's output register), then the bank mux into w_m: no multiplexer between a
@@ -307,15 +311,15 @@ module mvau #(
             // has its own file (Yosys keeps every word of a memory, even those a constant
             // address part never reads).
             localparam BSW = $clog2(WNBANK);
-            wire [BSW-1:0] bsel = waddr[WAW-1:WBANK_AW];
+            wire [BSW-1:0] bsel = waddr[WAW-1:BAW];
             reg  [BSW-1:0] bsel_q;
             reg  [BSW-1:0] bsel_m;
             wire [(1<<BSW)*WW-1:0] q_all;
             genvar b;
             for (b = 0; b < (1 << BSW); b = b + 1) begin : g_bank
                 if (b < WNBANK) begin : g_real
-                    localparam integer BWORDS = (b < WNBANK - 1) ? (1 << WBANK_AW)
-                                                : WDEPTH - (b << WBANK_AW);
+                    localparam integer BWORDS = (b < WNBANK - 1) ? (1 << BAW)
+                                                : WDEPTH - (b << BAW);
                     localparam [23:0] BNUM = bank_number(b);
                     /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
                     reg [WW-1:0] wrom [0:BWORDS-1];
@@ -326,7 +330,7 @@ module mvau #(
                     reg [WW-1:0] q;
                     reg [WW-1:0] q_m;
                     always @(posedge clk) begin
-                        q <= wrom[waddr[WBANK_AW-1:0]];
+                        q <= wrom[waddr[BAW-1:0]];
                         q_m <= q;
                     end
                     assign q_all[b*WW +: WW] = q_m;
