@@ -34,16 +34,17 @@ PERF_LOG = DATA_ROOT / "perf_log.jsonl"
 RTL_MODULES = {
     # toplevel: sources (dependencies included)
     "mvau": ("mvau.v", "mul_reg.v", "requant_act.v", "requant.v", "thresh_search.v",
-             "axis_out_credit.v", "fifo.v"),
+             "banked_rom.v", "axis_out_credit.v", "fifo.v"),
     "thresholding": ("thresholding.v", "mul_reg.v", "requant_act.v", "requant.v", "thresh_search.v",
-                     "axis_out_credit.v", "fifo.v"),
+                     "banked_rom.v", "axis_out_credit.v", "fifo.v"),
     "swg": ("swg.v",),
     "maxpool": ("maxpool.v", "axis_out_credit.v", "fifo.v"),
     "fifo": ("fifo.v",),
     "dwc": ("dwc.v",),
     "label_select": ("label_select.v", "axis_out_credit.v", "fifo.v"),
     "axis_out_credit": ("axis_out_credit.v", "fifo.v"),
-    "thresh_search": ("thresh_search.v",),
+    "thresh_search": ("thresh_search.v", "banked_rom.v"),
+    "banked_rom": ("banked_rom.v",),
 }
 
 
@@ -268,6 +269,7 @@ LINT_PARAMS: list[tuple[str, dict[str, int]]] = [
     ("mvau", {"USE_ACT": 1, "OBITS": 2, "SIMD": 3, "MW": 9, "MH": 6, "PE": 3}),
     ("mvau", {"WBITS": 8, "IBITS": 8, "SIMD": 1, "PE": 1, "MW": 4, "MH": 4}),
     ("mvau", {"WBANK_AW": 2, "MW": 12, "SIMD": 4, "MH": 8, "PE": 2}),  # 3 weight banks
+    ("banked_rom", {"DEPTH": 9, "BANK_AW": 2}),  # the last bank one word
     ("mvau", {"XNOR": 1, "WBITS": 1, "IBITS": 1, "WSIGNED": 0, "ACCBITS": 6, "USE_ACT": 1,
               "OBITS": 1, "SIMD": 4, "MW": 16, "MH": 4}),
     ("swg", {"K": 1, "S": 2, "SIMD": 4}),

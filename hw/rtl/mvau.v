@@ -53,7 +53,8 @@
 //   search], output FIFO. No block RAM or DSP output drives more than a register (their
 //   delays, ~6 ns / ~4 ns on ECP5, are most of a 10 ns cycle), and that register has no
 //   other job than to be close to the block.
-// Requires: mul_reg.v, requant_act.v, requant.v, thresh_search.v, axis_out_credit.v, fifo.v.
+// Requires: mul_reg.v, requant_act.v, requant.v, thresh_search.v, banked_rom.v,
+//   axis_out_credit.v, fifo.v.
 `default_nettype none
 
 // Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
@@ -127,18 +128,6 @@ module mvau #(
     localparam BAW = (WBANK_AW != 0) ? WBANK_AW
                      : (WW == 1) ? 14 : (WW == 2) ? 13 : (WW <= 4) ? 12 : 11;
     localparam WNBANK = (BAW >= 1 && BAW < WAW) ? (WDEPTH + (1 << BAW) - 1) >> BAW : 1;
-
-    // A bank's number in a file name: three ASCII decimal digits ("_b007.hex").
-    function [23:0] bank_number;
-        input integer b;
-        integer h, t, o;
-        begin
-            h = 48 + b / 100 % 10;
-            t = 48 + b / 10 % 10;
-            o = 48 + b % 10;
-            bank_number = {h[7:0], t[7:0], o[7:0]};
-        end
-    endfunction
     localparam LEVELS = $clog2(SIMD);
     localparam SIMDP = 1 << LEVELS;
     // exact signed product width (XNOR: a 0/1 agreement bit, 2 bits signed)
@@ -199,10 +188,6 @@ module mvau #(
         end
         if (WBANK_AW < 0) begin : g_err_wbank
             `NF_PARAM_ERROR(("mvau: WBANK_AW (%0d) must be >= 0 (0: by word width)", WBANK_AW))
-        end
-        if (WNBANK > 1000) begin : g_err_nbank
-            `NF_PARAM_ERROR(("mvau: %0d weight banks of 2^%0d words, at most 1000", WNBANK,
-                             BAW))
         end
         if (XNOR < 0 || XNOR > 1) begin : g_err_xnor_val
             `NF_PARAM_ERROR(("mvau: XNOR (%0d) must be 0 or 1", XNOR))
@@ -303,46 +288,13 @@ module mvau #(
             end
             assign w_sel = w_q;
         end else begin : g_wbanks
-            // A ROM deeper than one bank (2^BAW words): one memory per bank, read one
-            // cycle earlier (with waddr itself), its data registered twice beside it (the
-            // read register and a plain one, which the ECP5 flow moves into the block
-            // RAM's output register), then the bank mux into w_m: no multiplexer between a
-            // block-RAM output and a register, and the same latency as one bank. Each bank
-            // has its own file (Yosys keeps every word of a memory, even those a constant
-            // address part never reads).
-            localparam BSW = $clog2(WNBANK);
-            wire [BSW-1:0] bsel = waddr[WAW-1:BAW];
-            reg  [BSW-1:0] bsel_q;
-            reg  [BSW-1:0] bsel_m;
-            wire [(1<<BSW)*WW-1:0] q_all;
-            genvar b;
-            for (b = 0; b < (1 << BSW); b = b + 1) begin : g_bank
-                if (b < WNBANK) begin : g_real
-                    localparam integer BWORDS = (b < WNBANK - 1) ? (1 << BAW)
-                                                : WDEPTH - (b << BAW);
-                    localparam [23:0] BNUM = bank_number(b);
-                    /* verilator lint_off UNDRIVEN */  // ROM: contents come from WEIGHT_FILE
-                    reg [WW-1:0] wrom [0:BWORDS-1];
-                    /* verilator lint_on UNDRIVEN */
-                    if (WEIGHT_FILE != "") begin : g_winit
-                        initial $readmemh({WEIGHT_FILE, "_b", BNUM, ".hex"}, wrom);
-                    end
-                    reg [WW-1:0] q;
-                    reg [WW-1:0] q_m;
-                    always @(posedge clk) begin
-                        q <= wrom[waddr[BAW-1:0]];
-                        q_m <= q;
-                    end
-                    assign q_all[b*WW +: WW] = q_m;
-                end else begin : g_none
-                    assign q_all[b*WW +: WW] = {WW{1'b0}};
-                end
-            end
-            always @(posedge clk) begin
-                bsel_q <= bsel;
-                bsel_m <= bsel_q;
-            end
-            assign w_sel = q_all[bsel_m*WW +: WW];
+            // A ROM deeper than one bank (2^BAW words): banked_rom.v, read one cycle
+            // earlier (with waddr itself) than the one-bank ROM, its two cycles (a register
+            // in each bank's block RAM, then the bank mux) in place of waddr_d and w_q: the
+            // same latency as one bank.
+            banked_rom #(.WIDTH(WW), .DEPTH(WDEPTH), .BANK_AW(BAW), .FILE(WEIGHT_FILE)) u_wrom (
+                .clk(clk), .addr(waddr), .data(w_sel)
+            );
         end
     endgenerate
 

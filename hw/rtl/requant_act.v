@@ -15,7 +15,7 @@
 // Latency: LATENCY = 6 (RQ = 1, NT = 0) or 4*OBITS + 2 cycles (>= 6).
 // Parameters: NF, PE, DBITS, OBITS, ACT_BIAS, THRESH_FILE, ROM_STYLE (thresh_search.v);
 //   RQ, NT; LEVELS, MBITS, BBITS, SHIFT, RQ_FILE (requant.v).
-// Requires: requant.v, thresh_search.v.
+// Requires: requant.v, thresh_search.v, banked_rom.v.
 `default_nettype none
 
 module requant_act #(

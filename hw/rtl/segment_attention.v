@@ -61,7 +61,7 @@
 //   PV_DRAIN
 //   (attention_cycles in the op registry, netfabric/ops/defs/segments.py; exact).
 // Latency: a query slot's context leaves HEADS rows after its segment is loaded.
-// Requires: thresh_search.v, fifo.v, mul_reg.v.
+// Requires: thresh_search.v, banked_rom.v, fifo.v, mul_reg.v.
 `default_nettype none
 
 // Parameter checks (as in fifo.v): stop elaboration, or an Icarus simulation at time 0.

@@ -35,6 +35,7 @@
 //   the bank mux); output register with the bias add. So a block RAM's slow clock-to-out
 //   (~5.6 ns on ECP5 DP16KD) only ever drives a register, and the DBITS-wide comparison
 //   starts and ends at flip-flops. OBITS <= 10 (single-digit stage file names).
+// Requires: banked_rom.v (stages deeper than 2048 words).
 `default_nettype none
 
 // Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
@@ -252,46 +253,14 @@ module thresh_search #(
                         q_c <= q_m;
                     end
                 end else begin : g_banks
-                    // A stage deeper than one bank: one memory per bank of 2^BANK_AW words,
-                    // each from its own file "<prefix>_s<j>_b<b>.hex" (Yosys keeps every
-                    // word of a memory, even those a constant address part never reads).
-                    // Every bank output gets its own register next to it, and the bank mux
-                    // runs in the next cycle (from flip-flops), instead of a mux right after
-                    // the RAM outputs.
-                    localparam BSW = $clog2(NBANK);
-                    wire [BSW-1:0] bsel = addr[AW-1:BANK_AW];
-                    reg  [BSW-1:0] bsel_q;
-                    reg  [BSW-1:0] bsel_m;
-                    wire [(1<<BSW)*DBITS-1:0] q_all;
-                    genvar b;
-                    for (b = 0; b < (1 << BSW); b = b + 1) begin : g_bank
-                        if (b < NBANK) begin : g_real
-                            localparam integer BWORDS = (b < NBANK - 1) ? (1 << BANK_AW)
-                                                        : DEPTH - (b << BANK_AW);
-                            localparam [23:0] BNUM = bank_number(b);
-                            /* verilator lint_off UNDRIVEN */  // ROM: contents from THRESH_FILE
-                            reg [DW-1:0] mem [0:BWORDS-1];
-                            /* verilator lint_on UNDRIVEN */
-                            if (THRESH_FILE != "") begin : g_init
-                                initial $readmemh({THRESH_FILE, "_s", DIGIT, "_b", BNUM,
-                                                   ".hex"}, mem);
-                            end
-                            reg [DBITS-1:0] q;
-                            reg [DBITS-1:0] q_m;
-                            always @(posedge clk) begin
-                                q <= mem[addr[BANK_AW-1:0]][p*DBITS +: DBITS];
-                                q_m <= q;
-                            end
-                            assign q_all[b*DBITS +: DBITS] = q_m;
-                        end else begin : g_none
-                            assign q_all[b*DBITS +: DBITS] = {DBITS{1'b0}};
-                        end
-                    end
-                    always @(posedge clk) begin
-                        bsel_q <= bsel;
-                        bsel_m <= bsel_q;
-                        q_c <= q_all[bsel_m*DBITS +: DBITS];
-                    end
+                    // A stage deeper than one bank: banked_rom.v (2^BANK_AW-word banks,
+                    // files "<prefix>_s<j>_b<bbb>.hex"), its bank mux from the registers
+                    // beside the RAMs, then the register at the comparator.
+                    wire [DW-1:0] q_bank;
+                    banked_rom #(.WIDTH(DW), .DEPTH(DEPTH), .BANK_AW(BANK_AW),
+                                 .FILE((THRESH_FILE != "") ? {THRESH_FILE, "_s", DIGIT} : ""))
+                    u_rom (.clk(clk), .addr(addr), .data(q_bank));
+                    always @(posedge clk) q_c <= q_bank[p*DBITS +: DBITS];
                 end
 
                 // The comparison appends the decided bit to the count prefix.

@@ -25,7 +25,8 @@
 // Throughput: one beat per cycle in and out.
 // Latency: 4*OBITS + 3 cycles (7 with RQ = 1, NT = 0) from an input handshake to the beat
 //   appearing on m_axis.
-// Requires: requant_act.v, requant.v, thresh_search.v, axis_out_credit.v, fifo.v.
+// Requires: requant_act.v, requant.v, thresh_search.v, banked_rom.v, axis_out_credit.v,
+//   fifo.v.
 `default_nettype none
 
 // Parameter checks: the macro NF_PARAM_ERROR(("format", args)), in a generate branch taken
