@@ -8,19 +8,20 @@
 //
 // Ports:
 //   reserve           a result was started this cycle (takes one credit)
-//   full              registered: all DEPTH credits taken, start no result this cycle
-//                     (equals credits == DEPTH; a flag so that the unit's tready logic reads
-//                     a flip-flop, not a counter comparison)
+//   full              registered: a result started now might find no slot; start none this
+//                     cycle. Raised one credit early (at DEPTH - 1 credits counted) because
+//                     `reserve` is counted a cycle late (see below): DEPTH - 1 results can be
+//                     in flight before the flag rises, DEPTH at most
 //   in_valid, in_data the pipeline's results, WIDTH bits, never more than were reserved
 //   m_axis_*          AXI-Stream output; tdata is WIDTH bits rounded up to whole bytes, the
 //                     pad bits are driven to 0
 // Parameters:
 //   WIDTH       result bits per beat
-//   DEPTH       output FIFO capacity = credits. A unit that starts one result per cycle runs
-//               without stalls behind an always-ready sink when DEPTH >= its latency from
-//               `reserve` to in_valid + the FIFO latency (1 distributed, 4 block) + 2 (the
-//               credit returns the cycle after the beat leaves); the units round
-//               latency + 6 up to a power of two.
+//   DEPTH       output FIFO capacity = credits, >= 2. A unit that starts one result per cycle
+//               runs without stalls behind an always-ready sink when DEPTH >= its latency from
+//               `reserve` to in_valid + the FIFO latency (1 distributed, 4 block) + 3 (the
+//               credit returns the cycle after the beat leaves; one credit is held back for
+//               the late-counted reserve); the units round latency + 7 up to a power of two.
 //   RAM_STYLE   FIFO style (fifo.v): 0 auto (block RAM from 64 entries), 1 distributed
 // Latency: that of the FIFO, 1 (distributed) or 4 (block) cycles from in_valid to m_axis.
 // Requires: fifo.v.
@@ -66,31 +67,32 @@ module axis_out_credit #(
         if (WIDTH < 1) begin : g_err_width
             `NF_PARAM_ERROR(("axis_out_credit: WIDTH (%0d) must be >= 1", WIDTH))
         end
-        if (DEPTH < 1) begin : g_err_depth
-            `NF_PARAM_ERROR(("axis_out_credit: DEPTH (%0d) must be >= 1", DEPTH))
+        if (DEPTH < 2) begin : g_err_depth
+            `NF_PARAM_ERROR(("axis_out_credit: DEPTH (%0d) must be >= 2", DEPTH))
         end
     endgenerate
 
     // ------------------------------------------------------------------ credits
-    // `reserve` arrives late (the unit's handshake with its upstream, often far away), so the
-    // next state is computed for both of its values from registers (and `give`) and `reserve`
-    // only selects: one LUT level after it instead of an adder and a comparison.
-    reg  [CRW-1:0] credits;      // results reserved and not yet taken from m_axis
-    reg            cr_full;      // credits == DEPTH
-    reg            cr_last;      // credits == DEPTH - 1
+    // `reserve` arrives late (the unit's start decision, merged with its upstream handshake,
+    // often far away): it only goes into a flip-flop, r_d, and is counted in the next cycle.
+    // `full` then cannot see this cycle's reserve, so it assumes one: it rises when the
+    // counted credits reach DEPTH - 1 (a start now, with r_d, would make DEPTH). Its next
+    // value is computed for both values of `give` (the sink's late tready) from registers.
+    reg  [CRW-1:0] credits;      // results reserved before this cycle, not yet taken
+    reg            r_d;          // a result was reserved last cycle (not yet in credits)
+    reg            cr_full;      // credits >= DEPTH - 1
     wire give = m_axis_tvalid && m_axis_tready;
-    wire [CRW-1:0] cr_res = give ? credits : credits + CR_ONE;     // next, with reserve
-    wire [CRW-1:0] cr_nores = give ? credits - CR_ONE : credits;   // next, without
+    wire [CRW-1:0] cr_keep = r_d ? credits + CR_ONE : credits;     // next, without give
+    wire [CRW-1:0] cr_give = r_d ? credits : credits - CR_ONE;     // next, with give
     always @(posedge clk) begin
         if (!rst_n) begin
             credits <= {CRW{1'b0}};
+            r_d <= 1'b0;
             cr_full <= 1'b0;
-            cr_last <= (DEPTH == 1);
         end else begin
-            credits <= reserve ? cr_res : cr_nores;
-            // == DEPTH next: from DEPTH - 1 with a reserve and no give, or kept at DEPTH
-            cr_full <= reserve ? (give ? cr_full : cr_last) : (cr_full && !give);
-            cr_last <= reserve ? (cr_res == CR_LAST) : (cr_nores == CR_LAST);
+            credits <= give ? cr_give : cr_keep;
+            r_d <= reserve;
+            cr_full <= give ? (cr_give >= CR_LAST) : (cr_keep >= CR_LAST);
         end
     end
     assign full = cr_full;
