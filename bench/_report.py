@@ -7,12 +7,33 @@ import os
 import platform
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from netfabric import logs
 from netfabric.files import atomic_write
 
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
+
+
+@contextmanager
+def own_output() -> Iterator[None]:
+    """A benchmark's run: its own lines (:func:`say`, netfabric's progress) on the terminal,
+    everything else (torch's export warnings, onnxruntime, Verilator and Yosys output) in
+    netfabric's log file, whose path is printed at the end."""
+    logs.start()
+    try:
+        with logs.captured():
+            yield
+    finally:
+        logs.finish()
+
+
+def say(*parts: object) -> None:
+    """A result line on the terminal, also while :func:`own_output` redirects stdout."""
+    logs.echo(" ".join(str(p) for p in parts))
 
 
 def machine() -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_json, write_section  # noqa: E402
+from _report import machine, own_output, say, write_json, write_section  # noqa: E402
 
 
 def _torch_predictions(model, x: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def main() -> None:
                    "engine_equals_qat_predictions": round(100 * float((pi == pq).mean()), 2),
                    "seconds": round(time.perf_counter() - t0, 1)}
             rows.append(row)
-            print(row, flush=True)
+            say(row)
     write_json("accuracy", {"command": "python bench/accuracy.py", "machine": machine(), "rows": rows})
     lines = ["## Accuracy of the shipped models", "",
              "Command: `python bench/accuracy.py`. Integer engine = the compiled HW-layer graph on the "
@@ -80,4 +80,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with own_output():
+        main()

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import BENCH, machine, write_json, write_section  # noqa: E402
+from _report import BENCH, machine, own_output, say, write_json, write_section  # noqa: E402
 
 RESULTS = BENCH / "results"
 CHECKPOINT = BENCH.parent / "models" / "pretrained" / "transformer_int8.pt"
@@ -219,7 +219,7 @@ def worker(args: argparse.Namespace) -> None:
             value = res.pop(key)
             point[key.replace("bytes", "mb")] = None if value is None else round(value / MB, 3)
     point.update(res)  # memory_method, engine_mode
-    print(json.dumps(point))
+    say(json.dumps(point))
 
 
 # --------------------------------------------------------------------------- driver
@@ -419,12 +419,12 @@ def measure(args: argparse.Namespace, ns: list[int], tmp: Path) -> list[dict]:
                  for m in SEG_METHODS for s in SEGMENTS]
         for method, s, graph in jobs:
             if method == "math" and math_predicted_bytes(n, args.heads, dh) > args.mem_cap_mb * MB:
-                print(f"      math n={n:>6}: skipped, predicted "
+                say(f"      math n={n:>6}: skipped, predicted "
                       f"{math_predicted_bytes(n, args.heads, dh) / MB:.0f} MB > cap")
                 continue
             p = run_point(method, n, s, args, graph)
             points.append(p)
-            print(f"{method:>10}{'' if p['segment'] is None else f' s={s}':>6} n={n:>6}: "
+            say(f"{method:>10}{'' if p['segment'] is None else f' s={s}':>6} n={n:>6}: "
                   f"{p['median_ms']:9.2f} ms  peak {p['peak_mb']} MB", flush=True)
     return points
 
@@ -479,8 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         "goals": goals(points, ns[-1], args.heads, dh),
         "points": points,
     }
-    print(table(points, ns, args.heads, dh))
-    print(json.dumps(result["goals"], indent=1))
+    say(table(points, ns, args.heads, dh))
+    say(json.dumps(result["goals"], indent=1))
     if args.no_write:
         return 0
     write_json("attention", result)
@@ -490,4 +490,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with own_output():
+        code = main()
+    raise SystemExit(code)

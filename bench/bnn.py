@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
-from _report import machine, write_json, write_section  # noqa: E402
+from _report import machine, own_output, say, write_json, write_section  # noqa: E402
 
 # finn-examples build/bnn-pynq/folding_config/<model>_folding_config.json. Node names there are
 # FINN's ``*_hls_N``, netfabric's ``*_N``; netfabric's Thresholding has no ram_style. FINN's CNV
@@ -172,10 +172,10 @@ def main() -> None:
                  "finn_bottleneck_cycles": est["finn_bottleneck_cycles"],
                  "netfabric_bottleneck_cycles": est["bottleneck_cycles"]}
     row.update(simulate(graph, work, inputs(args.model, frames), args.simulator))
-    print(row)
+    say(row)
     flow_row = {} if args.no_bitstream else build(graph, work, args,
                                                   row["measured_cycles_per_frame"])
-    print(flow_row)
+    say(flow_row)
 
     cmd = "python bench/bnn.py" + \
         (f" --model {args.model}" if args.model != "tfc_1w1a" else "") + \
@@ -227,4 +227,5 @@ def report(args, cmd: str, row: dict, flow_row: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    with own_output():
+        main()

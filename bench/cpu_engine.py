@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_json, write_section  # noqa: E402
+from _report import machine, own_output, say, write_json, write_section  # noqa: E402
 
 
 def _batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
@@ -157,7 +157,7 @@ def main() -> None:
         for row in rows:
             row["batch1_per_s"] = round(r1[row["runner"]])
             row["batch64_per_s"] = round(r64[row["runner"]])
-            print(f"{row['runner']:<38} acc {row['accuracy']:6.2f}%  "
+            say(f"{row['runner']:<38} acc {row['accuracy']:6.2f}%  "
                   f"batch1 {row['batch1_per_s']:>10,}/s  batch64 {row['batch64_per_s']:>10,}/s")
         tf_rows = _transformer_rows(x_u8, y_test, seconds, repeats, acc)
 
@@ -251,10 +251,11 @@ def _transformer_rows(x_u8, y_test, seconds: float, repeats: int, acc) -> list[d
     for row in rows:
         row["batch1_per_s"] = round(r1[row["runner"]])
         row["batch64_per_s"] = round(r64[row["runner"]])
-        print(f"transformer {row['runner']:<34} acc {row['accuracy']:6.2f}%  "
+        say(f"transformer {row['runner']:<34} acc {row['accuracy']:6.2f}%  "
               f"batch1 {row['batch1_per_s']:>10,}/s  batch64 {row['batch64_per_s']:>10,}/s")
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    with own_output():
+        main()

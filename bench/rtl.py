@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import BENCH, machine, provenance, write_json, write_section  # noqa: E402
+from _report import BENCH, machine, own_output, provenance, say, write_json, write_section  # noqa: E402
 
 # name: (checkpoint, target frames/s at 100 MHz, frames to simulate)
 MODELS = {
@@ -98,7 +98,7 @@ def cycles_and_speed(name: str, work: Path, quick: bool) -> dict:
     from netfabric.host.cpu_engine import CpuEngine
 
     row["bit_exact_vs_cpu_engine"] = _same(compiled_out, CpuEngine(graph).run(x))
-    print({k: v for k, v in row.items()})
+    say({k: v for k, v in row.items()})
     return row
 
 
@@ -160,7 +160,7 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path,
         e = json.loads(est.read_text())
         row["cycles_per_frame"] = e.get("bottleneck_cycles")
         row["finn_bram_18k"] = (e.get("finn_total_resources") or {}).get("BRAM_18K")
-    print(row)
+    say(row)
     return row
 
 
@@ -342,4 +342,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with own_output():
+        main()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_json, write_section  # noqa: E402
+from _report import machine, own_output, say, write_json, write_section  # noqa: E402
 
 
 def measure(graph: Path, project: Path, engine: str, x) -> dict:
@@ -37,7 +37,7 @@ def measure(graph: Path, project: Path, engine: str, x) -> dict:
            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
            "cycles_per_s": round(m["cycles"] / wall), "cycles_per_cpu_s": round(m["cycles"] / cpu),
            "first_run_s": round(build, 1), "load_avg": round(os.getloadavg()[0], 2)}
-    print(row)
+    say(row)
     return {**row, "_out": out}
 
 
@@ -85,4 +85,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with own_output():
+        main()

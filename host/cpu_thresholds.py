@@ -60,8 +60,10 @@ def fit_lines(thr: np.ndarray, lo: np.ndarray, hi: np.ndarray, act: int):
         left, right = np.where(worse, m1, left), np.where(worse, right, m2)
     u = np.where(m >= 2, (left + right) / 2, span)
     dev = k * u[:, None] - t
-    center = np.where(m >= 1, (np.where(inside, dev, -np.inf).max(1)
-                               + np.where(inside, dev, np.inf).min(1)) / 2, 0.0)
+    # a channel with no step in range has no deviations: 0 there (not inf - inf)
+    dev_max = np.where(m >= 1, np.where(inside, dev, -np.inf).max(1), 0.0)
+    dev_min = np.where(m >= 1, np.where(inside, dev, np.inf).min(1), 0.0)
+    center = (dev_max + dev_min) / 2
     # level base + k is reached at acc >= k u - center - 1/2
     a = np.where(m >= 1, 1.0 / u, 0.0)
     b = np.where(m >= 1, (center + 0.5) / u, 0.5) + base + act
