@@ -82,6 +82,7 @@ def _clog2(n: int) -> int:
 _BRAM_ASPECTS = {"ecp5": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
                  "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16))}
 _BRAM_COST = {"ecp5": 128, "ice40": 64}
+_LUTRAM_FAMILIES = ("ecp5",)  # iCE40 has none
 
 
 def weight_bank_address_bits(width: int) -> int:
@@ -115,8 +116,14 @@ def memory(depth: int, width: int, family: str, rom: bool, style: str = "auto") 
         choice = "block"
     elif style == "logic":  # (* rom_style = "logic" *)
         choice = "logic"
-    elif style == "distributed":
+    elif style == "distributed" and family in _LUTRAM_FAMILIES:
         choice = "lutram" if "lutram" in options else "logic"
+    elif style == "distributed":
+        # no LUT RAM (iCE40: the flow defines NF_NO_LUTRAM, dropping ram_style): Yosys maps
+        # the memory by its own cost, block RAM or flip-flops (seen on the digits build:
+        # FIFOs and input buffers of 128+ bits in SB_RAM40_4K, a 16 x 4 FIFO in flip-flops)
+        choice = min(("block", "logic") if "block" in options else ("logic",),
+                     key=lambda k: (options[k], k != "logic"))
     else:  # the cheapest; a tie goes to logic (what Yosys did on TFC's 64 x 64 ROMs)
         choice = min(options, key=lambda k: (options[k], k != "logic"))
     if choice == "block":
@@ -139,7 +146,7 @@ def _fifo(p: dict, family: str, style: int | None = None) -> Usage:
     block = style == 2 or (style == 0 and depth >= 64)
     aw = _clog2(depth)
     u = memory(depth, width, family, rom=False, style="block" if block else "distributed")
-    if not block:
+    if not block and not u.bram:
         u.ff -= width  # the distributed FIFO reads asynchronously: no data register
     # pointers, count (and the block RAM style's look-ahead beats)
     u += Usage(ff=3 * aw + 5 + (width // 2 if block else 0), lut=30 + 3 * aw)
@@ -373,8 +380,11 @@ def _segment_attention(p: dict, family: str) -> Usage:
     u = Usage(lut=lut * route / LUT_SCALE.get(family, 1.0), ff=ff / FF_SCALE,
               dsp=lanes * ((ibits >= 2) + (pbits >= 2)))
     u += memory(seglen * ch // pe, pe * ibits, family, rom=False)   # the segment buffer
-    for width in (ebits, sbits):  # row arrays (exp values, scores): LUT RAM, read async
-        u += memory(seglen, width, family, rom=False, style="distributed")
+    # row arrays (exp values, scores), read asynchronously: LUT RAM, or flip-flops on a
+    # family without it (kept from before the iCE40 FIFO rule; no iCE40 attention build yet)
+    row_style = "distributed" if family in _LUTRAM_FAMILIES else "logic"
+    for width in (ebits, sbits):
+        u += memory(seglen, width, family, rom=False, style=row_style)
         u.ff -= width
     u.dsp += math.ceil(ebits / 18) * math.ceil((rbits + 1) / 18)  # e * reciprocal
     u += _thresh_search(1, 1, qbits, sbits, family) + _thresh_search(1, 1, abits, obits, family)
@@ -501,6 +511,9 @@ def predict(layers: list[dict], board: str | Board) -> Prediction:
     family = b.family
     per_layer: dict[str, dict[str, int]] = {}
     total = Usage(lut=SHELL["LUT4"], ff=SHELL["FF"])
+    # the host link's 16-byte receive FIFO (host_link.v RX_FIFO_DEPTH): LUT RAM on ECP5 (in
+    # SHELL's counts), a block RAM on a family without LUT RAM
+    total.bram += memory(16, 8, family, rom=False, style="distributed").bram
     for layer in layers:
         u = module_usage(layer["module"], layer["params"], family)
         total += u
