@@ -154,7 +154,7 @@ def _fifo(p: dict, family: str, style: int | None = None) -> Usage:
 
 
 def _credit_fifo(width: int, lat: int, family: str) -> Usage:
-    depth = 1 << _clog2(lat + 7)
+    depth = 1 << _clog2(lat + 6)
     credits = _clog2(depth) + 2  # the credit counter
     return _fifo({"WIDTH": width, "DEPTH": depth}, family) + Usage(ff=credits, lut=credits)
 

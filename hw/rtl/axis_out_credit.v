@@ -19,9 +19,10 @@
 //   WIDTH       result bits per beat
 //   DEPTH       output FIFO capacity = credits, >= 2. A unit that starts one result per cycle
 //               runs without stalls behind an always-ready sink when DEPTH >= its latency from
-//               `reserve` to in_valid + the FIFO latency (1 distributed, 4 block) + 3 (the
-//               credit returns the cycle after the beat leaves; one credit is held back for
-//               the late-counted reserve); the units round latency + 7 up to a power of two.
+//               `reserve` to in_valid + the FIFO latency (1 distributed, 4 block) + 1: the
+//               reserve counted a cycle late and the flag raised a credit early cancel out
+//               (tests/test_rtl_modules.py measures the bound and that it is tight); the units
+//               round latency + 6 up to a power of two.
 //   RAM_STYLE   FIFO style (fifo.v): 0 auto (block RAM from 64 entries), 1 distributed
 // Latency: that of the FIFO, 1 (distributed) or 4 (block) cycles from in_valid to m_axis.
 // Requires: fifo.v.

@@ -142,11 +142,11 @@ module mvau #(
     localparam ACT_LAT = (RQ != 0 && NT == 0) ? 6 : 4 * OBITS + 2;
     localparam LAT = D + 1 + (USE_ACT ? ACT_LAT : 0);
     // Output FIFO deep enough to cover the credit round trip (LAT, the FIFO's own latency
-    // of up to 4 cycles, the credit return and the credit axis_out_credit holds back), so
-    // that a sink which is always ready never sees a stall. Automatic style: from 64 entries
+    // of up to 4 cycles, 1; see axis_out_credit.v) with one entry to spare, so that a sink
+    // which is always ready never sees a stall. Automatic style: from 64 entries
     // a block RAM with a registered output (an asynchronous-read array would be turned into a
     // block RAM anyway, whose slow clock-to-out would then drive the next module's logic).
-    localparam ODEPTH = 1 << $clog2(LAT + 7);
+    localparam ODEPTH = 1 << $clog2(LAT + 6);
 
     // ------------------------------------------------------------------ parameter checks
     generate

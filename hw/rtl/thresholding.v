@@ -80,7 +80,7 @@ module thresholding #(
     localparam LAT = (RQ != 0 && NT == 0) ? 6 : 4 * OBITS + 2;   // requant_act latency
     // Output FIFO covering the credit round trip (see mvau.v); automatic style: block RAM
     // with a registered output from 64 entries.
-    localparam ODEPTH = 1 << $clog2(LAT + 7);
+    localparam ODEPTH = 1 << $clog2(LAT + 6);
 
     // ------------------------------------------------------------------ parameter checks
     generate
