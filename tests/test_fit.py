@@ -152,3 +152,26 @@ def test_segment_attention_model_against_yosys(tmp_path):
         assert abs(pred[kind] - got[kind]) <= 0.15 * got[kind], (kind, pred, got)
     # the block-RAM buffer: nowhere near the register array's 24k flip-flops
     assert got["FF"] < 4000
+
+
+def test_bank_sizes_match_the_rtl():
+    """The RTL picks its memory banks itself (thresh_search.v BANK_AW, mvau.v's WBANK_AW = 0
+    rule); the stitcher's bank files and the fit model must use the same sizes."""
+    import re
+
+    from netfabric.hw.flow.fit import weight_bank_address_bits
+    from netfabric.sim.golden import THRESH_BANK_WORDS
+    from netfabric.sim.runner import RTL_DIR
+
+    thresh = (RTL_DIR / "thresh_search.v").read_text()
+    assert 1 << int(re.search(r"localparam BANK_AW = (\d+);", thresh).group(1)) == THRESH_BANK_WORDS
+    # mvau.v: BAW = (WBANK_AW != 0) ? WBANK_AW : (WW == 1) ? 14 : ... : 11, evaluated per width
+    rule = re.search(r"localparam BAW = \(WBANK_AW != 0\) \? WBANK_AW\s*:([^;]+);",
+                     (RTL_DIR / "mvau.v").read_text()).group(1)
+    terms = re.findall(r"\(WW (==|<=) (\d+)\) \? (\d+)\s*:", rule)
+    default = int(rule.rsplit(":", 1)[1])
+    assert terms, rule
+    for width in range(1, 65):
+        expected = next((int(aw) for op, w, aw in terms
+                         if (width == int(w) if op == "==" else width <= int(w))), default)
+        assert weight_bank_address_bits(width) == expected, width

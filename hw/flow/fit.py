@@ -26,6 +26,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from netfabric.sim.golden import THRESH_BANK_WORDS
+
 from .boards import Board, get_board
 from .errors import DesignDoesNotFitError
 
@@ -168,13 +170,13 @@ def _thresh_search(nf: int, pe: int, dbits: int, obits: int, family: str,
     cw, nfw = pe * obits, _clog2(nf)
     for j in range(obits):
         depth = nf << j
-        # deep stages: banks of 2048 words, each its own memory (not in LUTs)
-        banks = 1 if style == "logic" else math.ceil(depth / 2048)
+        # deep stages: banks of THRESH_BANK_WORDS, each its own memory (not in LUTs)
+        banks = 1 if style == "logic" else math.ceil(depth / THRESH_BANK_WORDS)
         for _ in range(pe):
             m = Usage()
             for _ in range(banks):
-                m += memory(depth if style == "logic" else min(depth, 2048), dbits, family,
-                            rom=True, style=style)
+                m += memory(depth if style == "logic" else min(depth, THRESH_BANK_WORDS), dbits,
+                            family, rom=True, style=style)
             if style == "logic":  # ABC shares some LUTs between a table's entries: about
                 m.lut *= 0.85     # 0.75 x on the INT8 MLP's leftover tables (near-progressions),
                                   # 1.0 x on the INT8 CNN's (ECP5 records, fitted on both)
