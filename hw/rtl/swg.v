@@ -189,7 +189,13 @@ module swg #(
 
         if (PARALLEL_WINDOW == 0) begin : g_buf
             // ---------------------------------------------------------- buffer + writer
-            reg  [DW-1:0] mem [0:N-1];   // synchronous read: block RAM unless tiny
+            // Synchronous read: block RAM unless tiny. no_rw_check (Yosys): a read never hits
+            // the word written in the same cycle (reads stay in [origin, origin + SPAN), which
+            // is written before the window's first read; the writer is at origin + occ, with
+            // SPAN <= occ < N while a window is read). Without it Yosys guards the case with an
+            // address compare and a mux after the RAM: on the CNN (2c0f664, seed 2) the RAM ->
+            // mux -> o path was the critical path (10.03 ns, 99.7 MHz).
+            (* no_rw_check *) reg [DW-1:0] mem [0:N-1];
             reg  [AW-1:0] wr_ptr;
             reg  [OCW-1:0] occ;      // beats written beyond the current window origin (signed)
 
