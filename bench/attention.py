@@ -425,7 +425,7 @@ def measure(args: argparse.Namespace, ns: list[int], tmp: Path) -> list[dict]:
             p = run_point(method, n, s, args, graph)
             points.append(p)
             say(f"{method:>10}{'' if p['segment'] is None else f' s={s}':>6} n={n:>6}: "
-                  f"{p['median_ms']:9.2f} ms  peak {p['peak_mb']} MB", flush=True)
+                  f"{p['median_ms']:9.2f} ms  peak {p['peak_mb']} MB")
     return points
 
 
@@ -490,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if "--worker" in sys.argv:  # one point for the driver: its JSON line on the pipe, no log
+        raise SystemExit(main())
     with own_output():
         code = main()
     raise SystemExit(code)
