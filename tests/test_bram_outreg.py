@@ -14,13 +14,15 @@ from hw.flow import bram_outreg, tools
 
 ROM = """
 module rom_top #(parameter ENABLE = 0, parameter FANOUT = 0, parameter RESET = 0,
-                 parameter W = 16, parameter DEPTH = 1024) (
+                 parameter W = 16, parameter DEPTH = 1024, parameter RAM = 0) (
     input wire clk, input wire rst, input wire en, input wire [$clog2(DEPTH)-1:0] addr,
+    input wire we, input wire [$clog2(DEPTH)-1:0] waddr, input wire [W-1:0] wdata,
     output reg [W-1:0] q, output reg [W-1:0] q2
 );
-    reg [W-1:0] rom [0:DEPTH-1];
+    (* no_rw_check *) reg [W-1:0] rom [0:DEPTH-1];  // no bypass mux for the RAM case
     integer i;
     initial for (i = 0; i < DEPTH; i = i + 1) rom[i] = (i * 40503) ^ (i << 22) ^ (i >> 3);
+    always @(posedge clk) if (RAM != 0 && we) rom[waddr] <= wdata;  // RAM: a write port
     reg [W-1:0] d;
     always @(posedge clk) d <= rom[addr];        // the block RAM's read latch
     always @(posedge clk) begin
@@ -79,8 +81,35 @@ def test_register_that_is_not_plain_stays(tmp_path: Path, params: dict):
     assert netlist == before
 
 
-def test_36_bit_pseudo_dual_port_is_left_alone(tmp_path: Path):
-    netlist = _synth(tmp_path, W=32, DEPTH=512)  # one block in the 512 x 36 mode
+def test_36_bit_read_moves_into_both_ports_registers(tmp_path: Path):
+    # one block in the 512 x 36 mode, written on port A, read on port B, one clock
+    netlist = _synth(tmp_path, W=32, DEPTH=512, RAM=1)
+    (block,) = [c for c in _cells(netlist).values() if c["type"] == "DP16KD"]
+    assert bram_outreg._param_int(block["parameters"]["DATA_WIDTH_B"]) == 36
+    q_bits = bram_outreg._top_module(netlist)["ports"]["q"]["bits"]
+    ffs = _count(netlist, "TRELLIS_FF")
+
+    assert bram_outreg.absorb_output_registers(netlist) == 32
+    assert _count(netlist, "TRELLIS_FF") == ffs - 32
+    # the word spans both ports' data outs; both registers on, loading every cycle, on the
+    # one clock, never reset
+    conn, params = block["connections"], block["parameters"]
+    for side in "AB":
+        assert params[f"REGMODE_{side}"] == "OUTREG"
+        assert conn[f"OCE{side}"] == ["1"]
+        assert conn[f"RST{side}"] == ["0"]
+    assert conn["CLKA"] == conn["CLKB"]
+    driven = [conn[f"DO{side}{i}"][0] for side in "AB" for i in range(18)]
+    assert set(q_bits) <= set(driven)
+    assert bram_outreg.absorb_output_registers(netlist) == 0
+
+
+@pytest.mark.parametrize("params", [{"ENABLE": 1, "RAM": 1}, {"RAM": 0}],
+                         ids=["enable", "rom-without-port-a-clock"])
+def test_36_bit_read_stays_unless_exact(tmp_path: Path, params: dict):
+    # a ROM has no clock on port A: which port's controls register the half on DOA is not
+    # known, so nothing moves
+    netlist = _synth(tmp_path, W=32, DEPTH=512, **params)
     (block,) = [c for c in _cells(netlist).values() if c["type"] == "DP16KD"]
     assert bram_outreg._param_int(block["parameters"]["DATA_WIDTH_B"]) == 36
     before = copy.deepcopy(netlist)

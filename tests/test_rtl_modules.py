@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hw.rtl_ops import Port, fifo_stage
 from netfabric.sim import golden
 from netfabric.sim.runner import BUILD_ROOT, RTL_DIR, rtl_sources, run_cocotb, verilator_env
 
@@ -403,6 +404,14 @@ def test_fifo(name: str, simulator: str) -> None:
     hdl = dict(WIDTH=width, DEPTH=depth, RAM_STYLE=style)
     rep = _run("fifo", f"fifo_{name}", hdl, {"seed": 2, "beats": 300}, simulator)
     assert rep["interval"] <= rep["ideal"]
+    # the stitcher sizes FIFOs and pipelines by these: its latency model and fifo.v's
+    # documented capacity (three beats after a block RAM array)
+    block = style == 2 or (style == 0 and depth >= 64)
+    stage = fifo_stage("f", Port(1, width, False), depth)
+    if style == 0:
+        assert rep["latency"] == stage.latency
+    assert rep["latency"] == (4 if block else 1)
+    assert rep["capacity"] == depth + (3 if block else 0)
 
 
 # ----------------------------------------------------------------------------- DWC

@@ -15,8 +15,12 @@ A port's register is absorbed only where that is exactly the same circuit:
   same polarity as the port;
 - the port's own reset (``RST``) is tied 0 and its output enable (``OCE``) is 1, so the output
   register loads every cycle, like the flip-flop did;
-- the block is not in the 36-bit pseudo dual-port mode (there a word spans both ports' outputs
-  and their registers; left alone rather than guessed).
+- in the 36-bit pseudo dual-port mode (Yosys' map of a wide memory: port A writes, port B
+  reads 36 bits, the word spanning DOA and DOB) no model here says whether the half on DOA is
+  registered by port A's or port B's clock and output enable. The pass therefore takes such a
+  block only where that cannot matter: both ports on the same clock net and polarity, both
+  resets tied 0, and then both output enables set to 1 and both ports to ``OUTREG``. A 36-bit
+  mode in any other arrangement (a 36-bit write beside a narrower read) is left alone.
 The flip-flop is removed and the data-out bit drives the flip-flop's output net instead.
 """
 
@@ -86,31 +90,64 @@ def _plain_ff(ff: dict[str, Any], clock: Any, inverted: bool) -> bool:
     )
 
 
-def _absorbable_port(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str]]],
-                     bram: dict[str, Any], side: str) -> list[tuple[int, str]] | None:
-    """(data-out bit index, flip-flop name) for every used bit, or None if not exact."""
-    conn, params = bram["connections"], bram["parameters"]
+def _clock(bram: dict[str, Any], side: str) -> tuple[Any, bool] | None:
+    """The port's clock net and whether it is inverted; None for a constant clock."""
     clock = _one(bram, f"CLK{side}")
     if clock is None or clock in ("0", "1", "x"):
         return None
-    if _one(bram, f"RST{side}") not in ("0", None) or _one(bram, f"OCE{side}") != "1":
+    mux = _param_str(bram["parameters"].get(f"CLK{side}MUX", f"CLK{side}"))
+    return clock, mux == "INV"
+
+
+def _absorbable_bits(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str]]],
+                     bram: dict[str, Any], side: str, clock: tuple[Any, bool],
+                     ) -> list[tuple[str, str]] | None:
+    """(data-out pin, flip-flop name) for every used bit of one side's data out, or None if
+    one of them is not a plain flip-flop on ``clock``."""
+    if _param_str(bram["parameters"].get(f"REGMODE_{side}", "NOREG")) != "NOREG":
         return None
-    if _param_str(params.get(f"REGMODE_{side}", "NOREG")) != "NOREG":
-        return None
-    inverted = _param_str(params.get(f"CLK{side}MUX", f"CLK{side}")) == "INV"
-    taken: list[tuple[int, str]] = []
+    taken: list[tuple[str, str]] = []
     for i in range(_DATA_OUT_BITS):
-        bits = conn.get(f"DO{side}{i}")
+        pin = f"DO{side}{i}"
+        bits = bram["connections"].get(pin)
         if not bits or not loads.get(bits[0]):
             continue  # unused bit
         users = loads[bits[0]]
         if len(users) != 1 or users[0][1] != "DI" or users[0][0] not in cells:
             return None
         ff = cells[users[0][0]]
-        if ff["type"] != FF or not _plain_ff(ff, clock, inverted):
+        if ff["type"] != FF or not _plain_ff(ff, *clock):
             return None
-        taken.append((i, users[0][0]))
-    return taken or None
+        taken.append((pin, users[0][0]))
+    return taken
+
+
+def _reset_tied_off(bram: dict[str, Any], side: str) -> bool:
+    return _one(bram, f"RST{side}") in ("0", None)
+
+
+def _absorbable_port(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str]]],
+                     bram: dict[str, Any], side: str) -> list[tuple[str, str]] | None:
+    """A port in the 9/18-bit modes: its used bits, or None if not exact."""
+    clock = _clock(bram, side)
+    if clock is None or not _reset_tied_off(bram, side) or _one(bram, f"OCE{side}") != "1":
+        return None
+    return _absorbable_bits(cells, loads, bram, side, clock) or None
+
+
+def _absorbable_wide_read(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str]]],
+                          bram: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """The 36-bit read (port B, data on DOA and DOB): its used bits, or None if not exact
+    whichever port's controls register which half (see the module docstring)."""
+    clock = _clock(bram, "B")
+    if clock is None or _clock(bram, "A") != clock or _one(bram, "OCEB") != "1":
+        return None
+    if not (_reset_tied_off(bram, "A") and _reset_tied_off(bram, "B")):
+        return None
+    halves = [_absorbable_bits(cells, loads, bram, side, clock) for side in "AB"]
+    if any(h is None for h in halves):
+        return None
+    return [bit for half in halves for bit in half or []] or None
 
 
 def absorb_output_registers(netlist: dict[str, Any]) -> int:
@@ -122,17 +159,22 @@ def absorb_output_registers(netlist: dict[str, Any]) -> int:
     moved = 0
     for bram in [c for c in cells.values() if c["type"] == BRAM]:
         params = bram["parameters"]
-        widths = {_param_int(params.get(f"DATA_WIDTH_{s}", 18)) for s in "AB"}
-        if _WIDTH_36 in widths:
+        widths = {s: _param_int(params.get(f"DATA_WIDTH_{s}", 18)) for s in "AB"}
+        if widths["B"] == _WIDTH_36:
+            groups = [("AB", _absorbable_wide_read(cells, loads, bram))]
+        elif widths["A"] == _WIDTH_36:
             continue
-        for side in "AB":
-            taken = _absorbable_port(cells, loads, bram, side)
+        else:
+            groups = [(side, _absorbable_port(cells, loads, bram, side)) for side in "AB"]
+        for sides, taken in groups:
             if not taken:
                 continue
-            for i, ff_name in taken:
+            for pin, ff_name in taken:
                 ff = cells.pop(ff_name)
-                bram["connections"][f"DO{side}{i}"] = list(ff["connections"]["Q"])
-            params[f"REGMODE_{side}"] = "OUTREG"
+                bram["connections"][pin] = list(ff["connections"]["Q"])
+            for side in sides:
+                params[f"REGMODE_{side}"] = "OUTREG"
+                bram["connections"][f"OCE{side}"] = ["1"]
             moved += len(taken)
     return moved
 

@@ -85,6 +85,8 @@ _BRAM_ASPECTS = {"ecp5": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18
                  "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16))}
 _BRAM_COST = {"ecp5": 128, "ice40": 64}
 _LUTRAM_FAMILIES = ("ecp5",)  # iCE40 has none
+# where the flow moves a plain register after a block RAM into the block (hw/flow/bram_outreg.py)
+_BRAM_OUTREG_FAMILIES = ("ecp5",)
 
 
 def weight_bank_address_bits(width: int) -> int:
@@ -150,8 +152,13 @@ def _fifo(p: dict, family: str, style: int | None = None) -> Usage:
     u = memory(depth, width, family, rom=False, style="block" if block else "distributed")
     if not block and not u.bram:
         u.ff -= width  # the distributed FIFO reads asynchronously: no data register
-    # pointers, count (and the block RAM style's look-ahead beats)
-    u += Usage(ff=3 * aw + 5 + (width // 2 if block else 0), lut=30 + 3 * aw)
+    # pointers, count
+    u += Usage(ff=3 * aw + 5, lut=30 + 3 * aw)
+    if block and u.bram:
+        # the read copy r (in the block where the flow absorbs it) and the three-entry output
+        # buffer with its two 2:1 muxes (out of context in Yosys: FF +3W / +4W, LUT4 +2W)
+        r = 0 if family in _BRAM_OUTREG_FAMILIES else width
+        u += Usage(ff=3 * width + r, lut=2 * width)
     return u
 
 

@@ -10,8 +10,8 @@
 //   RAM_STYLE 0 = auto (block RAM when DEPTH >= 64), 1 = distributed/registers
 //             (asynchronous-read array: LUT RAM on ECP5, flip-flops on iCE40),
 //             2 = block RAM (synchronous read, ram_style="block"; three more beats of
-//             capacity in the RAM's read register and two fabric registers after it, so
-//             the capacity is DEPTH + 3; m_axis_tdata comes from the last flip-flop).
+//             capacity after the array, in its read pipeline and a three-entry output
+//             buffer, so the capacity is DEPTH + 3; m_axis_tdata comes from a flip-flop).
 // Latency: a beat written at clock edge t is visible on m_axis after edge t+1
 //   (distributed) or t+4 (block). Throughput one beat per cycle in both styles when
 //   DEPTH >= 2 (a full DEPTH-1 FIFO takes no beat in the cycle it delivers one);
@@ -108,56 +108,81 @@ module fifo #(
         assign m_axis_tdata[WIDTH-1:0] = rd_data;
 
         if (BLOCK) begin : g_block
-            // Three output stages after the array: the RAM's read register (q) and two
-            // fabric registers, m and o. A block RAM's clock-to-out (~5.6 ns on ECP5
-            // DP16KD) then only reaches m, which has no other job than to sit next to the
-            // RAM (with a single stage o, placed towards the consumer, this hop was the
-            // design's critical path), and the consumer is fed from o. Each stage refills
-            // when it is empty or emptying.
+            // Three beats after the array. The read is a two-stage pipeline that never
+            // stalls: q, the RAM's read register (loaded on rd), and r, a plain copy of q
+            // every cycle. r has no enable, reset or other load, so on ECP5 the flow moves it
+            // into the DP16KD's output register (hw/flow/bram_outreg.py): the block RAM's
+            // slow clock-to-out (~5.6 ns without it) then ends inside the block, where an
+            // enabled register after the RAM had been the CNN's critical path on every seed.
+            // A beat is in r for exactly one cycle and goes into a three-entry output buffer
+            // (o, the head that drives m_axis, then b1, b2). So that it always finds room,
+            // a read is only issued while fewer than three beats are in the read pipeline
+            // and the buffer together (held), or one leaves the head this cycle; three are
+            // enough for one beat per cycle (two in flight, one at the head).
             // no_rw_check (Yosys): a read never hits the address written in the same cycle
             // (see rd below), so no collision bypass logic is needed after the RAM.
             (* ram_style = "block", no_rw_check *)
             reg  [WIDTH-1:0] mem [0:DEPTH-1];
             reg  [WIDTH-1:0] q;
-            reg              q_valid;
-            reg  [WIDTH-1:0] m;
-            reg              m_valid;
+            reg              q_fresh;     // q was read in the last cycle
+            reg  [WIDTH-1:0] r;
+            reg              r_valid;     // r holds that beat (for this cycle only)
             reg  [WIDTH-1:0] o;
-            reg              o_valid;
-            wire o_load = m_valid && (!o_valid || m_axis_tready);
-            wire m_load = q_valid && (!m_valid || o_load);
+            reg  [WIDTH-1:0] b1;
+            reg  [WIDTH-1:0] b2;
+            reg  [1:0]       buffered;    // beats in o, b1, b2 (0..3, filled from o up)
+            reg              o_valid;     // buffered != 0, as a flip-flop for m_axis_tvalid
+            reg  [1:0]       held;        // q_fresh + r_valid + buffered (0..3)
+            reg              held_full;   // held == 3
+            wire leave = o_valid && m_axis_tready;
             // The read never hits the address written in the same cycle because count
             // excludes it.
-            wire rd = not_empty && (!q_valid || m_load);
+            wire rd = not_empty && (!held_full || leave);
             assign pop = rd;
+
+            // The buffer after a leave: beats shift towards o, the arriving beat (r) goes
+            // into the first free entry.
+            wire two_or_more = buffered[1];
+            wire o_load = leave ? (two_or_more || r_valid) : (!o_valid && r_valid);
+            wire b1_load = leave ? (buffered == 2'd3 || (buffered == 2'd2 && r_valid))
+                                 : (buffered == 2'd1 && r_valid);
+            wire b2_load = !leave && buffered == 2'd2 && r_valid;
+            wire [1:0] buffered_next = buffered + {1'b0, r_valid} - {1'b0, leave};
+            wire [1:0] held_next = held + {1'b0, rd} - {1'b0, leave};
 
             always @(posedge clk) begin
                 if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
                 if (rd) q <= mem[rd_ptr];
             end
-            // keep: m stays a register of its own beside the RAM
-            (* keep *) always @(posedge clk) if (m_load) m <= q;
-            always @(posedge clk) if (o_load) o <= m;
+            always @(posedge clk) r <= q;
+            always @(posedge clk) begin
+                if (o_load) o <= two_or_more ? b1 : r;
+                if (b1_load) b1 <= (buffered == 2'd3) ? b2 : r;
+                if (b2_load) b2 <= r;
+            end
 
             always @(posedge clk) begin
                 if (!rst_n) begin
                     wr_ptr <= {AW{1'b0}};
                     rd_ptr <= {AW{1'b0}};
                     count <= {CW{1'b0}};
-                    q_valid <= 1'b0;
-                    m_valid <= 1'b0;
+                    q_fresh <= 1'b0;
+                    r_valid <= 1'b0;
+                    buffered <= 2'd0;
                     o_valid <= 1'b0;
+                    held <= 2'd0;
+                    held_full <= 1'b0;
                 end else begin
                     if (push) wr_ptr <= (wr_ptr == LAST_ADDR) ? {AW{1'b0}} : wr_ptr + 1'b1;
                     if (rd) rd_ptr <= (rd_ptr == LAST_ADDR) ? {AW{1'b0}} : rd_ptr + 1'b1;
                     if (push && !rd) count <= count + ONE;
                     else if (!push && rd) count <= count - ONE;
-                    if (rd) q_valid <= 1'b1;
-                    else if (m_load) q_valid <= 1'b0;
-                    if (m_load) m_valid <= 1'b1;
-                    else if (o_load) m_valid <= 1'b0;
-                    if (o_load) o_valid <= 1'b1;
-                    else if (m_axis_tready) o_valid <= 1'b0;
+                    q_fresh <= rd;
+                    r_valid <= q_fresh;
+                    buffered <= buffered_next;
+                    o_valid <= buffered_next != 2'd0;
+                    held <= held_next;
+                    held_full <= held_next == 2'd3;
                 end
             end
 
