@@ -239,6 +239,43 @@ def build_all(builds: list[tuple], work: Path, jobs: int, collect: bool = False)
         return [futures[b].result() for b in builds]
 
 
+def plot_fmax(flows: list[dict], path: Path) -> bool:
+    """Fmax of every nextpnr seed beside each bitstream's target clock; False if no build has
+    one (nothing written)."""
+    rows = [r for r in flows if r.get("fmax_per_seed")]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(rows), 4.0))
+    for i, r in enumerate(rows):
+        seeds = sorted(((int(k), f) for k, f in r["fmax_per_seed"].items() if f is not None))
+        for k, (seed, f) in enumerate(seeds):
+            x = i + (k - (len(seeds) - 1) / 2) * 0.22  # seeds side by side
+            ratio = f / r["target_mhz"]
+            ax.scatter([x], [ratio], color="tab:green" if ratio >= 1 else "tab:red", zorder=3,
+                       s=36)
+            ax.annotate(f"{f:.1f}\ns{seed}", (x, ratio), xytext=(0, 6), ha="center",
+                        textcoords="offset points", fontsize=7)
+    ax.axhline(1.0, color="black", linestyle="--", zorder=2, label="target clock")
+    ax.set_xticks(range(len(rows)),
+                  [f"{r['model']}\n{r['board']}\n{r['target_mhz']:g} MHz target" for r in rows])
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylabel("Fmax / target clock")
+    ax.set_title("Fmax per nextpnr seed (MHz and seed above each dot)")
+    ax.margins(y=0.2)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _fmt(v, spec: str = ",") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -338,7 +375,10 @@ def main() -> None:
     write_json("rtl", {"command": cmd, "provenance": provenance(), "machine": machine(),
                        "sim_seed": SIM_SEED, "named": named, "simulation": sims,
                        "open_flow": flows})
-    write_section("rtl", markdown(cmd, sims, flows, args.note))
+    section = markdown(cmd, sims, flows, args.note)
+    if plot_fmax(flows, BENCH / "results" / "rtl_fmax.png"):
+        section += "\n\n![Fmax per seed](results/rtl_fmax.png)"
+    write_section("rtl", section)
 
 
 if __name__ == "__main__":

@@ -53,3 +53,17 @@ def test_collect_keeps_old_rows_marked_and_uses_new_builds(tmp_path, monkeypatch
     mlp_line = next(line for line in table.splitlines() if "| mlp |" in line)
     assert "not rebuilt: row of abc1234" in cnn_line
     assert "not rebuilt" not in mlp_line and "131.5" in mlp_line
+
+
+def test_fmax_plot_written_only_when_a_build_has_seeds(tmp_path):
+    rtl = _bench()
+    path = tmp_path / "fmax.png"
+    assert not rtl.plot_fmax([{"board": "b", "model": "m", "target_mhz": 100.0,
+                               "error": "refused before synthesis"}], path)
+    assert not path.exists()
+    rows = [{"board": "ulx3s-85f", "model": "cnn", "target_mhz": 100.0,
+             "fmax_per_seed": {"1": 102.1, "2": 98.6, "3": None}},
+            {"board": "icebreaker", "model": "digits", "target_mhz": 24.0,
+             "fmax_per_seed": {"1": 35.0}}]
+    assert rtl.plot_fmax(rows, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
