@@ -1,6 +1,6 @@
 """hw/flow/bram_outreg.py on netlists Yosys synthesizes here (synth_ecp5): a plain register after
 a block RAM moves into the block's output register; anything that would change the circuit
-(an enable, a reset, a second load, a 36-bit pseudo dual-port block) stays as it is."""
+(an enable, a reset, a second load, a read enable on the block, a 36-bit ROM) stays as it is."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from hw.flow import bram_outreg, tools
 
 ROM = """
 module rom_top #(parameter ENABLE = 0, parameter FANOUT = 0, parameter RESET = 0,
-                 parameter W = 16, parameter DEPTH = 1024, parameter RAM = 0) (
+                 parameter W = 16, parameter DEPTH = 1024, parameter RAM = 0,
+                 parameter READ_EN = 0) (
     input wire clk, input wire rst, input wire en, input wire [$clog2(DEPTH)-1:0] addr,
     input wire we, input wire [$clog2(DEPTH)-1:0] waddr, input wire [W-1:0] wdata,
     output reg [W-1:0] q, output reg [W-1:0] q2
@@ -24,7 +25,7 @@ module rom_top #(parameter ENABLE = 0, parameter FANOUT = 0, parameter RESET = 0
     initial for (i = 0; i < DEPTH; i = i + 1) rom[i] = (i * 40503) ^ (i << 22) ^ (i >> 3);
     always @(posedge clk) if (RAM != 0 && we) rom[waddr] <= wdata;  // RAM: a write port
     reg [W-1:0] d;
-    always @(posedge clk) d <= rom[addr];        // the block RAM's read latch
+    always @(posedge clk) if (READ_EN == 0 || en) d <= rom[addr];  // the block RAM's read latch
     always @(posedge clk) begin
         if (RESET != 0 && rst) q <= 0;
         else if (ENABLE == 0 || en) q <= d;      // the register after it
@@ -72,8 +73,8 @@ def test_plain_register_moves_into_the_block(tmp_path: Path):
     assert bram_outreg.absorb_output_registers(netlist) == 0
 
 
-@pytest.mark.parametrize("params", [{"ENABLE": 1}, {"RESET": 1}, {"FANOUT": 1}],
-                         ids=["enable", "reset", "second-load"])
+@pytest.mark.parametrize("params", [{"ENABLE": 1}, {"RESET": 1}, {"FANOUT": 1}, {"READ_EN": 1}],
+                         ids=["enable", "reset", "second-load", "read-enable"])
 def test_register_that_is_not_plain_stays(tmp_path: Path, params: dict):
     netlist = _synth(tmp_path, **params)
     before = copy.deepcopy(netlist)
@@ -104,8 +105,8 @@ def test_36_bit_read_moves_into_both_ports_registers(tmp_path: Path):
     assert bram_outreg.absorb_output_registers(netlist) == 0
 
 
-@pytest.mark.parametrize("params", [{"ENABLE": 1, "RAM": 1}, {"RAM": 0}],
-                         ids=["enable", "rom-without-port-a-clock"])
+@pytest.mark.parametrize("params", [{"ENABLE": 1, "RAM": 1}, {"READ_EN": 1, "RAM": 1}, {"RAM": 0}],
+                         ids=["enable", "read-enable", "rom-without-port-a-clock"])
 def test_36_bit_read_stays_unless_exact(tmp_path: Path, params: dict):
     # a ROM has no clock on port A: which port's controls register the half on DOA is not
     # known, so nothing moves

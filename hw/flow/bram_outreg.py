@@ -13,13 +13,16 @@ A port's register is absorbed only where that is exactly the same circuit:
 - that flip-flop is plain: always enabled (``CEMUX 1``), no set/reset (``LSR`` tied 0), reset
   value 0 (the block's output register starts at 0), clocked by the port's clock net with the
   same polarity as the port;
-- the port's own reset (``RST``) is tied 0 and its output enable (``OCE``) is 1, so the output
-  register loads every cycle, like the flip-flop did;
+- the port's own reset (``RST``) is tied 0 and its output enable (``OCE``) and clock enable
+  (``CE``) are 1, so the output register loads every cycle, like the flip-flop did. (No model
+  here says whether ``CE``, the read enable, also holds the output register; a port read with
+  an enable therefore keeps its fabric register.);
 - in the 36-bit pseudo dual-port mode (Yosys' map of a wide memory: port A writes, port B
   reads 36 bits, the word spanning DOA and DOB) no model here says whether the half on DOA is
-  registered by port A's or port B's clock and output enable. The pass therefore takes such a
+  registered by port A's or port B's clock and enables. The pass therefore takes such a
   block only where that cannot matter: both ports on the same clock net and polarity, both
-  resets tied 0, and then both output enables set to 1 and both ports to ``OUTREG``. A 36-bit
+  resets tied 0, both clock enables 1, and then both output enables set to 1 and both ports
+  to ``OUTREG``. A 36-bit
   mode in any other arrangement (a 36-bit write beside a narrower read) is left alone.
 The flip-flop is removed and the data-out bit drives the flip-flop's output net instead.
 """
@@ -122,6 +125,11 @@ def _absorbable_bits(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str
     return taken
 
 
+def _always_enabled(bram: dict[str, Any], side: str) -> bool:
+    """Clock enable and output enable both tied 1."""
+    return _one(bram, f"CE{side}") == "1" and _one(bram, f"OCE{side}") == "1"
+
+
 def _reset_tied_off(bram: dict[str, Any], side: str) -> bool:
     return _one(bram, f"RST{side}") in ("0", None)
 
@@ -130,7 +138,7 @@ def _absorbable_port(cells: dict[str, Any], loads: dict[Any, list[tuple[str, str
                      bram: dict[str, Any], side: str) -> list[tuple[str, str]] | None:
     """A port in the 9/18-bit modes: its used bits, or None if not exact."""
     clock = _clock(bram, side)
-    if clock is None or not _reset_tied_off(bram, side) or _one(bram, f"OCE{side}") != "1":
+    if clock is None or not _reset_tied_off(bram, side) or not _always_enabled(bram, side):
         return None
     return _absorbable_bits(cells, loads, bram, side, clock) or None
 
@@ -140,7 +148,9 @@ def _absorbable_wide_read(cells: dict[str, Any], loads: dict[Any, list[tuple[str
     """The 36-bit read (port B, data on DOA and DOB): its used bits, or None if not exact
     whichever port's controls register which half (see the module docstring)."""
     clock = _clock(bram, "B")
-    if clock is None or _clock(bram, "A") != clock or _one(bram, "OCEB") != "1":
+    if clock is None or _clock(bram, "A") != clock or not _always_enabled(bram, "B"):
+        return None
+    if _one(bram, "CEA") != "1":
         return None
     if not (_reset_tied_off(bram, "A") and _reset_tied_off(bram, "B")):
         return None

@@ -109,9 +109,11 @@ module fifo #(
 
         if (BLOCK) begin : g_block
             // Three beats after the array. The read is a two-stage pipeline that never
-            // stalls: q, the RAM's read register (loaded on rd), and r, a plain copy of q
-            // every cycle. r has no enable, reset or other load, so on ECP5 the flow moves it
-            // into the DP16KD's output register (hw/flow/bram_outreg.py): the block RAM's
+            // stalls: q, the RAM's read register, and r, a plain copy of q. Both load every
+            // cycle (q reads rd_ptr whether or not a beat is taken: q_fresh says when it is),
+            // so the RAM has no read enable and r no enable, reset or other load; on ECP5 the
+            // flow moves r into the DP16KD's output register (hw/flow/bram_outreg.py), which
+            // then loads every cycle like r, whatever the block's enables do: the block RAM's
             // slow clock-to-out (~5.6 ns without it) then ends inside the block, where an
             // enabled register after the RAM had been the CNN's critical path on every seed.
             // A beat is in r for exactly one cycle and goes into a three-entry output buffer
@@ -150,9 +152,10 @@ module fifo #(
             wire [1:0] buffered_next = buffered + {1'b0, r_valid} - {1'b0, leave};
             wire [1:0] held_next = held + {1'b0, rd} - {1'b0, leave};
 
+            // An idle read may hit the word being written (count 0): q is then ignored.
             always @(posedge clk) begin
                 if (push) mem[wr_ptr] <= s_axis_tdata[WIDTH-1:0];
-                if (rd) q <= mem[rd_ptr];
+                q <= mem[rd_ptr];
             end
             always @(posedge clk) r <= q;
             always @(posedge clk) begin
