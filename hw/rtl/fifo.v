@@ -121,8 +121,9 @@ module fifo #(
             // a read is only issued while fewer than three beats are in the read pipeline
             // and the buffer together (held), or one leaves the head this cycle; three are
             // enough for one beat per cycle (two in flight, one at the head).
-            // no_rw_check (Yosys): a read never hits the address written in the same cycle
-            // (see rd below), so no collision bypass logic is needed after the RAM.
+            // no_rw_check (Yosys): a read that takes a beat (rd) never hits the address written
+            // in the same cycle (see rd below); an idle read may, and its data is ignored, so
+            // no collision bypass logic is needed after the RAM.
             (* ram_style = "block", no_rw_check *)
             reg  [WIDTH-1:0] mem [0:DEPTH-1];
             reg  [WIDTH-1:0] q;
@@ -137,8 +138,7 @@ module fifo #(
             reg  [1:0]       held;        // q_fresh + r_valid + buffered (0..3)
             reg              held_full;   // held == 3
             wire leave = o_valid && m_axis_tready;
-            // The read never hits the address written in the same cycle because count
-            // excludes it.
+            // A beat taken is never the word written in the same cycle: count excludes it.
             wire rd = not_empty && (!held_full || leave);
             assign pop = rd;
 
