@@ -22,8 +22,8 @@ A port's register is absorbed only where that is exactly the same circuit:
   registered by port A's or port B's clock and enables. The pass therefore takes such a
   block only where that cannot matter: both ports on the same clock net and polarity, both
   resets tied 0, both clock enables 1, and then both output enables set to 1 and both ports
-  to ``OUTREG``. A 36-bit
-  mode in any other arrangement (a 36-bit write beside a narrower read) is left alone.
+  to ``OUTREG``. A 36-bit mode in any other arrangement (a 36-bit write beside a narrower
+  read) is left alone.
 The flip-flop is removed and the data-out bit drives the flip-flop's output net instead.
 """
 
@@ -154,10 +154,13 @@ def _absorbable_wide_read(cells: dict[str, Any], loads: dict[Any, list[tuple[str
         return None
     if not (_reset_tied_off(bram, "A") and _reset_tied_off(bram, "B")):
         return None
-    halves = [_absorbable_bits(cells, loads, bram, side, clock) for side in "AB"]
-    if any(h is None for h in halves):
-        return None
-    return [bit for half in halves for bit in half or []] or None
+    taken: list[tuple[str, str]] = []
+    for side in "AB":
+        half = _absorbable_bits(cells, loads, bram, side, clock)
+        if half is None:
+            return None
+        taken += half
+    return taken or None
 
 
 def absorb_output_registers(netlist: dict[str, Any]) -> int:

@@ -15,10 +15,9 @@ import random
 from collections import deque
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.triggers import FallingEdge
 
-from netfabric.sim.tb.tbutil import CLK_NS, check_equal, tb_params, write_report
+from netfabric.sim.tb.tbutil import check_equal, clock_and_reset, tb_params, write_report
 
 
 async def _run(dut, sink_stall: float) -> dict:
@@ -28,14 +27,7 @@ async def _run(dut, sink_stall: float) -> dict:
     rng = random.Random(int(p.get("seed", 1)))
     values = [rng.getrandbits(width) for _ in range(n)]
 
-    cocotb.start_soon(Clock(dut.clk, CLK_NS, unit="ns").start())
-    dut.rst_n.value = 0
-    dut.reserve.value = 0
-    dut.in_valid.value = 0
-    dut.in_data.value = 0
-    dut.m_axis_tready.value = 0
-    await ClockCycles(dut.clk, 4)
-    dut.rst_n.value = 1
+    await clock_and_reset(dut, reserve=0, in_valid=0, in_data=0, m_axis_tready=0)
 
     pipeline: deque[tuple[int, int]] = deque()  # (cycle it reaches in_valid, value)
     started, got, held, max_in_flight = 0, [], 0, 0

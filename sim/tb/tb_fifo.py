@@ -12,10 +12,15 @@ import logging
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from netfabric.sim.tb.tbutil import CLK_NS, StreamTB, check_equal, tb_params, write_report
+from netfabric.sim.tb.tbutil import (
+    StreamTB,
+    check_equal,
+    clock_and_reset,
+    tb_params,
+    write_report,
+)
 
 
 async def _run(dut, src_idle: float, sink_stall: float, measure: bool,
@@ -77,13 +82,7 @@ async def test_fifo_capacity_and_latency(dut) -> None:
     refusing, how many beats the FIFO takes before s_axis_tready stays low."""
     p = tb_params()
     depth = int(p["DEPTH"])
-    cocotb.start_soon(Clock(dut.clk, CLK_NS, unit="ns").start())
-    dut.s_axis_tvalid.value = 0
-    dut.s_axis_tdata.value = 0
-    dut.m_axis_tready.value = 1
-    dut.rst_n.value = 0
-    await ClockCycles(dut.clk, 4)
-    dut.rst_n.value = 1
+    await clock_and_reset(dut, s_axis_tvalid=0, s_axis_tdata=0, m_axis_tready=1)
     await ClockCycles(dut.clk, 2)
 
     dut.s_axis_tdata.value = 0x5A & ((1 << int(p["WIDTH"])) - 1)

@@ -151,6 +151,18 @@ class StreamTB:
         return beats, Timing(first_in, [s - base for s in stamps])
 
 
+async def clock_and_reset(dut: Any, **inputs: int) -> None:
+    """For a testbench that drives the module by hand (no stream models): start the clock,
+    set ``inputs`` (signal name -> value) and hold ``rst_n`` low for 4 cycles, as
+    ``StreamTB.reset`` does; returns with reset just released."""
+    cocotb.start_soon(Clock(dut.clk, CLK_NS, unit="ns").start())
+    dut.rst_n.value = 0
+    for name, value in inputs.items():
+        getattr(dut, name).value = value
+    await ClockCycles(dut.clk, 4)
+    dut.rst_n.value = 1
+
+
 def write_report(params: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Write measured numbers to ``params["report"]`` (JSON) for the pytest side."""
     path = params.get("report")
