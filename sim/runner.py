@@ -19,10 +19,11 @@ Typical use::
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from netfabric.errors import SimulationError
 from netfabric.paths import cache_dir, package_dir
+from netfabric.sim.build_cache import claim, evict, mark_used
 
 if TYPE_CHECKING:
     from cocotb_tools.runner import Runner
@@ -44,6 +46,8 @@ RTL_DIR = package_dir("hw") / "rtl"
 BUILD_ROOT = cache_dir("sim", create=False)
 
 SIMULATORS = ("verilator", "icarus")
+
+_log = logging.getLogger(__name__)
 
 # Verilator options: --no-timing because the RTL has no delays (and the C++ model builds
 # without coroutines); -Wno-fatal keeps lint warnings of generated/stitched code from
@@ -347,58 +351,74 @@ def run_cocotb(
     # override the extra_env given to test(): overlay both for the duration of the call.
     overlay = {**env_tools, **(extra_env or {})}
     saved = {k: os.environ.get(k) for k in overlay}
-    os.environ.update(overlay)
+    in_use = contextlib.ExitStack()  # the build folder's lock, while it is built and used
     try:
-        runner = _verilator_runner_class()() if simulator == "verilator" else cr.get_runner(
-            simulator)
-        t0 = time.monotonic()
-        build_dir.mkdir(parents=True, exist_ok=True)
-        with (build_dir / ".lock").open("w") as lock:
-            # Concurrent runs (pytest-xdist) of one parameter set: build once, others wait.
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        os.environ.update(overlay)
+        try:
+            runner = _verilator_runner_class()() if simulator == "verilator" else cr.get_runner(
+                simulator)
+            t0 = time.monotonic()
+            # Held until the results are read: exclusive while building (concurrent runs of
+            # one parameter set build once), then shared; no eviction removes it meanwhile.
+            build_claim = in_use.enter_context(claim(build_dir))
             built = _build_once(runner, simulator, toplevel, srcs, hdl_params,
                                 all_build_args, build_dir, waves)
-        t1 = time.monotonic()
-
-        results_xml = build_dir / f"results_{os.getpid()}_{time.monotonic_ns()}.xml"
-        try:
-            runner.test(
-                test_module=test_module,
-                hdl_toplevel=toplevel,
-                hdl_toplevel_lang="verilog",
-                build_dir=build_dir,
-                test_dir=Path(run_dir).resolve() if run_dir else build_dir,
-                results_xml=str(results_xml),
-                extra_env=overlay,
-                testcase=testcase,
-                seed=seed,
-                waves=waves,
-                parameters=hdl_params,
-            )
-        except SystemExit as e:
-            # Under pytest cocotb_tools exits on failure; turn that into our exception
-            # after reading the results below.
-            if not results_xml.is_file():
-                raise SimulationFailed(f"simulation of {toplevel} aborted (exit {e.code})") from e
-        t2 = time.monotonic()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
+            build_claim.share()
+            if built:
+                _evict_old_builds(build_dir)
             else:
-                os.environ[k] = v
+                mark_used(build_dir)
+            t1 = time.monotonic()
 
-    try:
-        num_tests, num_failed = cr.get_results(results_xml)
-    except RuntimeError as e:
-        raise SimulationFailed(str(e)) from e
-    failed_names = _failed_testcases(results_xml)
-    if num_tests == 0 or num_failed:
-        raise SimulationFailed(
-            f"{toplevel} on {simulator}: {num_failed} of {num_tests} cocotb tests failed "
-            f"{failed_names} (results: {results_xml})"
-        )
-    return SimResult(results_xml, build_dir, num_tests, num_failed, built, t1 - t0, t2 - t1)
+            results_xml = build_dir / f"results_{os.getpid()}_{time.monotonic_ns()}.xml"
+            try:
+                runner.test(
+                    test_module=test_module,
+                    hdl_toplevel=toplevel,
+                    hdl_toplevel_lang="verilog",
+                    build_dir=build_dir,
+                    test_dir=Path(run_dir).resolve() if run_dir else build_dir,
+                    results_xml=str(results_xml),
+                    extra_env=overlay,
+                    testcase=testcase,
+                    seed=seed,
+                    waves=waves,
+                    parameters=hdl_params,
+                )
+            except SystemExit as e:
+                # Under pytest cocotb_tools exits on failure; turn that into our exception
+                # after reading the results below.
+                if not results_xml.is_file():
+                    raise SimulationFailed(f"simulation of {toplevel} aborted (exit {e.code})") from e
+            t2 = time.monotonic()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+        try:
+            num_tests, num_failed = cr.get_results(results_xml)
+        except RuntimeError as e:
+            raise SimulationFailed(str(e)) from e
+        failed_names = _failed_testcases(results_xml)
+        if num_tests == 0 or num_failed:
+            raise SimulationFailed(
+                f"{toplevel} on {simulator}: {num_failed} of {num_tests} cocotb tests failed "
+                f"{failed_names} (results: {results_xml})"
+            )
+        return SimResult(results_xml, build_dir, num_tests, num_failed, built, t1 - t0, t2 - t1)
+    finally:
+        in_use.close()
+
+
+def _evict_old_builds(just_built: Path) -> None:
+    """Keep the build cache under its cap (sim/build_cache.py), sparing ``just_built``."""
+    gone = evict(BUILD_ROOT, keep=just_built)
+    if gone.folders:
+        _log.info("simulator build cache: evicted %d least recently used builds (%.1f GB), "
+                  "%.1f GB left", gone.folders, gone.bytes_freed / 1e9, gone.bytes_left / 1e9)
 
 
 def _failed_testcases(results_xml: Path) -> list[str]:

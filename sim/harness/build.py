@@ -4,12 +4,12 @@
 Builds are cached under ``<cache>/sim/harness_<top>_<key>`` (see :mod:`netfabric.paths`),
 keyed by the *contents* of the Verilog sources, the rendered testbench and the tool options:
 memory files are read by ``$readmemh`` at run time (the executable runs in the project
-folder), so another project with the same RTL but other weights reuses the build.
+folder), so another project with the same RTL but other weights reuses the build. The
+cache is capped like the cocotb builds' (:mod:`netfabric.sim.build_cache`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from netfabric.errors import SimulationError
+from netfabric.sim.build_cache import claim, evict, mark_used
 from netfabric.sim.golden import beat_words
 from netfabric.sim.runner import BUILD_ROOT, VERILATOR_CXX_OPT, _verilator_root, verilator_env
 
@@ -62,12 +63,15 @@ def build_harness(project: str | Path, manifest: dict | None = None) -> Path:
     build_dir = BUILD_ROOT / f"harness_{manifest['top']}_{key}"
     exe = build_dir / "obj" / EXE
     stamp = build_dir / "netfabric_build.json"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with (build_dir / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs of one design: build once
-        if not (stamp.is_file() and exe.is_file()):
+    with claim(build_dir):  # concurrent runs of one design: build once
+        built = not (stamp.is_file() and exe.is_file())
+        if built:
             _build(project, manifest, cpp, build_dir)
             stamp.write_text(json.dumps({"top": manifest["top"], "key": key}))
+        else:
+            mark_used(build_dir)
+    if built:
+        evict(BUILD_ROOT, keep=build_dir)
     return exe
 
 
