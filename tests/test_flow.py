@@ -30,6 +30,7 @@ from netfabric.hw.flow import (
     vivado,
 )
 from netfabric.hw.flow import __main__ as cli
+from netfabric.hw.flow.bitstream import _notes
 from netfabric.hw.flow.manifest import parse_manifest
 from netfabric.hw.flow.pack import pack_args
 from netfabric.hw.flow.pll import ecp5_pll, ice40_pll, plan_clock, xc7_pll
@@ -429,6 +430,18 @@ def test_several_seeds_the_worst_decides_timing(tmp_path: Path):
     assert d["fmax_seeds"] == {"min": 103.2, "median": 118.0, "max": 127.4}
     row = next(ln for ln in m.read_text().splitlines() if ln.startswith("| Seeds |"))
     assert "min 103.2 / median 118.0 / max 127.4 MHz" in row and "bitstream of seed 2" in row
+
+
+def test_timing_note_names_the_worst_seeds_clock():
+    """The rebuild advice asks for a clock every seed met, not the lucky kept seed's."""
+    r = _seed_report([107.9, 105.1, 98.1], 100.0, kept=1)
+    note = next(n for n in _notes(r) if n.startswith("Timing NOT met"))
+    assert "--freq 98 " in note and "seed(s) 3 did not" in note and "seed 1, 107.9 MHz" in note
+    r = _seed_report([91.0, 95.5, 93.0], 100.0, kept=2)  # no seed met: the kept one failed too
+    note = next(n for n in _notes(r) if n.startswith("Timing NOT met"))
+    assert "not reliable at 100 MHz" in note and "--freq 91 " in note
+    met = _seed_report([101.0, 105.9, 104.5], 100.0, kept=2)
+    assert not [n for n in _notes(met) if "NOT met" in n]
 
 
 @pytest.mark.parametrize("bad", [0, 17, -1, 2.0, "3", True, None])

@@ -323,17 +323,35 @@ def _cells_summary(cells: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
+def _timing_note(r: Report) -> str | None:
+    """What to do when timing failed; with several seeds, the worst seed sets the clock to ask
+    for (a rebuild places anew, and the best seed's Fmax is the lucky one)."""
+    if r.timing_met is not False or not r.fmax_mhz:
+        return None
+    failed = [s for s in r.seed_runs if s.met is False]
+    worst = min((s.fmax_mhz for s in r.seed_runs if s.fmax_mhz), default=r.fmax_mhz)
+    kept_met = all(c.met for c in r.clocks)
+    if kept_met and failed:
+        names = ", ".join(str(s.seed) for s in failed)
+        return (f"Timing NOT met on every seed: the bitstream kept (seed {r.seed}, "
+                f"{r.fmax_mhz:.1f} MHz) meets {r.clock_mhz:g} MHz, but seed(s) {names} did not "
+                f"(worst {worst:.1f} MHz): the clock is marginal for this design. Rebuild with "
+                f"--freq {int(worst)} for a clock every placement meets, or pipeline the critical "
+                "path.")
+    return (f"Timing NOT met: the bitstream was written but is not reliable at "
+            f"{r.clock_mhz:g} MHz. Rebuild with --freq {int(worst)} or pipeline the critical "
+            "path.")
+
+
 def _notes(r: Report) -> list[str]:
     notes = []
     if r.pll and abs(r.clock_mhz - r.requested_mhz) > 1e-3:
         notes.append(
             f"The PLL cannot make exactly {r.requested_mhz:g} MHz; it runs at {r.clock_mhz:g} MHz."
         )
-    if r.timing_met is False and r.fmax_mhz:
-        notes.append(
-            f"Timing NOT met: the bitstream was written but is not reliable at {r.clock_mhz:g} MHz. "
-            f"Rebuild with --freq {int(r.fmax_mhz)} or pipeline the critical path."
-        )
+    timing = _timing_note(r)
+    if timing:
+        notes.append(timing)
     link = plan_link(get_board(r.board), plan_clock(get_board(r.board), r.requested_mhz))
     if link is None:
         notes.append(
