@@ -531,9 +531,16 @@ module segment_attention #(
     always @(posedge clk) ep_r <= ep_sum[MW-1:0];
     localparam [MW-1:0] HALF = {{(MW - 1){1'b0}}, 1'b1} << (SH - 1);
     wire [MW-1:0] pr_full = (ep_r + HALF) >> SH;
-    localparam [MW-1:0] PMAX = ({{(MW - 1){1'b0}}, 1'b1} << PBITS) - 1'b1;
+    // Saturation: (ep_r + HALF) >> SH > PMAX  <=>  ep_r >= 2^(PBITS+SH) - HALF. Comparing
+    // ep_r itself with that constant runs beside the rounding add instead of after it (the
+    // add then the compare was the transformer's critical path on ECP5). LW holds the
+    // constant even when it exceeds every ep_r (then nothing saturates).
+    localparam LW = (PBITS + SH + 1 > MW + 1) ? PBITS + SH + 1 : MW + 1;
+    localparam [LW-1:0] SAT_AT = ({{(LW - 1){1'b0}}, 1'b1} << (PBITS + SH))
+                                 - {{(LW - MW){1'b0}}, HALF};
+    wire saturate = {{(LW - MW){1'b0}}, ep_r} >= SAT_AT;
     reg  [PBITS-1:0] prob;                           // stage 4
-    always @(posedge clk) prob <= (pr_full > PMAX) ? PMAX[PBITS-1:0] : pr_full[PBITS-1:0];
+    always @(posedge clk) prob <= saturate ? {PBITS{1'b1}} : pr_full[PBITS-1:0];
 
     wire [CHW-1:0] ch6 = pv_ch[(PVD-1)*CHW +: CHW];
     wire [WB-1:0] v4 = pv_vd[WB +: WB];
