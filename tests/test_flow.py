@@ -41,6 +41,7 @@ from netfabric.hw.flow.report import (
     overused_resources,
     parse_clocks,
     parse_critical_path,
+    parse_pnr_phases,
     parse_synth_stat,
     parse_utilization,
 )
@@ -432,6 +433,15 @@ def test_several_seeds_the_worst_decides_timing(tmp_path: Path):
     assert "min 103.2 / median 118.0 / max 127.4 MHz" in row and "bitstream of seed 2" in row
 
 
+def test_pnr_phases_from_the_log():
+    log = ("Info: HeAP Placer Time: 634.77s\nInfo:   of which solving equations: 160.52s\n"
+           "Info: SA placement time 340.38s\nInfo: Routing..\nInfo: Router2 time 412.50s\n")
+    assert parse_pnr_phases(log) == {"placement_analytic": 634.77, "placement_refine": 340.38,
+                                     "routing": 412.5}
+    assert parse_pnr_phases("Info: Router1 time 12.00s\n") == {"routing": 12.0}
+    assert parse_pnr_phases("ERROR: failed to place\n") == {}
+
+
 def test_timing_note_names_the_worst_seeds_clock():
     """The rebuild advice asks for a clock every seed met, not the lucky kept seed's."""
     r = _seed_report([107.9, 105.1, 98.1], 100.0, kept=1)
@@ -543,6 +553,15 @@ def test_real_flow_several_seeds_keeps_the_best(tiny: Path, tmp_path: Path, jobs
     d = json.loads((out / "report.json").read_text())
     assert d["seed"] == best.seed and len(d["seed_runs"]) == 2 and d["timing_met"] is True
     assert set(d["steps"]) == {"synth", "pnr", "pack"}
+    # CPU time of the tools' own processes (os.wait4), and nextpnr's phases from its log
+    assert set(d["cpu_steps"]) == {"synth", "pnr", "pack"} and min(d["cpu_steps"].values()) > 0
+    assert d["cpu_steps"]["pnr"] == pytest.approx(sum(r.cpu_seconds for r in report.seed_runs),
+                                                  abs=0.02)
+    phases = {"placement_analytic", "placement_refine", "routing"}
+    assert all(set(r.phases) == phases for r in report.seed_runs)
+    assert d["pnr_phases"] == best.phases
+    assert all(sum(r.phases.values()) <= r.seconds for r in report.seed_runs)
+    assert "| CPU time |" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow

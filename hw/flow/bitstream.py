@@ -32,6 +32,7 @@ from .report import (
     load_json,
     parse_clocks,
     parse_critical_path,
+    parse_pnr_phases,
     parse_synth_stat,
     parse_utilization,
 )
@@ -88,11 +89,13 @@ def build_bitstream(
     bit_name = f"{manifest.top}_{b.name}.{b.bitstream_ext}"
     progress.total = 2 + (seeds if jobs == 1 else 1)
     steps: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
     with progress.step("synth (yosys)") as note:
         script = synth.synth_script(_top_sources(manifest, b), SHELL_TOP, b)
         run = synth.run_synth(work, script, manifest)
         steps["synth"] = round(run.seconds, 2)
+        cpu["synth"] = round(run.cpu_seconds, 2)
         cells = parse_synth_stat(load_json(work / synth.STAT))
         note.detail = _cells_summary(cells)
         notes: list[str] = []
@@ -132,6 +135,8 @@ def build_bitstream(
         _restore_seed_outputs(work, b, kept)
     runs = [p.run for p in placed]
     steps["pnr"] = round(time.monotonic() - pnr_start, 2)  # wall time: seeds may overlap
+    cpu["pnr"] = round(sum(r.cpu_seconds for r in runs), 2)
+    kept_phases = next(r.phases for r in runs if r.seed == kept)
     data = load_json(work / pnr.REPORT)
     clocks = parse_clocks(data)
     resources = parse_utilization(data, b.family, cells)
@@ -141,6 +146,7 @@ def build_bitstream(
     with progress.step(f"pack ({packer})") as note:
         run = run_pack(work, b, bit_name)
         steps["pack"] = round(run.seconds, 2)
+        cpu["pack"] = round(run.cpu_seconds, 2)
         size = (work / bit_name).stat().st_size
         note.detail = f"{bit_name}, {size:,} bytes"
 
@@ -163,6 +169,8 @@ def build_bitstream(
         seed_runs=runs if seeds > 1 else [],
         seed=kept,
         notes=notes,
+        cpu_steps=cpu,
+        pnr_phases=kept_phases,
     )
     if predicted is not None:
         report.predicted = compare(predicted, {r.kind: r.used for r in resources})
@@ -212,7 +220,9 @@ def _place_and_route(work: Path, board: Board, target_mhz: float, seed: int, *,
     clocks = parse_clocks(load_json(work / names["report"]))
     worst = min(clocks, key=lambda c: c.achieved_mhz / c.constraint_mhz, default=None)
     row = SeedRun(seed, worst.achieved_mhz if worst else None,
-                  all(c.met for c in clocks) if clocks else None, round(run.seconds, 2))
+                  all(c.met for c in clocks) if clocks else None, round(run.seconds, 2),
+                  round(run.cpu_seconds, 2),
+                  parse_pnr_phases((work / names["log"]).read_text(errors="replace")))
     if worst is None:
         return _Placed(row, None, 0.0)
     return _Placed(row, worst.constraint_mhz, worst.achieved_mhz / worst.constraint_mhz)

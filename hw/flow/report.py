@@ -82,7 +82,10 @@ class SeedRun:
     seed: int
     fmax_mhz: float | None
     met: bool | None
-    seconds: float
+    seconds: float  # wall
+    cpu_seconds: float = 0.0
+    # nextpnr's own timing of its phases (parse_pnr_phases), wall seconds
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +112,10 @@ class Report:
     # and the bitstream are those of the kept seed (the best Fmax).
     seed_runs: list[SeedRun] = field(default_factory=list)
     seed: int | None = None  # the kept seed
+    # step name -> CPU seconds of its tool processes (place & route: every seed's, summed):
+    # what a build costs whatever else shares the cores
+    cpu_steps: dict[str, float] = field(default_factory=dict)
+    pnr_phases: dict[str, float] = field(default_factory=dict)  # the kept seed's, see SeedRun
 
     @property
     def fmax_mhz(self) -> float | None:
@@ -247,6 +254,25 @@ def _pin(p: dict[str, Any]) -> str:
 _UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%")
 
 
+# nextpnr's own timing lines: phase -> the pattern of its seconds
+_PNR_PHASES = {
+    "placement_analytic": re.compile(r"HeAP Placer Time: ([0-9.]+)s"),
+    "placement_refine": re.compile(r"SA placement time ([0-9.]+)s"),
+    "routing": re.compile(r"Router[12] time ([0-9.]+)s"),
+}
+
+
+def parse_pnr_phases(log_text: str) -> dict[str, float]:
+    """Seconds nextpnr reports for analytic placement (HeAP), its annealing refinement and
+    routing; the phases its log has (placer and router differ by option)."""
+    out = {}
+    for phase, pattern in _PNR_PHASES.items():
+        m = pattern.search(log_text)
+        if m:
+            out[phase] = round(float(m.group(1)), 2)
+    return out
+
+
 def overused_resources(log_text: str) -> list[tuple[str, int, int]]:
     """(cell type, used, available) for every line of nextpnr's 'Device utilisation' over 100 %."""
     over = []
@@ -286,6 +312,7 @@ def _markdown(r: Report) -> str:
         *_seed_rows(r),
         f"| Bitstream | {bit} |",
         f"| Wall time | {sum(r.steps.values()):.1f} s |",
+        *_cpu_rows(r),
         "",
         "## Resources",
         "",
@@ -334,6 +361,17 @@ def _markdown(r: Report) -> str:
     if r.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_rows(r: Report) -> list[str]:
+    if not r.cpu_steps:
+        return []
+    row = f"| CPU time | {sum(r.cpu_steps.values()):.1f} s ("
+    row += ", ".join(f"{k} {v:.1f}" for k, v in r.cpu_steps.items()) + ")"
+    if r.pnr_phases:
+        row += "; nextpnr: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s"
+                                         for k, v in r.pnr_phases.items())
+    return [row + " |"]
 
 
 def _seed_rows(r: Report) -> list[str]:

@@ -40,8 +40,9 @@ class ToolRun:
 
     tool: str
     argv: tuple[str, ...]
-    seconds: float
+    seconds: float  # wall
     log: Path
+    cpu_seconds: float = 0.0  # user + system time of the tool's process (and its children)
 
 
 def find_tool(tool: str) -> list[str]:
@@ -92,22 +93,38 @@ def run_tool(
     log = cwd / log_name
     start = time.monotonic()
     with log.open("w") as out:
-        try:
-            proc = subprocess.run(
-                argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ToolFailedError(
-                f"{tool} did not finish within {timeout_s:.0f} s (log: {log})", log
-            ) from exc
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        returncode, cpu_seconds = _wait_with_usage(proc, timeout_s)
     seconds = time.monotonic() - start
-    if proc.returncode != 0:
+    if returncode is None:
+        raise ToolFailedError(f"{tool} did not finish within {timeout_s:.0f} s (log: {log})", log)
+    if returncode != 0:
         raise ToolFailedError(
-            f"{tool} failed with exit code {proc.returncode} after {seconds:.1f} s "
+            f"{tool} failed with exit code {returncode} after {seconds:.1f} s "
             f"(full log: {log}):\n{log_tail(log)}",
             log,
         )
-    return ToolRun(tool=tool, argv=tuple(argv), seconds=seconds, log=log)
+    return ToolRun(tool=tool, argv=tuple(argv), seconds=seconds, log=log,
+                   cpu_seconds=cpu_seconds)
+
+
+def _wait_with_usage(proc: subprocess.Popen, timeout_s: float | None) -> tuple[int | None, float]:
+    """Wait for ``proc`` and return (exit code, CPU seconds it used); (None, ...) after
+    killing it at ``timeout_s``. os.wait4 reports the child's own CPU time, which wall time
+    cannot give when other builds share the cores."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            return None, usage.ru_utime + usage.ru_stime
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
