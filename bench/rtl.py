@@ -155,6 +155,10 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path,
                                             or row["predicted_vs_reported"])
         steps = rep.get("steps", {})
         row["steps_s"] = {k: round(float(v), 1) for k, v in steps.items()}
+        # CPU seconds of the tools (reports since 78b69a0): the cost whatever shares the cores
+        row["cpu_steps_s"] = {k: round(float(v), 1) for k, v in (rep.get("cpu_steps") or {}).items()}
+        row["pnr_per_seed"] = {str(r["seed"]): {"cpu_s": r.get("cpu_seconds"), **r.get("phases", {})}
+                               for r in rep.get("seed_runs") or [] if r.get("cpu_seconds")}
     est = out / "hw" / "estimates.json"
     if est.is_file():
         e = json.loads(est.read_text())
@@ -308,7 +312,7 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict], note: str = "") -> s
                   "model of the commit below, on the build's own layers):", "",
                   "| board | model | cycles/frame | target MHz | Fmax min / median / max (seeds) | "
                   "timing | BRAM (FINN BRAM_18K est.) | resources (used/available) | "
-                  "predicted vs reported | wall s |",
+                  "predicted vs reported | wall s (CPU s) |",
                   "|---|---|---:|---:|---|---|---|---|---|---:|"]
         for r in flows:
             if "error" in r:
@@ -328,6 +332,11 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict], note: str = "") -> s
                 wall = f"- (stopped: {r['seeds_finished']} of {r['seeds']} seeds finished)"
             if r.get("reused_from"):
                 wall = f"- (not rebuilt: row of {r['reused_from']})"
+            cpu = r.get("cpu_steps_s") or {}
+            if cpu and not r.get("reused_from"):
+                seeds = max(1, len(r.get("fmax_per_seed") or {}))
+                wall += (f"; CPU s: synth {cpu.get('synth', 0):,.0f}, nextpnr "
+                         f"{cpu.get('pnr', 0) / seeds:,.0f} per seed")
             lines.append(
                 f"| {r['board']} | {r['model']} | {_fmt(r.get('cycles_per_frame'))} | "
                 f"{r['target_mhz']:g} | {fmax} | {'met' if r.get('timing_met') else 'NOT met'} | "

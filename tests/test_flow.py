@@ -433,6 +433,27 @@ def test_several_seeds_the_worst_decides_timing(tmp_path: Path):
     assert "min 103.2 / median 118.0 / max 127.4 MHz" in row and "bitstream of seed 2" in row
 
 
+def test_tool_cpu_time_and_timeout():
+    """A tool's CPU seconds come from its own process (os.wait4); past the timeout it is
+    killed and reported as not finished."""
+    import subprocess
+    import sys
+    import time
+
+    from netfabric.hw.flow.tools import _wait_with_usage
+
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.3: pass"])
+    code, cpu = _wait_with_usage(busy, timeout_s=60)
+    assert code == 0 and 0.3 <= cpu < 5
+    idle = subprocess.Popen(["sleep", "30"])
+    t0 = time.monotonic()
+    code, cpu = _wait_with_usage(idle, timeout_s=0.3)
+    assert code is None and time.monotonic() - t0 < 5 and cpu < 0.3
+    assert idle.poll() is not None  # killed and reaped
+
+
 def test_pnr_phases_from_the_log():
     log = ("Info: HeAP Placer Time: 634.77s\nInfo:   of which solving equations: 160.52s\n"
            "Info: SA placement time 340.38s\nInfo: Routing..\nInfo: Router2 time 412.50s\n")

@@ -113,16 +113,22 @@ def _wait_with_usage(proc: subprocess.Popen, timeout_s: float | None) -> tuple[i
     killing it at ``timeout_s``. os.wait4 reports the child's own CPU time, which wall time
     cannot give when other builds share the cores."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if deadline is not None and time.monotonic() > deadline:
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                return None, usage.ru_utime + usage.ru_stime
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C or an error here: never leave the tool running
+        if proc.returncode is None:
             proc.kill()
-            pid, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = -9
-            return None, usage.ru_utime + usage.ru_stime
-        time.sleep(0.05)
+            proc.wait()
+        raise
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
     return proc.returncode, usage.ru_utime + usage.ru_stime
 
