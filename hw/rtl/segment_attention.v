@@ -302,7 +302,17 @@ module segment_attention #(
     wire [CHW-1:0] ch_inc = ch_lo + 1'b1;
     wire [CW-1:0] nch = (ch == DCLAST) ? {CW{1'b0}} : {{(CW - CHW){1'b0}}, ch_inc};
     wire last_chunk = (kj == SEGLAST) && (ch == DCLAST);
-    wire has_next = !((hd == HLAST) && (qi == SEGLAST));
+    // The head and row flags are registered from the counters: hd and qi change only as a row
+    // ends (the last S_CTX cycle) or as a segment's load ends, and the flags are read from S_WAIT
+    // to S_CTX, several cycles later, so they are always current there. Registering them takes
+    // the counter compares off the next-state path into s_axis_tready (seed 2's critical path
+    // at dc26dca: hd -> compare -> next state -> S_LOAD, six LUT levels).
+    reg  last_head, last_row;
+    always @(posedge clk) begin
+        last_head <= (hd == HLAST);
+        last_row <= (hd == HLAST) && (qi == SEGLAST);
+    end
+    wire has_next = !last_row;
     wire fill_ph = (state == S_WAIT) || (state == S_EXP) || (state == S_DIV && dstep != {CW{1'b0}});
     wire fill_rd = fill_ph && has_next && (fcnt < DCC);
     wire [31:0] fq_slotw = mulc({{(32 - CW){1'b0}}, (hd == HLAST) ? qi + ONE : qi}, NFI);
@@ -323,7 +333,7 @@ module segment_attention #(
             S_DRAIN: re = 1'b0;
             S_CTX: begin
                 r_off = koff1;
-                re = (kc == KLAST) && (hd != HLAST);
+                re = (kc == KLAST) && !last_head;
             end
             S_QK: begin
                 r_slotw = (ch == DCLAST) ? kjw1 : kjw;
@@ -763,7 +773,7 @@ module segment_attention #(
                 end
                 S_CTX: begin
                     if (kc == KLAST) begin
-                        if (hd != HLAST) begin
+                        if (!last_head) begin
                             hd <= hd + ONE;
                             koff <= koff1;
                             koff1 <= koff1 + DCC;
@@ -774,7 +784,7 @@ module segment_attention #(
                             koff <= KOFF0;
                             koff1 <= KOFF0 + DCC;
                             voff <= VOFF0;
-                            if (qi == SEGLAST) begin
+                            if (last_row) begin
                                 qi <= {CW{1'b0}};
                                 seg <= (seg == NSEGLAST) ? {CW{1'b0}} : seg + ONE;
                                 seg_base <= (seg == NSEGLAST) ? {CW{1'b0}} : seg_base + SEGC;
