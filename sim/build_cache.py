@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shutil
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import IO
 
 from netfabric.errors import SimulationError
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_CAP_GB = 8.0
 # A folder without a lock file is either left over or being created this instant (mkdir,
@@ -126,6 +129,30 @@ def evict(root: Path, cap: int | None = None, keep: Path | None = None) -> Evict
         freed += sizes[folder]
         total -= sizes[folder]
     return Evicted(removed, freed, total)
+
+
+def evict_after_build(root: Path, just_built: Path) -> Evicted:
+    """After a new build: keep ``root`` under its cap, sparing ``just_built``, and log what went
+    (to the log file: the user's console shows netfabric's own progress)."""
+    gone = evict(root, keep=just_built)
+    if gone.folders:
+        _log.info("simulator build cache: evicted %d least recently used builds (%.1f GB), "
+                  "%.1f GB left", gone.folders, gone.bytes_freed / 1e9, gone.bytes_left / 1e9)
+    return gone
+
+
+@contextlib.contextmanager
+def in_use(build_dir: Path) -> Iterator[None]:
+    """Hold ``build_dir``'s lock shared while its build runs (no :func:`evict` removes it then);
+    a folder outside the cache (no lock file) is used as it is."""
+    try:
+        lock_file = (build_dir / LOCK).open("r")
+    except FileNotFoundError:
+        yield
+        return
+    with lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_SH)
+        yield
 
 
 def _remove_if_idle(folder: Path) -> bool:

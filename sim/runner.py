@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from netfabric.errors import SimulationError
 from netfabric.paths import cache_dir, package_dir
-from netfabric.sim.build_cache import claim, evict, mark_used
+from netfabric.sim.build_cache import claim, evict_after_build, mark_used
 
 if TYPE_CHECKING:
     from cocotb_tools.runner import Runner
@@ -365,7 +365,7 @@ def run_cocotb(
                                 all_build_args, build_dir, waves)
             build_claim.share()
             if built:
-                _evict_old_builds(build_dir)
+                evict_after_build(BUILD_ROOT, build_dir)
             else:
                 mark_used(build_dir)
             t1 = time.monotonic()
@@ -411,14 +411,6 @@ def run_cocotb(
         return SimResult(results_xml, build_dir, num_tests, num_failed, built, t1 - t0, t2 - t1)
     finally:
         in_use.close()
-
-
-def _evict_old_builds(just_built: Path) -> None:
-    """Keep the build cache under its cap (sim/build_cache.py), sparing ``just_built``."""
-    gone = evict(BUILD_ROOT, keep=just_built)
-    if gone.folders:
-        _log.info("simulator build cache: evicted %d least recently used builds (%.1f GB), "
-                  "%.1f GB left", gone.folders, gone.bytes_freed / 1e9, gone.bytes_left / 1e9)
 
 
 def _failed_testcases(results_xml: Path) -> list[str]:

@@ -12,7 +12,16 @@ import pytest
 
 from netfabric.errors import SimulationError
 from netfabric.sim import build_cache, runner
-from netfabric.sim.build_cache import LOCK, STAMP, cap_bytes, claim, evict, mark_used
+from netfabric.sim.build_cache import (
+    LOCK,
+    STAMP,
+    cap_bytes,
+    claim,
+    evict,
+    evict_after_build,
+    in_use,
+    mark_used,
+)
 
 MB = 1 << 20
 
@@ -62,6 +71,22 @@ def test_a_build_in_use_or_just_built_is_never_evicted(tmp_path):
     evict(tmp_path, cap=0, keep=built)
     assert not running.exists() and built.exists()
     assert not list(tmp_path.glob(".evicted-*"))  # removed, not left renamed
+
+
+def test_a_harness_run_holds_its_build_and_evictions_are_logged(tmp_path, monkeypatch, caplog):
+    """run_harness holds its build folder with in_use while the executable runs; the eviction
+    after another new build (both engines call evict_after_build) spares it and logs the rest."""
+    monkeypatch.setenv(build_cache.CAP_ENV, str(1 * MB / 1e9))
+    running = _build(tmp_path, "harness_running", 2, used_ago_s=300)
+    idle = _build(tmp_path, "harness_idle", 2, used_ago_s=200)
+    built = _build(tmp_path, "harness_built", 2, used_ago_s=0)
+    with in_use(running), caplog.at_level("INFO", logger=build_cache.__name__):
+        gone = evict_after_build(tmp_path, built)
+    assert running.exists() and built.exists() and not idle.exists()
+    assert gone.folders == 1
+    assert "evicted 1 least recently used builds" in caplog.text
+    with in_use(tmp_path / "not_a_cached_build"):  # an executable outside the cache: no lock
+        pass
 
 
 def test_a_folder_without_lock_is_removed_only_when_old(tmp_path):

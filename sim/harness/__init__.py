@@ -26,6 +26,7 @@ import numpy as np
 
 from netfabric.errors import SimulationError
 from netfabric.sim import golden
+from netfabric.sim.build_cache import in_use
 
 from .build import build_harness, render
 
@@ -63,7 +64,9 @@ def run_harness(exe: str | Path, project: str | Path, frames: np.ndarray, *,
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
         t0 = time.perf_counter()
         # cwd: the memory files are bare names, read by $readmemh from the project folder
-        proc = subprocess.run(args, cwd=project, capture_output=True, text=True)
+        # the build folder's lock, shared: no eviction after another build removes it mid-run
+        with in_use(Path(exe).parent.parent):
+            proc = subprocess.run(args, cwd=project, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
         report = tmp / "report.json"

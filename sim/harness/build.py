@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from netfabric.errors import SimulationError
-from netfabric.sim.build_cache import claim, evict, mark_used
+from netfabric.sim.build_cache import claim, evict_after_build, mark_used
 from netfabric.sim.golden import beat_words
 from netfabric.sim.runner import BUILD_ROOT, VERILATOR_CXX_OPT, _verilator_root, verilator_env
 
@@ -71,7 +71,7 @@ def build_harness(project: str | Path, manifest: dict | None = None) -> Path:
         else:
             mark_used(build_dir)
     if built:
-        evict(BUILD_ROOT, keep=build_dir)
+        evict_after_build(BUILD_ROOT, build_dir)
     return exe
 
 
