@@ -454,6 +454,29 @@ def test_tool_cpu_time_and_timeout():
     assert idle.poll() is not None  # killed and reaped
 
 
+def test_stop_running_tools_ends_tools_in_other_threads(tmp_path):
+    """Seeds placed side by side run in worker threads; an interrupt in the main thread ends
+    their tools through stop_running_tools instead of waiting for them (bitstream.py)."""
+    import concurrent.futures
+    import time
+
+    from netfabric.hw.flow.errors import ToolFailedError
+    from netfabric.hw.flow.tools import run_tool, stop_running_tools
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(run_tool, "sleep", ["30"], tmp_path, f"sleep{i}.log") for i in (1, 2)]
+        t0 = time.monotonic()
+        killed = 0
+        while killed < 2 and time.monotonic() - t0 < 10:  # each, once it has started
+            killed += stop_running_tools()
+            time.sleep(0.05)
+        for run in runs:
+            with pytest.raises(ToolFailedError, match="sleep failed with exit code -9"):
+                run.result(timeout=10)
+    assert time.monotonic() - t0 < 10
+    assert stop_running_tools() == 0  # reaped and forgotten
+
+
 def test_pnr_phases_from_the_log():
     log = ("Info: HeAP Placer Time: 634.77s\nInfo:   of which solving equations: 160.52s\n"
            "Info: SA placement time 340.38s\nInfo: Routing..\nInfo: Router2 time 412.50s\n")

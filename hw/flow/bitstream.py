@@ -37,7 +37,7 @@ from .report import (
     parse_utilization,
 )
 from .shell import SHELL_FILE, SHELL_TOP, generate_shell, plan_link, shell_sources
-from .tools import find_tool
+from .tools import find_tool, stop_running_tools
 
 WORK = "work"
 MAX_SEEDS = 16  # nextpnr runs are minutes each on a large design: a typo must not mean hours
@@ -123,9 +123,17 @@ def build_bitstream(
         with progress.step(f"place & route ({pnr_tool}, seeds {seed}-{last}, "
                            f"{min(jobs, seeds)} at a time)") as note:
             with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-                placed = list(pool.map(
-                    lambda s: _place_and_route(work, b, target, s, own_files=True),
-                    range(seed, last + 1)))
+                try:
+                    placed = list(pool.map(
+                        lambda s: _place_and_route(work, b, target, s, own_files=True),
+                        range(seed, last + 1)))
+                except BaseException:
+                    # Ctrl-C or a failed seed: the pool waits for its threads on the way out,
+                    # so drop the queued seeds and end the running seeds' nextpnr instead of
+                    # waiting out their routing
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    stop_running_tools()
+                    raise
             note.detail = "Fmax " + " / ".join(
                 f"{p.run.fmax_mhz:.1f}" if p.run.fmax_mhz else "-" for p in placed) + " MHz"
     # the best-placed seed (highest Fmax relative to its target; the first on a tie) gives

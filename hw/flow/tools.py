@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,10 @@ _YOWASP: dict[str, tuple[str, str]] = {
 }
 
 _LOG_TAIL_LINES = 25
+# The tools run_tool has started and not yet reaped: seeds placed side by side run in worker
+# threads, and an interrupt reaches only the main thread (stop_running_tools ends the rest).
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,13 @@ def run_tool(
     start = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        returncode, cpu_seconds = _wait_with_usage(proc, timeout_s)
+        with _running_lock:
+            _running.add(proc)
+        try:
+            returncode, cpu_seconds = _wait_with_usage(proc, timeout_s)
+        finally:
+            with _running_lock:
+                _running.discard(proc)
     seconds = time.monotonic() - start
     if returncode is None:
         raise ToolFailedError(f"{tool} did not finish within {timeout_s:.0f} s (log: {log})", log)
@@ -106,6 +117,16 @@ def run_tool(
         )
     return ToolRun(tool=tool, argv=tuple(argv), seconds=seconds, log=log,
                    cpu_seconds=cpu_seconds)
+
+
+def stop_running_tools() -> int:
+    """Kill every tool started by :func:`run_tool` that is still running (in any thread);
+    their run_tool calls then raise ToolFailedError. Returns how many were killed."""
+    with _running_lock:
+        procs = [p for p in _running if p.returncode is None]
+    for proc in procs:
+        proc.kill()
+    return len(procs)
 
 
 def _wait_with_usage(proc: subprocess.Popen, timeout_s: float | None) -> tuple[int | None, float]:
