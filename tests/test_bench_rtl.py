@@ -67,3 +67,20 @@ def test_fmax_plot_written_only_when_a_build_has_seeds(tmp_path):
              "fmax_per_seed": {"1": 35.0}}]
     assert rtl.plot_fmax(rows, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_stopped_build_claims_timing_only_for_its_finished_seeds(tmp_path, monkeypatch):
+    """Two of three seeds finished (the third stopped): the row does not say timing is met
+    on every seed; it says on how many finished seeds it was."""
+    rtl = _bench()
+    report = {"fmax_mhz": 111.9, "timing_met": True,
+              "seed_runs": [{"seed": 1, "fmax_mhz": 111.9, "met": True},
+                            {"seed": 2, "fmax_mhz": 109.7, "met": True}],
+              "resources": [{"kind": "BRAM", "used": 84, "available": 208}]}
+    monkeypatch.setattr(rtl, "_finished_seeds", lambda out, board: report)
+    row = rtl.open_flow("ulx3s-85f", "transformer", 100.0, 3, tmp_path, collect=True)
+    assert row["seeds_finished"] == 2 and row["timing_met"] is None
+    assert row["timing_met_on_finished_seeds"] is True
+    line = next(x for x in rtl.markdown("cmd", [], [row]).splitlines() if "| transformer |" in x)
+    assert "met on the 2 finished seeds of 3" in line
+    assert "stopped: 2 of 3 seeds finished" in line
