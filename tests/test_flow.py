@@ -477,6 +477,43 @@ def test_stop_running_tools_ends_tools_in_other_threads(tmp_path):
     assert stop_running_tools() == 0  # reaped and forgotten
 
 
+def test_a_failed_seed_ends_the_build_at_once(tiny: Path, tmp_path: Path, monkeypatch):
+    """Seeds side by side (real synthesis, each seed's place and route replaced by a real
+    long-running tool): the first seed to fail ends the build at once although seed 1, before
+    it, is still running; the other seeds' tools are killed, and a tool that a thread outside
+    the build started keeps running."""
+    import threading
+    import time
+
+    from netfabric.hw.flow import bitstream as bs
+    from netfabric.hw.flow.errors import ToolFailedError
+    from netfabric.hw.flow.tools import _running, run_tool
+
+    outside: list = []
+    failed_at: list[float] = []
+
+    def place(work, b, target, s, own_files):
+        if s == 2:
+            other = threading.Thread(target=lambda: outside.append(
+                run_tool("sleep", ["2"], tmp_path, "outside.log")))
+            other.start()
+            while len(_running) < 2:  # seed 1's tool and the outside one
+                time.sleep(0.01)
+            failed_at.append(time.monotonic())
+            raise ToolFailedError("nextpnr-ecp5 failed (seed 2)")
+        run_tool("sleep", ["120"], work, f"sleep_seed{s}.log")
+
+    monkeypatch.setattr(bs, "_place_and_route", place)
+    with pytest.raises(ToolFailedError, match="seed 2"):
+        build_bitstream(tiny, "ulx3s-85f", tmp_path / "out", 50.0, seeds=3, jobs=2)
+    assert time.monotonic() - failed_at[0] < 30  # not seed 1's 120 s
+    t0 = time.monotonic()
+    while not outside and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert outside and outside[0].seconds >= 1.9  # ran to its end, exit 0
+    assert not _running
+
+
 def test_pnr_phases_from_the_log():
     log = ("Info: HeAP Placer Time: 634.77s\nInfo:   of which solving equations: 160.52s\n"
            "Info: SA placement time 340.38s\nInfo: Routing..\nInfo: Router2 time 412.50s\n")

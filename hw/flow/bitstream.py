@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,18 +123,7 @@ def build_bitstream(
         last = seed + seeds - 1
         with progress.step(f"place & route ({pnr_tool}, seeds {seed}-{last}, "
                            f"{min(jobs, seeds)} at a time)") as note:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-                try:
-                    placed = list(pool.map(
-                        lambda s: _place_and_route(work, b, target, s, own_files=True),
-                        range(seed, last + 1)))
-                except BaseException:
-                    # Ctrl-C or a failed seed: the pool waits for its threads on the way out,
-                    # so drop the queued seeds and end the running seeds' nextpnr instead of
-                    # waiting out their routing
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    stop_running_tools()
-                    raise
+            placed = _place_side_by_side(work, b, target, range(seed, last + 1), jobs)
             note.detail = "Fmax " + " / ".join(
                 f"{p.run.fmax_mhz:.1f}" if p.run.fmax_mhz else "-" for p in placed) + " MHz"
     # the best-placed seed (highest Fmax relative to its target; the first on a tie) gives
@@ -217,6 +207,33 @@ class _Placed:
             return ""
         return (f"Fmax {self.run.fmax_mhz:.1f} MHz, target {self.target_mhz:.1f}: "
                 f"{'met' if self.run.met else 'NOT met'}")
+
+
+def _place_side_by_side(work: Path, b: Board, target: float, seeds: range,
+                        jobs: int) -> list[_Placed]:
+    """Place and route ``seeds``, ``jobs`` at a time, in seed order. The first failure (or
+    Ctrl-C) ends the build at once: queued seeds are dropped and the running seeds' tools
+    killed, instead of waiting out their routing (the pool waits for its threads on exit)."""
+    workers: set[int] = set()
+
+    def place(s: int) -> _Placed:
+        workers.add(threading.get_ident())
+        return _place_and_route(work, b, target, s, own_files=True)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        runs = [pool.submit(place, s) for s in seeds]
+        try:
+            for done in concurrent.futures.as_completed(runs):
+                done.result()  # raises for the first seed that fails, whichever it is
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            # repeated: a worker that took the next seed as the queue was cancelled may start
+            # its tool after a kill
+            while not all(r.done() for r in runs):
+                stop_running_tools(workers)
+                time.sleep(0.05)
+            raise
+        return [r.result() for r in runs]
 
 
 def _place_and_route(work: Path, board: Board, target_mhz: float, seed: int, *,

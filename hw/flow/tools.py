@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,10 @@ _YOWASP: dict[str, tuple[str, str]] = {
 }
 
 _LOG_TAIL_LINES = 25
-# The tools run_tool has started and not yet reaped: seeds placed side by side run in worker
-# threads, and an interrupt reaches only the main thread (stop_running_tools ends the rest).
-_running: set[subprocess.Popen] = set()
+# The tools run_tool has started and not yet reaped, with the thread that started each: seeds
+# placed side by side run in worker threads, and an interrupt reaches only the main thread
+# (stop_running_tools ends the workers' tools).
+_running: dict[subprocess.Popen, int] = {}
 _running_lock = threading.Lock()
 
 
@@ -100,12 +102,12 @@ def run_tool(
     with log.open("w") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         with _running_lock:
-            _running.add(proc)
+            _running[proc] = threading.get_ident()
         try:
             returncode, cpu_seconds = _wait_with_usage(proc, timeout_s)
         finally:
             with _running_lock:
-                _running.discard(proc)
+                _running.pop(proc, None)
     seconds = time.monotonic() - start
     if returncode is None:
         raise ToolFailedError(f"{tool} did not finish within {timeout_s:.0f} s (log: {log})", log)
@@ -119,11 +121,13 @@ def run_tool(
                    cpu_seconds=cpu_seconds)
 
 
-def stop_running_tools() -> int:
-    """Kill every tool started by :func:`run_tool` that is still running (in any thread);
-    their run_tool calls then raise ToolFailedError. Returns how many were killed."""
+def stop_running_tools(threads: Collection[int] | None = None) -> int:
+    """Kill the tools started by :func:`run_tool` that are still running, from the given threads
+    (``threading.get_ident()`` values) or from any; their run_tool calls then raise
+    ToolFailedError. Returns how many were killed."""
     with _running_lock:
-        procs = [p for p in _running if p.returncode is None]
+        procs = [p for p, t in _running.items()
+                 if p.returncode is None and (threads is None or t in threads)]
     for proc in procs:
         proc.kill()
     return len(procs)
