@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -46,8 +45,6 @@ RTL_DIR = package_dir("hw") / "rtl"
 BUILD_ROOT = cache_dir("sim", create=False)
 
 SIMULATORS = ("verilator", "icarus")
-
-_log = logging.getLogger(__name__)
 
 # Verilator options: --no-timing because the RTL has no delays (and the C++ model builds
 # without coroutines); -Wno-fatal keeps lint warnings of generated/stitched code from
