@@ -28,6 +28,9 @@ Exactness, layer by layer:
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -39,6 +42,7 @@ from .cpu_plan import exact_dtype
 from .cpu_thresholds import ThresholdEval
 from .hwgraph import HWGraph, HWNode, IntType
 
+log = logging.getLogger(__name__)
 PASS_OPS = ("StreamingFIFO", "StreamingDataWidthConverter")
 PROBE_RANDOM_ROWS = 64
 # multiply-adds per row that a layer's step columns may add to its GEMM and the next: 73k (86
@@ -541,37 +545,130 @@ def _kind_fits(w: np.ndarray, kind: str) -> bool:
         (-128 <= w.min(initial=0) and w.max(initial=0) <= 127)
 
 
+@dataclass
+class Form:
+    """One exact way to run the chain: its layers (with step columns or not) and the weight
+    kind of each layer's kernel."""
+
+    layers: list[Layer]
+    kinds: list[str]
+
+    @property
+    def steps(self) -> list[Steps | None]:
+        return [layer.steps for layer in self.layers]
+
+
 class Int8Chain:
-    """The compiled chain: ``run(x)`` takes [N, K] integers in the input type, returns int64."""
+    """The compiled chain: ``run(x)`` takes [N, K] integers in the input type, returns int64.
 
-    def __init__(self, layers: list[Layer], kinds: list[str], threads: int) -> None:
-        self.kinds = kinds
-        self.steps = [layer.steps for layer in layers]  # (which layers moved their fixes)
-        self.x_zero = layers[0].x_zero
-        sess = session(chain_model(layers, kinds), threads)
-        # run() with the output named and a RunOptions made once: about 1 us less per call
-        # than run(None, ...), which matters at batch 1 (a call is ~17 us); the wrapped C++
-        # session's run where there is one: the Python wrapper re-checks the feed's names
-        # on every call, and ours is always the one input
-        import onnxruntime as ort
+    With two exact forms (the fixes as step columns, and in the thresholds), each batch runs
+    on the form timed faster for its size on this machine (``chain_timer`` and
+    ``batch_routing``): step columns add multiply-adds to save elementwise ops, which pays at
+    batch 1 everywhere, at batch 64 only where the GEMM kernel is fast (VNNI)."""
 
-        self._run = getattr(sess, "_sess", sess).run
-        self._outputs = [sess.get_outputs()[0].name]
-        self._options = ort.RunOptions()
+    def __init__(self, forms: list[Form], threads: int,
+                 timer: Callable[[int, int], float] | None = None) -> None:
+        self.forms = forms
+        self.x_zero = forms[0].layers[0].x_zero
+        self._runs = [_session_run(session(chain_model(f.layers, f.kinds), threads))
+                      for f in forms]
+        self.first, self.split = 0, None  # forms[first] below batch ``split``, the other from it
+        if len(forms) == 2:
+            timer = timer or chain_timer(self._feed, self._runs, forms[0].layers[0])
+            times = [(timer(i, ROUTE_SMALL), timer(i, ROUTE_LARGE)) for i in range(2)]
+            self.first, self.split = batch_routing(times)
+            log.info("int8 chain: %s below batch %s, %s from it", self.describe(self.first),
+                     self.split, self.describe(1 - self.first))
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def kinds(self) -> list[str]:
+        """The kernel kinds of the form that runs batch 1."""
+        return self.forms[self.first].kinds
+
+    @property
+    def steps(self) -> list[Steps | None]:
+        """The step columns of the form that runs batch 1."""
+        return self.forms[self.first].steps
+
+    def form_for(self, batch: int) -> int:
+        """Index into ``forms`` of the form that runs a batch of ``batch`` rows."""
+        return self.first if self.split is None or batch < self.split else 1 - self.first
+
+    def describe(self, i: int) -> str:
+        return "step columns" if any(self.forms[i].steps) else "fixes in the thresholds"
+
+    def _feed(self, x: np.ndarray) -> np.ndarray:
         if self.x_zero:
             x = (x.astype(np.int16) + self.x_zero).astype(np.uint8)
         elif x.dtype != np.uint8:
             x = x.astype(np.uint8)
-        return self._run(self._outputs, {"x": np.ascontiguousarray(x)}, self._options)[0]
+        return np.ascontiguousarray(x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._runs[self.form_for(len(x))](self._feed(x))
+
+
+def _session_run(sess) -> Callable[[np.ndarray], np.ndarray]:
+    """``x -> y`` on a session: with the output named and a RunOptions made once, about 1 us
+    less per call than run(None, ...), which matters at batch 1 (a call is ~17 us); the wrapped
+    C++ session's run where there is one: the Python wrapper re-checks the feed's names on
+    every call, and ours is always the one input."""
+    import onnxruntime as ort
+
+    run, outputs, options = getattr(sess, "_sess", sess).run, [sess.get_outputs()[0].name], \
+        ort.RunOptions()
+    return lambda x: run(outputs, {"x": x}, options)[0]
+
+
+# the batch sizes the forms are timed at, and how often (the best of the repeats counts: a
+# busy machine only ever makes a run slower)
+ROUTE_SMALL, ROUTE_LARGE = 1, 64
+ROUTE_REPEATS = {ROUTE_SMALL: 20, ROUTE_LARGE: 6}
+
+
+def chain_timer(feed: Callable[[np.ndarray], np.ndarray], runs: list[Callable],
+                first: Layer) -> Callable[[int, int], float]:
+    """``timer(form, batch)``: the best wall time of ``runs[form]`` on a batch of random
+    inputs in the first layer's range."""
+    rng = np.random.default_rng(0)
+
+    def timer(i: int, batch: int) -> float:
+        x = feed(rng.integers(first.x_lo, first.x_hi + 1, size=(batch, first.w.shape[0])))
+        runs[i](x)  # warm-up: first-call allocations
+        best = float("inf")
+        for _ in range(ROUTE_REPEATS.get(batch, 5)):
+            t0 = time.perf_counter()
+            runs[i](x)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    return timer
+
+
+def batch_routing(times: list[tuple[float, float]], small: int = ROUTE_SMALL,
+                  large: int = ROUTE_LARGE) -> tuple[int, int | None]:
+    """Which of two forms runs which batch sizes, from each form's time on ``small`` and on
+    ``large`` rows: ``(first, split)``, form ``first`` (the faster at ``small``) below batch
+    ``split``, the other from it; ``split`` None: ``first`` at every size. Each form's time is
+    taken as a line through its two points; ``split`` is where the lines cross."""
+    first = 0 if times[0][0] <= times[1][0] else 1
+    other = 1 - first
+    if times[other][1] >= times[first][1]:
+        return first, None
+    (ts_f, tl_f), (ts_o, tl_o) = times[first], times[other]
+    slope_f, slope_o = (tl_f - ts_f) / (large - small), (tl_o - ts_o) / (large - small)
+    # ts_f + slope_f (n - small) = ts_o + slope_o (n - small); slope_f > slope_o here
+    cross = small + (ts_o - ts_f) / (slope_f - slope_o)
+    return first, max(small + 1, math.ceil(cross))
 
 
 def build_chain(graph: HWGraph, in_lo: int, in_hi: int, outputs: list[str], threads: int,
-                gemm: Gemm | None = None) -> Int8Chain | None:
+                gemm: Gemm | None = None,
+                timer: Callable[[int, int], float] | None = None) -> Int8Chain | None:
     """The int8 session for ``graph`` when it is a chain of 8-bit MVAUs whose kernels and
     thresholds pass their probes on this machine; None otherwise (the caller keeps the plan).
-    ``gemm``: the kernel the probes test (default: onnxruntime's, as the session runs it)."""
+    ``gemm``: the kernel the probes test (default: onnxruntime's, as the session runs it);
+    ``timer(form, batch)``: what routes batches between two forms (default: ``chain_timer``)."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:  # e.g. a board without it: numpy's plan only
@@ -580,11 +677,14 @@ def build_chain(graph: HWGraph, in_lo: int, in_hi: int, outputs: list[str], thre
     layers = plan_layers(graph, nodes, in_lo, in_hi) if nodes else None
     if not layers or not fits_int32(layers):
         return None
-    for steps in (True, False):  # without step columns if no kernel takes their weights
+    forms = []  # with step columns where they apply, then without (if that is another form)
+    for steps in (True, False):
         if not pick_forms(layers, steps):
-            return None
+            break
         chain = with_steps(layers)
         kinds = pick_kinds(chain, gemm or ort_gemm) if fits_int32(chain) else None
-        if kinds is not None or not any(layer.steps for layer in layers):
+        if kinds is not None:
+            forms.append(Form(chain, kinds))
+        if not any(layer.steps for layer in layers):
             break
-    return Int8Chain(chain, kinds, threads) if kinds is not None else None
+    return Int8Chain(forms, threads, timer) if forms else None

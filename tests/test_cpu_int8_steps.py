@@ -167,9 +167,46 @@ def test_chain_drops_steps_when_no_kernel_takes_them(tmp_path):
     rng, widths, path, graph, _ = _fixes_chain(tmp_path)
     chain = cpu_int8.build_chain(graph, 0, 255, [graph.output_name], 1,
                                  gemm=_rejects_widened(widths))
-    assert chain is not None and not any(chain.steps)
+    assert chain is not None and len(chain.forms) == 1 and not any(chain.steps)
     x = _inputs(rng, "UINT8", widths, 17)
     assert np.array_equal(chain.run(x), run_graph(graph, x)["output"])
     with_steps = cpu_int8.build_chain(graph, 0, 255, [graph.output_name], 1)
-    assert with_steps.steps[0] is not None
+    assert with_steps.forms[0].steps[0] is not None and not any(with_steps.forms[1].steps)
     assert np.array_equal(with_steps.run(x), run_graph(graph, x)["output"])
+
+
+def test_batch_routing():
+    """Each form's time is a line through its times at batch 1 and 64; the form faster at 1
+    runs the batches below the lines' crossing, the other the rest; one form wins both: it
+    runs every batch."""
+    assert cpu_int8.batch_routing([(1.0, 10.0), (2.0, 20.0)]) == (0, None)
+    assert cpu_int8.batch_routing([(2.0, 20.0), (1.0, 10.0)]) == (1, None)
+    # lines 1 + (n - 1) and 2 + 0.5 (n - 1) cross at n = 3
+    assert cpu_int8.batch_routing([(1.0, 64.0), (2.0, 33.5)]) == (0, 3)
+    assert cpu_int8.batch_routing([(2.0, 33.5), (1.0, 64.0)]) == (1, 3)
+    # crossing between 1 and 2: batch 1 still runs the form faster at 1
+    assert cpu_int8.batch_routing([(1.0, 64.0), (1.001, 2.0)]) == (0, 2)
+
+
+@pytest.mark.parametrize("steps_first", [True, False])
+def test_chain_routes_batches_between_its_forms(tmp_path, steps_first):
+    """With both forms exact, batches below the split run one form's session, the rest the
+    other's; the integers are the HW-layer graph's on every batch size either way."""
+    rng, widths, path, graph, _ = _fixes_chain(tmp_path)
+    fast, slow = {1: 1e-5, 64: 1e-3}, {1: 2e-5, 64: 5e-4}  # lines cross at batch 3
+
+    def timer(form, batch):
+        return (fast if (form == 0) == steps_first else slow)[batch]
+
+    chain = cpu_int8.build_chain(graph, 0, 255, [graph.output_name], 1, timer=timer)
+    assert len(chain.forms) == 2 and chain.split == 3
+    small, large = chain.form_for(2), chain.form_for(3)
+    assert small != large and (chain.forms[small].steps[0] is not None) == steps_first
+    assert chain.describe(small) == ("step columns" if steps_first else "fixes in the thresholds")
+    ran = []
+    chain._runs = [lambda x, i=i, run=run: ran.append(i) or run(x)
+                   for i, run in enumerate(chain._runs)]
+    for n in (1, 2, 3, 17):
+        x = _inputs(rng, "UINT8", widths, n)
+        assert np.array_equal(chain.run(x), run_graph(graph, x)["output"])
+    assert ran == [small, small, large, large]
