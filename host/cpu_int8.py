@@ -577,8 +577,7 @@ class Int8Chain:
             timer = timer or chain_timer(self._feed, self._runs, forms[0].layers[0])
             times = [(timer(i, ROUTE_SMALL), timer(i, ROUTE_LARGE)) for i in range(2)]
             self.first, self.split = batch_routing(times)
-            log.info("int8 chain: %s below batch %s, %s from it", self.describe(self.first),
-                     self.split, self.describe(1 - self.first))
+            log.info("int8 chain: %s", self.routing())
 
     @property
     def kinds(self) -> list[str]:
@@ -596,6 +595,13 @@ class Int8Chain:
 
     def describe(self, i: int) -> str:
         return "step columns" if any(self.forms[i].steps) else "fixes in the thresholds"
+
+    def routing(self) -> str:
+        """Which form runs which batch sizes, in words."""
+        if self.split is None:
+            return f"{self.describe(self.first)} at every batch size"
+        return (f"{self.describe(self.first)} below batch {self.split}, "
+                f"{self.describe(1 - self.first)} from it")
 
     def _feed(self, x: np.ndarray) -> np.ndarray:
         if self.x_zero:

@@ -202,6 +202,8 @@ def test_chain_routes_batches_between_its_forms(tmp_path, steps_first):
     assert len(chain.forms) == 2 and chain.split == 3
     small, large = chain.form_for(2), chain.form_for(3)
     assert small != large and (chain.forms[small].steps[0] is not None) == steps_first
+    assert chain.routing() == (f"{chain.describe(small)} below batch 3, "
+                               f"{chain.describe(large)} from it")
     assert chain.describe(small) == ("step columns" if steps_first else "fixes in the thresholds")
     ran = []
     chain._runs = [lambda x, i=i, run=run: ran.append(i) or run(x)
