@@ -37,8 +37,8 @@ BENCHES = [
     Bench("accuracy", ("accuracy.py",), ("accuracy",), 3),
     Bench("cpu_engine", ("cpu_engine.py",), ("cpu_engine",), 3),
     Bench("attention", ("attention.py",), ("attention",), 5),
-    Bench("sim_speed", ("sim_speed.py", "--cocotb-frames", "200", "--compiled-frames", "10000"),
-          ("sim_speed",), 3),
+    Bench("sim_speed", ("sim_speed.py", "--cocotb-frames", "200", "--compiled-frames", "10000",
+                        "--repeats", "3"), ("sim_speed",), 4),
     # the bitstreams are built side by side, one per core (Yosys and nextpnr are single-threaded)
     Bench("rtl", ("rtl.py", "--jobs", str(max(1, os.cpu_count() or 1))), ("rtl",), 90),
     Bench("bnn_tfc", ("bnn.py", "--model", "tfc_1w1a"), ("bnn_tfc_1w1a",), 12),
