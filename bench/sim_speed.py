@@ -32,11 +32,11 @@ def measure(graph: Path, project: Path, engine: str, x, repeats: int) -> dict:
     t0 = time.perf_counter()
     sim.run(x[:3])  # builds (or finds the cached build)
     build = time.perf_counter() - t0
-    runs = []
+    runs, outs = [], []
     for _ in range(repeats):
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
         t0 = time.perf_counter()
-        out = sim.run(x)
+        outs.append(sim.run(x))
         wall = time.perf_counter() - t0
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
         m = sim.last_metrics
@@ -44,15 +44,15 @@ def measure(graph: Path, project: Path, engine: str, x, repeats: int) -> dict:
                      "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                      "cycles_per_s": round(m["cycles"] / wall),
                      "cycles_per_cpu_s": round(m["cycles"] / cpu),
-                     "load_avg": round(os.getloadavg()[0], 2), "_out": out})
-        say({k: v for k, v in runs[-1].items() if k != "_out"} | {"engine": engine})
+                     "load_avg": round(os.getloadavg()[0], 2)})
+        say({**runs[-1], "engine": engine})
+    if any(not np.array_equal(out, outs[0]) for out in outs[1:]):
+        raise AssertionError(f"{engine}: repeated runs disagree")
     rates = [r["cycles_per_s"] for r in runs]
     median = sorted(runs, key=lambda r: r["cycles_per_s"])[len(runs) // 2]
-    if any(not np.array_equal(r.pop("_out"), median["_out"]) for r in runs if r is not median):
-        raise AssertionError(f"{engine}: repeated runs disagree")
     return {"engine": engine, **median, "first_run_s": round(build, 1),
-            "cycles_per_s_min": min(rates), "cycles_per_s_max": max(rates),
-            "runs": [{k: v for k, v in r.items() if k != "_out"} for r in runs]}
+            "cycles_per_s_min": min(rates), "cycles_per_s_max": max(rates), "runs": runs,
+            "_out": outs[0]}
 
 
 def main() -> None:
