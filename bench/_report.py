@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,6 +17,15 @@ from netfabric.files import atomic_write
 
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
+
+
+class BenchArgs(argparse.ArgumentParser):
+    """argparse for a benchmark run under :func:`own_output`: its help and usage errors reach
+    the terminal (argparse writes to sys.stdout/sys.stderr, which own_output sends to the log)."""
+
+    def _print_message(self, message: str, file=None) -> None:
+        if message:
+            logs.echo(message.rstrip("\n"), err=file is not sys.stdout)
 
 
 @contextmanager

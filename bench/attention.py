@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import BENCH, machine, own_output, say, write_json, write_section  # noqa: E402
+from _report import BENCH, BenchArgs, machine, own_output, say, write_json, write_section  # noqa: E402
 
 RESULTS = BENCH / "results"
 CHECKPOINT = BENCH.parent / "models" / "pretrained" / "transformer_int8.pt"
@@ -430,7 +430,7 @@ def measure(args: argparse.Namespace, ns: list[int], tmp: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = BenchArgs(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="n = 1K..4K, 3 repeats")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--heads", type=int, default=4)

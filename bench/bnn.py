@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
-from _report import machine, own_output, say, write_json, write_section  # noqa: E402
+from _report import BenchArgs, machine, own_output, say, write_json, write_section  # noqa: E402
 
 # finn-examples build/bnn-pynq/folding_config/<model>_folding_config.json. Node names there are
 # FINN's ``*_hls_N``, netfabric's ``*_N``; netfabric's Thresholding has no ram_style. FINN's CNV
@@ -131,8 +131,8 @@ def build(graph: Path, work: Path, args, cycles: float) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = BenchArgs(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=sorted(FINN_FOLDING), default="tfc_1w1a")
     ap.add_argument("--frames", type=int, default=None,
                     help="images simulated (default: 50 for TFC, 4 for CNV)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, own_output, say, write_json, write_section  # noqa: E402
+from _report import BenchArgs, machine, own_output, say, write_json, write_section  # noqa: E402
 
 
 def _batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
@@ -99,7 +99,7 @@ def qdq_float_twin(float_model, calib: np.ndarray, workdir: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
+    ap = BenchArgs(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")

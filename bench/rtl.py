@@ -25,7 +25,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import BENCH, machine, own_output, provenance, say, write_json, write_section  # noqa: E402
+from _report import (  # noqa: E402
+    BENCH,
+    BenchArgs,
+    machine,
+    own_output,
+    provenance,
+    say,
+    write_json,
+    write_section,
+)
 
 # name: (checkpoint, target frames/s at 100 MHz, frames to simulate)
 MODELS = {
@@ -355,7 +364,7 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict], note: str = "") -> s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = BenchArgs(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer frames")
     ap.add_argument("--no-bitstream", action="store_true")
     ap.add_argument("--only", nargs="+", choices=sorted(MODELS) + ["digits"],

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, own_output, say, write_json, write_section  # noqa: E402
+from _report import BenchArgs, machine, own_output, say, write_json, write_section  # noqa: E402
 
 
 def measure(graph: Path, project: Path, engine: str, x, repeats: int) -> dict:
@@ -56,12 +56,15 @@ def measure(graph: Path, project: Path, engine: str, x, repeats: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = BenchArgs(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cocotb-frames", type=int, default=200)
     ap.add_argument("--compiled-frames", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per engine (median)")
     args = ap.parse_args()
+    if args.repeats < 1 or args.cocotb_frames < 3 or args.compiled_frames < 3:
+        ap.error("--repeats must be at least 1, and each --*-frames at least 3 (the steady "
+                 "interval needs 3 frames)")
 
     from netfabric import flow
     from netfabric.hls.frontend import CompileConfig
