@@ -114,6 +114,7 @@ def main() -> None:
 
     from netfabric import flow
     from netfabric.hls.frontend import CompileConfig
+    from netfabric.host import cpu_fused
     from netfabric.host.cpu_engine import CpuEngine
     from netfabric.models.data import load_mnist
     from netfabric.models.train import load_checkpoint, model_from_checkpoint
@@ -132,7 +133,7 @@ def main() -> None:
         qonnx = flow.export_checkpoint(flow.DEFAULT_CHECKPOINT, tmp / "mlp.qonnx.onnx")
         graph = flow.compile_model(qonnx, tmp / "hw", CompileConfig(label_select=False))
         engine = CpuEngine(graph, threads=1)
-        routing = engine.int8.routing() if engine.int8 is not None else "no int8 chain"
+        routing = engine.routing()
         qdq = ort_session(
             str(qdq_float_twin(float_model, x_train[:512, None].astype(np.float32), tmp)), ort
         )
@@ -179,7 +180,8 @@ def main() -> None:
             "threads": 1,
             "machine": machine(),
             "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-            "engine_int8_routing": routing,
+            "engine_routing": routing,
+            "one_pass_kernels": cpu_fused.enabled(),
             "rows": rows,
             "transformer_model": "shipped segmented-attention transformer INT8",
             "transformer_rows": tf_rows,
@@ -219,8 +221,11 @@ def main() -> None:
             f"| {r['runner']} | {r['accuracy']:.2f}% | {r['batch1_per_s']:,} | "
             f"{r['batch64_per_s']:,} | {r['engine_speedup_b1']} | {r['engine_speedup_b64']} |"
         )
-    lines += ["", f"The MLP engine's int8 chain on this machine: {routing} (each exact form timed "
-              "on batches of 1 and 64 when the engine is built)."]
+    lines += ["", f"The MLP engine on this machine: {routing} (each exact executor, and each "
+              "form of the int8 chain, timed on batches of 1 and 64 when the engine is built). "
+              "The numpy plan's thresholds and the transformer's softmax ran as "
+              + ("one-pass numba kernels (`host/cpu_fused.py`)." if cpu_fused.enabled()
+                 else "numpy passes (numba not installed).")]
     lines += ["", f"Load average (1 min) before/after on the shared machine: "
               f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}."]
     write_section("cpu_engine", "\n".join(lines))

@@ -30,6 +30,9 @@ Activations travel as int32 between layers and are cast to 8 bits right before M
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +41,19 @@ from netfabric.ops.registry import register_piece, require
 
 from . import cpu_plan_ops as plan_ops
 from .cpu_alloc import keep_freed_memory
-from .cpu_int8 import build_chain
+from .cpu_int8 import (
+    ROUTE_LARGE,
+    ROUTE_REPEATS,
+    ROUTE_SMALL,
+    ROUTE_WARMUP,
+    batch_routing,
+    build_chain,
+)
 from .cpu_plan import compile_plan, has_plan
 from .cpu_plan_ops import SMALL_BATCH
 from .hwgraph import GraphError, HWGraph, HWNode, apply_host_steps, load_hwgraph
+
+log = logging.getLogger(__name__)
 
 _I32, _I64 = 6, 7  # onnx TensorProto enums (INT32, INT64)
 
@@ -414,7 +426,11 @@ class CpuEngine:
     name = "cpu"
 
     def __init__(self, graph_path: str | Path, threads: int = 1,
-                 extra_outputs: list[str] | None = None, mode: str = "auto"):
+                 extra_outputs: list[str] | None = None, mode: str = "auto",
+                 route_timer: Callable[[int, int], float] | None = None):
+        """``route_timer(path, batch)``: seconds for a batch of ``batch`` rows on path 0 (the
+        int8 chain) or 1 (the plan), which routes batches between the two in "auto" mode
+        when both apply (default: timed here on random inputs, ``path_timer``)."""
         self.graph = load_hwgraph(graph_path)
         self.extra_outputs = extra_outputs or []
         self.input_type = self.graph.dtypes.get(self.graph.input_name)
@@ -434,11 +450,16 @@ class CpuEngine:
         if mode == "int8" and self.int8 is None:
             raise GraphError("no exact int8 path: the graph is not a chain of 8-bit MVAUs with "
                              "a typed input, or onnxruntime's int8 kernels failed their probe")
-        if mode == "auto":
+        auto = mode == "auto"
+        if auto:
             mode = "int8" if self.int8 is not None else \
                 "plan" if self.input_type is not None and has_plan(self.graph) else "onnx"
         self.mode = mode
-        if mode == "plan":
+        # the int8 chain runs batches below ``_route[1]`` rows, the plan from it (or the other
+        # way round: path ``_route[0]`` first; split None: that path at every size)
+        self._route: tuple[int, int | None] = (0, None)
+        plan_too = auto and mode == "int8" and has_plan(self.graph)
+        if mode == "plan" or plan_too:
             if self.input_type is None:
                 raise GraphError("the plan needs the graph input's integer type")
             self.plans = []  # (largest batch, plan, output slots): a few rows, then any
@@ -467,6 +488,14 @@ class CpuEngine:
         # the call)
         self._direct_shape = tuple(self.input_shape[1:]) \
             if mode == "int8" and self._flat_pre and not self._post else None
+        if plan_too:
+            # the plan's one-pass lines (cpu_fused) can beat the int8 session's elementwise
+            # thresholds on large batches where the int8 GEMM is slow (no VNNI): both are
+            # exact, so each batch runs on the one timed faster for its size here
+            timer = route_timer or path_timer(self)
+            self._route = batch_routing([(timer(i, ROUTE_SMALL), timer(i, ROUTE_LARGE))
+                                         for i in range(2)])
+            log.info("cpu engine: %s", self.routing())
 
     def _validate(self, x: np.ndarray, safe: set | frozenset = frozenset()) -> np.ndarray:
         """Shape, integrality and range checked (not the range of ``safe`` dtypes); the
@@ -493,9 +522,28 @@ class CpuEngine:
         x = CpuEngine._validate(self, x).astype(np.int32)
         return np.ascontiguousarray(apply_host_steps(x, self.graph.host_steps("host_pre")))
 
+    def path_for(self, batch: int) -> str:
+        """Which executor runs a batch of ``batch`` rows: "int8", "plan" or "onnx"."""
+        if self.mode != "int8":
+            return self.mode
+        first, split = self._route
+        return ("int8", "plan")[first if split is None or batch < split else 1 - first]
+
+    def routing(self) -> str:
+        """Which executor runs which batch sizes, in words."""
+        if self.mode != "int8":
+            return f"the {self.mode} executor at every batch size"
+        chain = f"int8 chain ({self.int8.routing()})"
+        names = (chain, "numpy plan")
+        first, split = self._route
+        if split is None:
+            return f"{names[first]} at every batch size"
+        return f"{names[first]} below batch {split}, {names[1 - first]} from it"
+
     def run(self, x: np.ndarray) -> np.ndarray:
         if self._direct_shape is not None and type(x) is np.ndarray and \
-                x.shape[1:] == self._direct_shape and x.dtype in self._safe_dtypes:
+                x.shape[1:] == self._direct_shape and x.dtype in self._safe_dtypes and \
+                self.path_for(len(x)) == "int8":
             return self.int8.run(x.reshape(len(x), -1))
         return self.run_all(x)[0]
 
@@ -504,12 +552,13 @@ class CpuEngine:
             outs = self.session.run(None, {"input": self.check_input(x)})
         else:
             xs = self._validate(x, self._safe_dtypes)
-            if self.mode == "int8" and self._flat_pre:
+            int8 = self.mode == "int8" and self.path_for(len(xs)) == "int8"
+            if int8 and self._flat_pre:
                 outs = [self.int8.run(xs.reshape(len(xs), -1))]
             else:
                 if self._pre:
                     xs = apply_host_steps(xs, self._pre)
-                outs = [self.int8.run(xs)] if self.mode == "int8" else self._run_chunks(xs)
+                outs = [self.int8.run(xs)] if int8 else self._run_chunks(xs)
         if self._post:
             outs[0] = apply_host_steps(outs[0], self._post)
         return outs
@@ -529,6 +578,32 @@ class CpuEngine:
         if len(xs) > small:
             _, plan, slots = self.plans[1]
         return [o.astype(np.int64) for o in plan.run(xs, slots)]
+
+
+def path_timer(engine: CpuEngine) -> Callable[[int, int], float]:
+    """``timer(path, batch)``: the best wall time of the engine's int8 chain (path 0) or plan
+    (path 1) on a batch of random inputs in the graph input's range."""
+    rng = np.random.default_rng(0)
+    kind = engine.input_type
+
+    def timer(path: int, batch: int) -> float:
+        # in the smallest dtype the range needs no check in (a caller's pixels: uint8)
+        dtype = min(engine._safe_dtypes, key=lambda d: d.itemsize, default=np.dtype(np.int64))
+        x = rng.integers(kind.min, kind.max + 1, size=(batch, *engine.input_shape[1:]))
+        x = x.astype(dtype)
+        saved, engine._route = engine._route, (path, None)
+        try:
+            for _ in range(ROUTE_WARMUP):
+                engine.run(x)
+            best = float("inf")
+            for _ in range(ROUTE_REPEATS.get(batch, 5)):
+                t0 = time.perf_counter()
+                engine.run(x)
+                best = min(best, time.perf_counter() - t0)
+        finally:
+            engine._route = saved
+        return best
+    return timer
 
 
 CHUNK_VALUES = 3 << 17  # a chunk's largest tensor holds at most this many values (3 MiB in float64)

@@ -630,6 +630,9 @@ def _session_run(sess) -> Callable[[np.ndarray], np.ndarray]:
 # busy machine only ever makes a run slower)
 ROUTE_SMALL, ROUTE_LARGE = 1, 64
 ROUTE_REPEATS = {ROUTE_SMALL: 20, ROUTE_LARGE: 6}
+# untimed runs first: a new engine's first batches run slower (first-touch page faults, the
+# heap growing); measured on the MLP's plan at batch 64, ~15% slower for its first ~10 runs
+ROUTE_WARMUP = 10
 
 
 def chain_timer(feed: Callable[[np.ndarray], np.ndarray], runs: list[Callable],
@@ -640,7 +643,8 @@ def chain_timer(feed: Callable[[np.ndarray], np.ndarray], runs: list[Callable],
 
     def timer(i: int, batch: int) -> float:
         x = feed(rng.integers(first.x_lo, first.x_hi + 1, size=(batch, first.w.shape[0])))
-        runs[i](x)  # warm-up: first-call allocations
+        for _ in range(ROUTE_WARMUP):
+            runs[i](x)
         best = float("inf")
         for _ in range(ROUTE_REPEATS.get(batch, 5)):
             t0 = time.perf_counter()

@@ -10,6 +10,7 @@ import numpy as np
 from netfabric.errors import GraphError
 from netfabric.ops.kernels import segment_valid
 
+from . import cpu_fused
 from .cpu_plan import Info, Plan, exact_dtype
 from .cpu_thresholds import ThresholdEval
 from .hwgraph import HWGraph, HWNode, IntType
@@ -213,9 +214,13 @@ def _softmax_u32(valid: np.ndarray, lut: np.ndarray, recip_bits: int, frac: int,
     non-integer quotient stays more than one ulp below the next integer), then
     p = min((e * recip + half) >> shift, pmax) -- the integers of ``_softmax_int`` in half
     the bytes of the float64 path. Returns [N, m, H, s(query), s(key)] (a view)."""
+    keys = _valid_key_ranges(valid[:, :, 0, 0, 0])
+    if cpu_fused.enabled():  # the same integers in one pass per segment
+        fused = cpu_fused.softmax_u32(keys, valid.shape[1], lut, recip_bits, frac, pmax,
+                                      out_dtype)
+        return lambda q: fused(q).transpose(2, 0, 3, 4, 1)
     lut_ext = np.append(lut, 0).astype(np.uint32)  # index len(lut): a masked key's e = 0
     masked_d = len(lut)
-    keys = _valid_key_ranges(valid[:, :, 0, 0, 0])
     row_max = _segment_row_max(keys)
     half, rshift = np.uint32(1 << (recip_bits - frac - 1)), np.uint32(recip_bits - frac)
     numer = float(1 << recip_bits)

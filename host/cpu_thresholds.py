@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import cpu_fused
+
 LOOKUP_MAX = 4096  # input ranges up to this many integers are tabulated
 SEARCH_MAX = 256  # up to this many values, one searchsorted beats the line's vector ops
 EXCEPTIONS_MAX = 6  # single-point fixes per channel before it falls back to the search
@@ -232,6 +234,7 @@ class ThresholdEval:
         params = params[:2] + tuple(p[:1].reshape(()) if np.all(p == p[0]) else p
                                     for p in params[2:])
         points, deltas = pick(self.points).astype(self.in_dtype), pick(self.deltas)
+        fused = self._fused(params, points, deltas.astype(out_dtype), order, good)
         cols = _fix_columns(np.flatnonzero(np.any(deltas != 0, axis=0)), deltas.shape[1])
         points, deltas = points[:, cols], deltas[:, cols].astype(out_dtype)
         search_all = _search(thr, self.lo, self.hi, self.act)
@@ -239,8 +242,11 @@ class ThresholdEval:
         def fixed(x):
             if x.size <= SEARCH_MAX:  # few values (batch 1): fewer numpy calls
                 return search_all(x)
+            if fused is not None:
+                return fused(x)
             return _fixed_line(x, params, points, deltas, cols, out_dtype, consume)
-        if self.table_too:  # few values: the table's 3 calls cost less than the line's 4-5
+        if self.table_too and fused is None:  # few values: the table's 3 calls cost less
+            # than the line's 4-5 numpy passes (the fused line is one call)
             table = _lookup(thr, self.lo, self.hi, self.act, self.channels, out_dtype)
             return lambda x: fixed(x) if x.size >= LINE_MIN else table(x)
         if good.all():
@@ -255,13 +261,31 @@ class ThresholdEval:
         def mixed(x):
             if x.size <= SEARCH_MAX:
                 return search_all(x)
-            y = _fixed_line(x, params, points, deltas, cols, out_dtype)
+            y = fused(x) if fused is not None else \
+                _fixed_line(x, params, points, deltas, cols, out_dtype)
             if contiguous:
                 y[..., first:] = table(x[..., first:])
             else:
                 y[..., bad] = table(x[..., bad])
             return y
         return mixed
+
+
+    def _fused(self, params, points, deltas, order, good) -> cpu_fused.FusedLine | None:
+        """The one-pass line (``cpu_fused``) for channels in ``order``, if numba is installed
+        and it gives the count on every check point of the channels the line serves (the same
+        argument as ``check_points``: it is a monotone function minus its fixes), else None."""
+        if not cpu_fused.enabled():
+            return None
+        fused = cpu_fused.FusedLine(params, points, deltas, self.out_dtype)
+        pts, want = self.check_points()
+        if order is not None and pts.shape[1] > 1:
+            pts, want = pts[:, order], want[:, order]
+        if pts.shape[1] == 1 and self.channels > 1:  # a shared row: check it at full width
+            pts, want = (np.repeat(v, self.channels, axis=1) for v in (pts, want))
+        got = fused(pts.astype(self.in_dtype))
+        cols = good if len(good) == got.shape[1] else slice(None)
+        return fused if np.array_equal(got[:, cols], want[:, cols]) else None
 
 
 def _fix_neighbours(points: np.ndarray, deltas: np.ndarray, step: int = 1) -> np.ndarray:

@@ -18,6 +18,7 @@ from netfabric.hls.transformer import (
     compile_transformer_cli,
     is_transformer_checkpoint,
 )
+from netfabric.host import cpu_fused
 from netfabric.host.cpu_engine import CpuEngine
 from netfabric.host.hwgraph import load_hwgraph
 from netfabric.models.int_softmax import IntSoftmaxParams, build_lut, int_softmax_ref
@@ -111,6 +112,21 @@ def test_cpu_engine_equals_integer_forward_and_qat_on_500_images(tf_engine, int_
     qat = predict_logits(qat_model, x)
     assert np.array_equal(logits.argmax(1), qat.argmax(1))
     assert (logits.argmax(1) == y).mean() > 0.95
+
+
+def test_cpu_engine_without_numba_kernels_gives_the_same_integers(tf_graph, tf_engine,
+                                                                 mnist_test, monkeypatch):
+    """The numpy passes (a machine without numba) and the one-pass kernels (host/cpu_fused.py,
+    which the tests above check against FINN's execution and integer_forward) agree on the
+    output and every intermediate tensor, at batch 1 (the few-rows plan) and 100."""
+    assert cpu_fused.enabled()
+    monkeypatch.setattr(cpu_fused, "USE", False)
+    plain = CpuEngine(tf_graph, extra_outputs=EXTRA)
+    for n in (1, 100):
+        x = mnist_test[0][:n, None]
+        for name, a, b in zip(["logits", *EXTRA], plain.run_all(x), tf_engine.run_all(x),
+                              strict=True):
+            assert np.array_equal(a, b), (n, name)
 
 
 @pytest.mark.slow
