@@ -222,18 +222,35 @@ def _finished_seeds(out: Path, board: str) -> dict | None:
             "predicted": compare(pred, {r.kind: r.used for r in res})}
 
 
-def _previous_rows() -> dict[tuple[str, str], dict]:
-    """The open-flow rows of the last recorded run (bench/results/rtl.json), each with the
-    commit it was measured at (``reused_from``): what --collect keeps, marked, for a bitstream
-    with no build folder here."""
+def _previous_rows(part: str = "open_flow") -> dict:
+    """The rows of the last recorded run (bench/results/rtl.json), each with the commit it was
+    measured at (``reused_from``): ``part`` "open_flow" keyed by (board, model), what --collect
+    keeps, marked, for a bitstream with no build folder here; "simulation" keyed by model."""
     path = BENCH / "results" / "rtl.json"
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
     found = re.search(r"commit (\S+)", data.get("provenance", ""))
     commit = found.group(1) if found else "an earlier commit"
-    return {(r["board"], r["model"]): {**r, "reused_from": r.get("reused_from", commit)}
-            for r in data.get("open_flow", []) if "error" not in r}
+    rows = [{**r, "reused_from": r.get("reused_from", commit)}
+            for r in data.get(part, []) if "error" not in r]
+    if part == "simulation":
+        return {r["model"]: r for r in rows}
+    return {(r["board"], r["model"]): r for r in rows}
+
+
+def keep_other_rows(sims: list[dict], flows: list[dict],
+                    bitstreams: bool) -> tuple[list[dict], list[dict]]:
+    """With --only: the other models' rows of the last recorded run, marked with the commit
+    they were measured at, in the tables' usual order (a partial run rewrites the section
+    without losing them)."""
+    old_sims, old_flows = _previous_rows("simulation"), _previous_rows("open_flow")
+    sims = [next((r for r in sims if r["model"] == m), None) or old_sims.get(m)
+            for m in MODELS]
+    if bitstreams:
+        flows = [next((r for r in flows if (r["board"], r["model"]) == b[:2]), None)
+                 or old_flows.get(b[:2]) for b in BITSTREAMS]
+    return [r for r in sims if r], [r for r in flows if r]
 
 
 def build_all(builds: list[tuple], work: Path, jobs: int, collect: bool = False) -> list[dict]:
@@ -310,8 +327,10 @@ def markdown(cmd: str, sims: list[dict], flows: list[dict], note: str = "") -> s
              "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in sims:
         finn = _fmt(r["finn_estimate"]) + ("" if r["finn_covers_all_ops"] else " (FINN ops)")
+        model = r["model"] + (f" (not rerun: row of {r['reused_from']})"
+                              if r.get("reused_from") else "")
         lines.append(
-            f"| {r['model']} | {r['frames']} | {r['measured']:,.0f} | {finn} | "
+            f"| {model} | {r['frames']} | {r['measured']:,.0f} | {finn} | "
             f"{r['registry_cycles']:,} | {r['ideal']:,} | {r['first_frame_latency']:,} | "
             f"{'yes' if r['bit_exact_vs_cpu_engine'] else 'NO'} | "
             f"{_fmt(r.get('compiled_verilator_cycles_per_s'))} | "
@@ -385,6 +404,8 @@ def main() -> None:
         sims = [cycles_and_speed(m, Path(tmp), args.quick) for m in MODELS if m in wanted]
     flows = [] if args.no_bitstream else build_all(
         [b for b in BITSTREAMS if b[1] in wanted], work, args.jobs, args.collect)
+    if args.only:
+        sims, flows = keep_other_rows(sims, flows, not args.no_bitstream)
     argv = sys.argv[1:]
     if "--note" in argv:  # the note is printed under the tables, not in the command line
         i = argv.index("--note")

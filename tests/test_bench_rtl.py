@@ -84,3 +84,37 @@ def test_a_stopped_build_claims_timing_only_for_its_finished_seeds(tmp_path, mon
     line = next(x for x in rtl.markdown("cmd", [], [row]).splitlines() if "| transformer |" in x)
     assert "met on the 2 finished seeds of 3" in line
     assert "stopped: 2 of 3 seeds finished" in line
+
+
+def test_only_keeps_the_other_models_rows_marked(tmp_path, monkeypatch):
+    """``--only mlp``: the MLP's new rows, every other model's rows of the last recorded run
+    marked with their commit, in the tables' usual order."""
+    rtl = _bench()
+    results = tmp_path / "bench"
+    (results / "results").mkdir(parents=True)
+    sim = {"frames": 20, "measured": 5184, "finn_estimate": 5184, "finn_covers_all_ops": True,
+           "registry_cycles": 5184, "ideal": 5184, "first_frame_latency": 9000,
+           "bit_exact_vs_cpu_engine": True}
+    old = {"provenance": "measured at commit abc1234 on a machine",
+           "simulation": [{**sim, "model": "mlp", "measured": 999}, {**sim, "model": "cnn"}],
+           "open_flow": [{"board": "ulx3s-85f", "model": "cnn", "target_mhz": 100.0, "seeds": 3,
+                          "fmax_min": 101.0, "fmax_median": 104.5, "fmax_max": 105.9,
+                          "fmax_per_seed": {"1": 101.0}, "timing_met": True, "wall_s": 900.0},
+                         {"board": "ulx3s-85f", "model": "mlp", "target_mhz": 100.0,
+                          "seeds": 3, "fmax_min": 90.0, "wall_s": 100.0}]}
+    (results / "results" / "rtl.json").write_text(json.dumps(old))
+    monkeypatch.setattr(rtl, "BENCH", results)
+    new_sim = {**sim, "model": "mlp", "measured": 784}
+    new_flow = {"board": "ulx3s-85f", "model": "mlp", "target_mhz": 100.0, "seeds": 3,
+                "fmax_min": 127.0, "fmax_median": 130.0, "fmax_max": 132.0,
+                "fmax_per_seed": {"1": 127.0}, "timing_met": True, "wall_s": 1200.0}
+    sims, flows = rtl.keep_other_rows([new_sim], [new_flow], bitstreams=True)
+    assert [r["model"] for r in sims] == ["mlp", "cnn"]
+    assert sims[0] is new_sim and sims[1]["reused_from"] == "abc1234"
+    assert [r["model"] for r in flows] == ["mlp", "cnn"]
+    assert flows[0] is new_flow and flows[1]["reused_from"] == "abc1234"
+    table = rtl.markdown("python bench/rtl.py --only mlp", sims, flows).splitlines()
+    assert "not rerun: row of abc1234" in next(line for line in table if "| cnn (" in line)
+    mlp_lines = [line for line in table if line.startswith("| mlp |") or "| mlp |" in line]
+    assert all("abc1234" not in line for line in mlp_lines) and len(mlp_lines) == 2
+    assert "784" in mlp_lines[0] and "127.0 / 130.0 / 132.0" in mlp_lines[1]
