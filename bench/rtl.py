@@ -118,9 +118,10 @@ def _same(a, b) -> bool:
 
 
 def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path,
-              collect: bool = False) -> dict:
+              collect: bool = False, seed_jobs: int = 1) -> dict:
     """Build one bitstream and its row; with ``collect``, the row of the build already in its
-    folder (an interrupted run of this command: the row says so)."""
+    folder (an interrupted run of this command: the row says so). ``seed_jobs``: nextpnr
+    seeds placed and routed side by side."""
     from netfabric import bitstream
     from netfabric.errors import NetfabricError
 
@@ -140,7 +141,8 @@ def open_flow(board: str, model: str, mhz: float, seeds: int, work: Path,
             row["seeds_finished"] = len(rep.get("seed_runs") or [1])
     else:
         try:
-            rep = bitstream.build(model, board, mhz, out, seeds=seeds)["report"]
+            rep = bitstream.build(model, board, mhz, out, seeds=seeds,
+                                  jobs=min(seed_jobs, seeds))["report"]
         except NetfabricError as exc:  # e.g. refused before synthesis: the numbers are the result
             row["error"] = str(exc).splitlines()[0]
         row["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -263,8 +265,8 @@ def build_all(builds: list[tuple], work: Path, jobs: int, collect: bool = False)
         rows = [open_flow(*b, work, collect=True) for b in builds]
         return [previous.get((b[0], b[1]), r) if "error" in r else r
                 for b, r in zip(builds, rows, strict=True)]
-    if jobs <= 1:
-        return [open_flow(*b, work) for b in builds]
+    if jobs <= 1 or len(builds) == 1:  # one build: its seeds side by side instead
+        return [open_flow(*b, work, seed_jobs=jobs) for b in builds]
     order = sorted(builds, key=lambda b: BUILD_ORDER.index(b[1]))
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
