@@ -97,3 +97,24 @@ def test_engine_choice(mlp):
         SimBackend(graph, simulator="icarus", project_dir=project, engine="compiled")
     with pytest.raises(ValueError, match="sim engine must be one of"):
         SimBackend(graph, project_dir=project, engine="vcs")
+
+
+def test_a_harness_evicted_before_its_run_is_built_again(mlp, monkeypatch):
+    """Between build_harness returning and run_harness taking the build folder's lock another
+    process's eviction may remove the executable: the run sees it missing under the lock and
+    the backend builds again (here the first build hands back a path with no executable)."""
+    from netfabric.sim import harness
+
+    graph, project, x, cpu, *_ = mlp
+    real, built = harness.build_harness, []
+
+    def build(*args, **kwargs):
+        exe = real(*args, **kwargs)
+        built.append(exe)
+        return exe.with_name("evicted") if len(built) == 1 else exe
+    with pytest.raises(harness.HarnessEvicted, match="removed from the build cache"):
+        harness.run_harness(real(project).with_name("evicted"), project, np.zeros((1, 784)))
+    monkeypatch.setattr(harness, "build_harness", build)
+    sim = SimBackend(graph, project_dir=project)
+    assert np.array_equal(sim.run(x[:5]), cpu[:5])
+    assert len(built) == 2

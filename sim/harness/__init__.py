@@ -30,7 +30,12 @@ from netfabric.sim.build_cache import in_use
 
 from .build import build_harness, render
 
-__all__ = ["build_harness", "default_stall_cycles", "render", "run_harness"]
+__all__ = ["HarnessEvicted", "build_harness", "default_stall_cycles", "render", "run_harness"]
+
+
+class HarnessEvicted(SimulationError):
+    """The harness executable was gone when its run took the build folder's lock: another
+    process's cache eviction removed it after :func:`build_harness` returned. Build again."""
 
 
 def default_stall_cycles(manifest: dict) -> int:
@@ -66,6 +71,10 @@ def run_harness(exe: str | Path, project: str | Path, frames: np.ndarray, *,
         # cwd: the memory files are bare names, read by $readmemh from the project folder
         # the build folder's lock, shared: no eviction after another build removes it mid-run
         with in_use(Path(exe).parent.parent):
+            # checked under the lock: from here on no eviction can remove it
+            if not Path(exe).is_file():
+                raise HarnessEvicted(f"the simulation harness {exe} was removed from the build "
+                                     "cache before it ran; build it again")
             proc = subprocess.run(args, cwd=project, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
