@@ -462,12 +462,14 @@ class CpuEngine:
         if mode == "plan" or plan_too:
             if self.input_type is None:
                 raise GraphError("the plan needs the graph input's integer type")
-            self.plans = []  # (largest batch, plan, output slots): a few rows, then any
-            for small in (True, False):
-                plan, infos = compile_plan(self.graph, self.input_type.min,
-                                           self.input_type.max, outputs, small=small)
-                self.plans.append((SMALL_BATCH if small else None, plan,
-                                   [i.slot for i in infos]))
+            try:
+                self.plans = self._compile_plans(outputs)
+            except (GraphError, NotImplementedError):
+                if not plan_too:
+                    raise
+                plan_too = False  # the int8 chain runs every batch, as it can
+        if mode == "plan" or plan_too:
+            plan = self.plans[-1][1]
             self._in_dtype = plan.info[self.graph.input_name].dtype
             # MVAUs convert their operand to their product's dtype themselves: no extra pass
             readers = [n for n in self.graph.nodes if self.graph.input_name in n.inputs]
@@ -496,6 +498,15 @@ class CpuEngine:
             self._route = batch_routing([(timer(i, ROUTE_SMALL), timer(i, ROUTE_LARGE))
                                          for i in range(2)])
             log.info("cpu engine: %s", self.routing())
+
+    def _compile_plans(self, outputs: list[str]) -> list[tuple]:
+        """(largest batch, plan, output slots): a plan for a few rows, then one for any."""
+        plans = []
+        for small in (True, False):
+            plan, infos = compile_plan(self.graph, self.input_type.min, self.input_type.max,
+                                       outputs, small=small)
+            plans.append((SMALL_BATCH if small else None, plan, [i.slot for i in infos]))
+        return plans
 
     def _validate(self, x: np.ndarray, safe: set | frozenset = frozenset()) -> np.ndarray:
         """Shape, integrality and range checked (not the range of ``safe`` dtypes); the

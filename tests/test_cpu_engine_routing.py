@@ -52,3 +52,20 @@ def test_engine_times_both_executors_and_explicit_int8_stays_int8(tmp_path):
     assert {only.path_for(n) for n in (1, 64, 1000)} == {"int8"}
     x = _inputs(rng, "UINT8", widths, 70)
     assert np.array_equal(engine.run(x), only.run(x))
+
+
+def test_a_plan_that_cannot_compile_leaves_the_int8_chain_every_batch(tmp_path, monkeypatch):
+    from netfabric.errors import GraphError
+
+    rng, widths, path, graph, _ = _fixes_chain(tmp_path)
+
+    def refuse(self, outputs):
+        raise GraphError("no plan for this graph")
+    monkeypatch.setattr(CpuEngine, "_compile_plans", refuse)
+    engine = CpuEngine(path)
+    assert engine.mode == "int8" and {engine.path_for(n) for n in (1, 64, 500)} == {"int8"}
+    assert engine.routing().endswith("at every batch size")
+    x = _inputs(rng, "UINT8", widths, 70)
+    assert np.array_equal(engine.run(x), run_graph(graph, x)["output"])
+    with pytest.raises(GraphError, match="no plan"):
+        CpuEngine(path, mode="plan")
