@@ -1,8 +1,11 @@
-"""Exact CPU engine. Two executors of the same integers:
+"""Exact CPU engine. Three executors of the same integers:
 
-- the plan (``cpu_plan.py``, numpy alone, the default): the graph compiled once into numpy steps,
-  BLAS matmuls in float where every partial sum is provably exact, thresholds as proven lines
-  (``cpu_thresholds.py``); each op's plan compiler is the ``plan`` option of its cpu piece;
+- the plan (``cpu_plan.py``, the default): the graph compiled once into numpy steps, BLAS
+  matmuls in float where every partial sum is provably exact, thresholds as proven lines
+  (``cpu_thresholds.py``, one numba pass each where numba is installed: ``cpu_fused.py``); each
+  op's plan compiler is the ``plan`` option of its cpu piece;
+- the int8 chain (``cpu_int8.py``) for a chain of 8-bit MVAUs (an MLP): in "auto" mode each
+  batch runs on the chain or the plan, whichever was timed faster for its size;
 - the ONNX lowering below, run by onnxruntime (``mode="onnx"``; and for ops without a plan).
 
 The lowering: the HW-layer graph translated to integer ONNX ops and run by onnxruntime.

@@ -1,14 +1,16 @@
-"""One-pass threshold lines for the CPU plan, compiled by numba when it is installed.
+"""One-pass kernels for the CPU plan, compiled by numba when it is installed.
 
-numpy evaluates the proven line ``clip(floor(x * a + b), lo, hi)`` minus its single-point fixes
-(``cpu_thresholds._fixed_line``) as 4-5 passes over the data plus 2 per fix; on a transformer at
-batch 64 those passes were 40% of the engine's time. The kernel here runs the same IEEE
-operations in the same order and dtypes (a float multiply, a float add, the clip, the floor, then
-each fix subtracted where x equals its point), one element at a time in one pass: numba compiles
-without fast-math, so nothing is fused or reordered, and every value equals the numpy form's.
-``cpu_thresholds`` still checks the kernel on its proof points before it uses it.
+numpy evaluates the proven threshold line ``clip(floor(x * a + b), lo, hi)`` minus its
+single-point fixes (``cpu_thresholds._fixed_line``) as 4-5 passes over the data plus 2 per fix;
+on a transformer at batch 64 those passes were 40% of the engine's time. ``FusedLine`` runs the
+same IEEE operations in the same order and dtypes (a float multiply, a float add, the clip, the
+floor, then each fix subtracted where x equals its point) one element at a time in one pass:
+numba compiles without fast-math, so nothing is fused or reordered, and every value equals the
+numpy form's; ``cpu_thresholds`` still checks each kernel on its proof points before it uses it.
+``softmax_u32`` is the transformer's integer softmax (``cpu_plan_transformer._softmax_u32``) in
+one pass per segment.
 
-Optional: without numba (e.g. on a board image) ``available()`` is False and the plan keeps the
+Optional: without numba (e.g. on a board image) ``enabled()`` is False and the plan keeps the
 numpy passes.
 """
 
@@ -52,6 +54,7 @@ def _kernel() -> tuple[Callable, Callable, Callable] | None:
                     d = de[c]
                     ys[c] -= d if xs[c] == pe[c] else d - d
         return out
+
     @numba.njit(cache=True, nogil=True)
     def fixed_line_shared(x, a, b, clo, chi, points, deltas, out):  # pragma: no cover (JIT)
         # one threshold row for every value: x and out flat, the parameters scalars
@@ -64,6 +67,7 @@ def _kernel() -> tuple[Callable, Callable, Callable] | None:
             for i in range(x.shape[0]):
                 out[i] -= d if x[i] == p else d - d
         return out
+
     @numba.njit(cache=True, nogil=True)
     def softmax_u32(q, k0s, k1s, lut, numer, half, scale, pmax, out):  # pragma: no cover
         # q [m, s(key), R] integer scores, segment g's real keys [k0s[g], k1s[g]). Every

@@ -3,7 +3,8 @@
 Compiling walks the graph once: every tensor gets a register slot, a dtype and a proven
 integer range [lo, hi] (from the input type, the weights, the threshold counts), and every node
 becomes a closure over its prebound constants. Running is one loop over those closures; no
-graph walk, dict lookup or ONNX session per call. numpy only (the board side is light).
+graph walk, dict lookup or ONNX session per call. numpy, plus numba's one-pass kernels where it
+is installed (``cpu_fused.py``; the board side is light: numpy alone runs the same plan).
 
 Integers travel in float32 (or float64) arrays wherever every value *and every partial sum*
 of the op that makes them is provably below 2^24 (2^53): BLAS matmuls are then exact

@@ -12,6 +12,9 @@ cheapest of three exact forms, chosen once when the plan is compiled:
   sides of every threshold (between two such points the count is constant). Channels whose
   thresholds are not an (integer-rounded) arithmetic progression fail the proof;
 - for those, one ``searchsorted`` over all their rows at once (rows offset to disjoint ranges).
+
+Where numba is installed the line and its fixes run as one compiled pass (``cpu_fused.py``),
+used only after it gives the count on the line's check points.
 """
 
 from __future__ import annotations
