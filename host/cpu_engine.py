@@ -599,10 +599,10 @@ def path_timer(engine: CpuEngine) -> Callable[[int, int], float]:
     (path 1) on a batch of random inputs in the graph input's range."""
     rng = np.random.default_rng(0)
     kind = engine.input_type
+    # in the smallest dtype the range needs no check in (a caller's pixels: uint8)
+    dtype = min(engine._safe_dtypes, key=lambda d: d.itemsize, default=np.dtype(np.int64))
 
     def timer(path: int, batch: int) -> float:
-        # in the smallest dtype the range needs no check in (a caller's pixels: uint8)
-        dtype = min(engine._safe_dtypes, key=lambda d: d.itemsize, default=np.dtype(np.int64))
         x = rng.integers(kind.min, kind.max + 1, size=(batch, *engine.input_shape[1:]))
         x = x.astype(dtype)
         saved, engine._route = engine._route, (path, None)

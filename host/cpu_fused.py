@@ -133,7 +133,6 @@ class FusedLine:
         self.fix_cols = (int(has[0]), int(has[-1]) + 1) if len(has) else (0, 0)
         if not len(has):
             self.points, self.deltas = self.points[:0], self.deltas[:0]
-        self._wide: dict[int, tuple] = {}
         # one row for all channels: a flat pass over every value (the last axis may be short,
         # e.g. an attention head's 16 values, which would leave the channel loop too short)
         self.shared = all(p.shape[-1] == 1 for p in (*self.params, self.points))
@@ -141,23 +140,12 @@ class FusedLine:
             self._scalars = (*(p.dtype.type(p[0]) for p in self.params),
                              np.ascontiguousarray(self.points[:, 0]),
                              np.ascontiguousarray(self.deltas[:, 0]))
-
-    def _args(self, width: int) -> tuple:
-        """Parameters laid out [width] / [E, width]: one per channel, or the shared row's
-        single value repeated (cached per width)."""
-        if width not in self._wide:
-            def spread(v: np.ndarray) -> np.ndarray:
-                if v.shape[-1] == width:
-                    return np.ascontiguousarray(v)
-                if v.shape[-1] != 1:
-                    raise ValueError(f"{v.shape[-1]} threshold channels, {width} in the data")
-                return np.ascontiguousarray(np.broadcast_to(v, (*v.shape[:-1], width)))
-            c0, c1 = self.fix_cols
-            if self.deltas.shape[-1] == 1 and len(self.points):
-                c0, c1 = 0, width
-            self._wide[width] = (*(spread(p) for p in self.params), spread(self.points),
-                                 spread(self.deltas), c0, c1)
-        return self._wide[width]
+        else:  # one value per channel: the clip bounds may be one for all
+            width = self.params[0].shape[-1]
+            self._args = (*(np.ascontiguousarray(np.broadcast_to(p, width))
+                            for p in self.params),
+                          np.ascontiguousarray(self.points), np.ascontiguousarray(self.deltas),
+                          *self.fix_cols)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.shared:
@@ -165,10 +153,12 @@ class FusedLine:
             self.shared_kernel(np.ascontiguousarray(x).reshape(-1), *self._scalars,
                                out.reshape(-1))
             return out
-        width = x.shape[-1] if x.ndim else 1
+        width = self._args[0].shape[0]
+        if x.shape[-1] != width:
+            raise ValueError(f"{width} threshold channels, {x.shape[-1]} in the data")
         flat = np.ascontiguousarray(x).reshape(-1, width)
         out = np.empty(flat.shape, self.out_dtype)
-        self.kernel(flat, *self._args(width), out)
+        self.kernel(flat, *self._args, out)
         return out.reshape(x.shape)
 
 
@@ -196,7 +186,7 @@ def softmax_u32(keys: list[tuple[int, int]] | None, s: int, lut: np.ndarray, rec
 
     # compiled (or loaded from numba's cache) now, for both score dtypes the plan may hand
     # over, not inside the first timed batch
+    segments = len(k0s) if keys is not None else 1
     for dtype in (np.float32, np.int32):
-        m = len(k0s) if keys is not None else 1
-        softmax(np.zeros((m, s, 1), dtype))
+        softmax(np.zeros((segments, s, 1), dtype))
     return softmax

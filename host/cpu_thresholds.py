@@ -273,7 +273,6 @@ class ThresholdEval:
             return y
         return mixed
 
-
     def _fused(self, params, points, deltas, order, good) -> cpu_fused.FusedLine | None:
         """The one-pass line (``cpu_fused``) for channels in ``order``, if numba is installed
         and it gives the count on every check point of the channels the line serves (the same
@@ -284,8 +283,6 @@ class ThresholdEval:
         pts, want = self.check_points()
         if order is not None and pts.shape[1] > 1:
             pts, want = pts[:, order], want[:, order]
-        if pts.shape[1] == 1 and self.channels > 1:  # a shared row: check it at full width
-            pts, want = (np.repeat(v, self.channels, axis=1) for v in (pts, want))
         got = fused(pts.astype(self.in_dtype))
         cols = good if len(good) == got.shape[1] else slice(None)
         return fused if np.array_equal(got[:, cols], want[:, cols]) else None
