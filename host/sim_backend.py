@@ -93,16 +93,15 @@ class SimBackend:
     def _run_compiled(self, frames: np.ndarray) -> tuple[np.ndarray, dict]:
         from netfabric.sim.harness import HarnessEvicted, build_harness, run_harness
 
-        for attempt in range(2):  # a build evicted by another process before its run: again
-            exe = build_harness(self.project, self.manifest)
-            try:
-                return run_harness(exe, self.project, frames, src_idle=self.src_idle,
-                                   sink_stall=self.sink_stall, seed=self.seed,
-                                   stall_cycles=self.stall_cycles, manifest=self.manifest)
-            except HarnessEvicted:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        def run() -> tuple[np.ndarray, dict]:
+            return run_harness(build_harness(self.project, self.manifest), self.project, frames,
+                               src_idle=self.src_idle, sink_stall=self.sink_stall,
+                               seed=self.seed, stall_cycles=self.stall_cycles,
+                               manifest=self.manifest)
+        try:
+            return run()
+        except HarnessEvicted:  # another process's eviction removed it before the run: again
+            return run()
 
     def _run_cocotb(self, frames: np.ndarray) -> tuple[np.ndarray, dict]:
         from netfabric.errors import SimulationError
