@@ -29,6 +29,10 @@ class Board:
     constraints: str  # file name in hw/boards/
     synth_args: tuple[str, ...] = ()  # extra synth_<family> options
     pnr_args: tuple[str, ...] = ()  # device selection for nextpnr
+    # nextpnr's placer, chosen per family from measured builds (see the architecture doc):
+    # on ECP5 the electrostatic "static" placer spreads cells to a target density, which left
+    # router1 a fraction of the congestion HeAP's denser placement gave it.
+    placer: Literal["heap", "static"] = "heap"
     default_freq_mhz: float = 100.0
     leds_active_low: bool = False
     # Host link (open boards): baud rate of the FTDI USB-serial port, 0 = no link in the shell.
@@ -64,6 +68,7 @@ BOARDS: dict[str, Board] = {
             leds=8,
             constraints="ulx3s-85f.lpf",
             pnr_args=("--85k", "--package", "CABGA381", "--speed", "6"),
+            placer="static",
             default_freq_mhz=100.0,
             # FT231X: 3 Mbaud is its maximum (3 MHz / n, n >= 1).
             link_baud=3_000_000,

@@ -55,6 +55,7 @@ def pnr_args(board: Board, constraints: str, freq_mhz: float, seed: int = 1,
         io = ["--pcf", constraints, "--asc", names["output"]]
     return [
         *board.pnr_args,
+        "--placer", board.placer,
         "--json", NETLIST,
         *io,
         "--report", names["report"],

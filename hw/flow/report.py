@@ -264,7 +264,8 @@ _PNR_PHASES = {
 
 def parse_pnr_phases(log_text: str) -> dict[str, float]:
     """Seconds nextpnr reports for analytic placement (HeAP), its annealing refinement and
-    routing; the phases its log has (placer and router differ by option)."""
+    routing; the phases its log has (placer and router differ by option: the static placer
+    reports no time of its own, so its runs have no ``placement_analytic``)."""
     out = {}
     for phase, pattern in _PNR_PHASES.items():
         m = pattern.search(log_text)
