@@ -647,17 +647,6 @@ module segment_attention #(
     wire [SW+1:0] rem_n = !d3[SW+2] ? d3[SW+1:0] : !d2[SW+2] ? d2[SW+1:0] :
                           !d1[SW+2] ? d1[SW+1:0] : rem4;
     wire [2*ND+1:0] quo_n = {quo, qd};
-    // The reciprocal is loaded in the last S_DIV cycle (dstep == 0). Its load and its zero
-    // case come from registers set a cycle earlier (S_DIV counts dstep down by one a cycle,
-    // and ssum is final from dstep == NDC >= 1 on), not from the state decode, the reset and
-    // ssum's compare: rcp fans out to the p.v multipliers in the DSP columns, and that
-    // decode ahead of the long route was a 10.5 ns path of the transformer's bitstream.
-    reg  rcp_load, ssum_zero;
-    always @(posedge clk) begin
-        rcp_load <= rst_n && state == S_DIV && dstep == ONE;
-        ssum_zero <= ssum == {SW{1'b0}};
-        if (rcp_load) rcp <= ssum_zero ? {(RBITS + 1){1'b0}} : quo_n[RBITS:0];
-    end
 
     // ------------------------------------------------------------------ control
     always @(posedge clk) begin
@@ -749,6 +738,7 @@ module segment_attention #(
                         rem <= rem_n[SW-1:0];
                     end
                     if (dstep == {CW{1'b0}}) begin
+                        rcp <= (ssum == {SW{1'b0}}) ? {(RBITS + 1){1'b0}} : quo_n[RBITS:0];
                         state <= S_PV;
                         ch <= {CW{1'b0}};
                     end else begin
